@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+
+	"github.com/rallyehq/rallye/internal/app"
+	"github.com/rallyehq/rallye/internal/demo"
+)
+
+func runServe(ctx context.Context, env *environment, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	withDemo := fs.Bool("demo", false, "seed the demo company at start and print its tokens")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := env.cfg.RequireVerifier(); err != nil {
+		return err
+	}
+	a, err := app.New(ctx, env.cfg, env.log, app.Options{})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if *withDemo {
+		res, err := demo.Seed(ctx, a.Org)
+		if err != nil {
+			return err
+		}
+		if err := printDemo(env, res); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", env.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("RALLYE_ADDR %s: %w", env.cfg.Addr, err)
+	}
+	return a.Serve(ctx, ln)
+}

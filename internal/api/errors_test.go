@@ -1,0 +1,78 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+
+	"github.com/rallyehq/rallye/internal/rallye"
+)
+
+func TestErrorMappingCoversEveryCode(t *testing.T) {
+	for _, code := range []rallye.Code{
+		rallye.CodeInvalid, rallye.CodeNotFound, rallye.CodeAlreadyExists, rallye.CodeFailedPrecondition,
+		rallye.CodePermissionDenied, rallye.CodeUnauthenticated, rallye.CodeResourceExhausted,
+		rallye.CodeUnavailable, rallye.CodeInternal,
+	} {
+		if _, ok := connectCodes[code]; !ok {
+			t.Errorf("domain code %q has no Connect code", code)
+		}
+	}
+}
+
+func TestToConnect(t *testing.T) {
+	ctx := context.WithValue(context.Background(), requestInfoKey{}, &requestInfo{id: "req-42"})
+	tests := []struct {
+		name      string
+		err       error
+		code      connect.Code
+		message   string // substring of the message
+		field     string // expected BadRequest field, if any
+		hideCause string // must not appear in the message
+	}{
+		{name: "InvalidNamesField", err: rallye.Invalid("user.email", "is not an e-mail address"),
+			code: connect.CodeInvalidArgument, message: "user.email: is not an e-mail address", field: "user.email"},
+		{name: "WrappedNotFound", err: fmt.Errorf("load: %w", rallye.NotFound("team")),
+			code: connect.CodeNotFound, message: "team not found"},
+		{name: "AlreadyExists", err: &rallye.Error{Code: rallye.CodeAlreadyExists, Field: "email", Message: "is taken"},
+			code: connect.CodeAlreadyExists, message: "email: is taken", field: "email"},
+		{name: "PlainErrorIsInternal", err: errors.New("pq: secret table exploded"),
+			code: connect.CodeInternal, message: "req-42", hideCause: "secret table"},
+		{name: "DomainInternalHidesCause", err: &rallye.Error{Code: rallye.CodeInternal, Message: "db password is hunter2"},
+			code: connect.CodeInternal, message: "req-42", hideCause: "hunter2"},
+		{name: "Canceled", err: fmt.Errorf("query: %w", context.Canceled), code: connect.CodeCanceled},
+		{name: "ConnectErrorPassesThrough", err: connect.NewError(connect.CodeInvalidArgument, errors.New("validation error: x")),
+			code: connect.CodeInvalidArgument, message: "validation error: x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := toConnect(ctx, tt.err)
+			if got.Code() != tt.code {
+				t.Fatalf("code = %v, want %v", got.Code(), tt.code)
+			}
+			if !strings.Contains(got.Message(), tt.message) {
+				t.Errorf("message %q does not contain %q", got.Message(), tt.message)
+			}
+			if tt.hideCause != "" && strings.Contains(got.Message(), tt.hideCause) {
+				t.Errorf("message %q leaks the cause", got.Message())
+			}
+			if tt.field != "" {
+				var found bool
+				for _, d := range got.Details() {
+					v, err := d.Value()
+					if br, ok := v.(*errdetails.BadRequest); err == nil && ok {
+						found = len(br.FieldViolations) == 1 && br.FieldViolations[0].Field == tt.field
+					}
+				}
+				if !found {
+					t.Errorf("no BadRequest detail naming %q", tt.field)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,4 @@
+package api
+
+// Rules exposes the authorization table to the external tests.
+var Rules = rules

@@ -1,0 +1,168 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rallyehq/rallye/internal/rallye"
+)
+
+// requestInfo travels in the context of a request so that the outermost
+// interceptor can log and count what inner ones learned (the principal).
+type requestInfo struct {
+	id        string
+	principal rallye.Principal
+}
+
+type requestInfoKey struct{}
+
+func infoFrom(ctx context.Context) *requestInfo {
+	if ri, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
+		return ri
+	}
+	return &requestInfo{}
+}
+
+func requestID(ctx context.Context) string { return infoFrom(ctx).id }
+
+// rpcMetrics counts RPCs and their latencies by procedure and code.
+type rpcMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newRPCMetrics(reg prometheus.Registerer) *rpcMetrics {
+	m := &rpcMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rallye_rpc_requests_total",
+			Help: "RPCs handled, by procedure and status code.",
+		}, []string{"procedure", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rallye_rpc_duration_seconds",
+			Help:    "RPC latency (for streams, their lifetime), by procedure and status code.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60},
+		}, []string{"procedure", "code"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+// observer is the outermost interceptor: it gives each request a logger with
+// its request id, turns domain errors into Connect errors (one place), logs
+// failures with their cause, and records metrics.
+type observer struct {
+	log     *slog.Logger
+	metrics *rpcMetrics
+}
+
+func (o *observer) begin(ctx context.Context, procedure string) (context.Context, *slog.Logger) {
+	log := o.log.With("request_id", requestID(ctx), "procedure", procedure)
+	return rallye.WithLogger(ctx, log), log
+}
+
+func (o *observer) end(ctx context.Context, log *slog.Logger, procedure string, start time.Time, err error) error {
+	code := "ok"
+	var out error
+	if err != nil {
+		ce := toConnect(ctx, err)
+		code = ce.Code().String()
+		out = ce
+	}
+	elapsed := time.Since(start)
+	o.metrics.requests.WithLabelValues(procedure, code).Inc()
+	o.metrics.duration.WithLabelValues(procedure, code).Observe(elapsed.Seconds())
+	p := infoFrom(ctx).principal
+	attrs := []any{"code", code, "duration_ms", float64(elapsed.Microseconds()) / 1000}
+	if p.TenantID.String() != "00000000-0000-0000-0000-000000000000" {
+		attrs = append(attrs, "tenant_id", p.TenantID, "user_id", p.UserID, "api_key_id", p.APIKeyID)
+	}
+	switch {
+	case err == nil:
+		log.Debug("rpc", attrs...)
+	case code == connect.CodeInternal.String() || code == connect.CodeUnknown.String():
+		log.Error("rpc failed", append(attrs, "error", err.Error())...)
+	default:
+		log.Info("rpc refused", append(attrs, "error", out.Error())...)
+	}
+	return out
+}
+
+func (o *observer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		start := time.Now()
+		procedure := req.Spec().Procedure
+		ctx, log := o.begin(ctx, procedure)
+		res, err := next(ctx, req)
+		return res, o.end(ctx, log, procedure, start, err)
+	}
+}
+
+func (o *observer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (o *observer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		start := time.Now()
+		procedure := conn.Spec().Procedure
+		ctx, log := o.begin(ctx, procedure)
+		return o.end(ctx, log, procedure, start, next(ctx, conn))
+	}
+}
+
+// Authenticator resolves the credentials of a request.
+type Authenticator interface {
+	Authenticate(ctx context.Context, authorization string) (rallye.Principal, error)
+}
+
+// guard authenticates every call and enforces the rules table: the one place
+// where roles are checked against procedures.
+type guard struct {
+	auth  Authenticator
+	rules map[string][]rallye.Role
+}
+
+func (g *guard) admit(ctx context.Context, procedure, authorization string) (context.Context, error) {
+	p, err := g.auth.Authenticate(ctx, authorization)
+	if err != nil {
+		return ctx, err
+	}
+	infoFrom(ctx).principal = p
+	roles, ok := g.rules[procedure]
+	if !ok {
+		rallye.Logger(ctx).Error("procedure has no authorization rule; refusing", "procedure", procedure)
+		return ctx, rallye.Errorf(rallye.CodePermissionDenied, "this call is not open to anyone")
+	}
+	if !p.Has(roles...) {
+		return ctx, rallye.Errorf(rallye.CodePermissionDenied, "your role does not allow this call")
+	}
+	return rallye.WithPrincipal(ctx, p), nil
+}
+
+func (g *guard) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		ctx, err := g.admit(ctx, req.Spec().Procedure, req.Header().Get("Authorization"))
+		if err != nil {
+			return nil, err
+		}
+		return next(ctx, req)
+	}
+}
+
+func (g *guard) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (g *guard) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		ctx, err := g.admit(ctx, conn.Spec().Procedure, conn.RequestHeader().Get("Authorization"))
+		if err != nil {
+			return err
+		}
+		return next(ctx, conn)
+	}
+}

@@ -1,0 +1,90 @@
+// Package api is Rallye's transport layer: Connect handlers that translate
+// protobuf to domain calls, the interceptors (observability, authentication,
+// authorization, validation), the error mapping, and the HTTP mux that serves
+// Connect, gRPC and gRPC-Web side by side with health, reflection and
+// metrics. No domain package imports it.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"regexp"
+
+	"buf.build/go/protovalidate"
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"connectrpc.com/validate"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rallyehq/rallye/gen/rallye/v1/rallyev1connect"
+	"github.com/rallyehq/rallye/internal/auth"
+	"github.com/rallyehq/rallye/internal/org"
+)
+
+// Deps are what the handlers need.
+type Deps struct {
+	Log      *slog.Logger
+	Registry *prometheus.Registry
+	Auth     Authenticator
+	Health   grpchealth.Checker
+	Org      *org.Service
+	APIKeys  *auth.APIKeys
+}
+
+// NewHandler returns the HTTP handler of the whole API.
+func NewHandler(d Deps) (http.Handler, error) {
+	validator, err := protovalidate.New()
+	if err != nil {
+		return nil, err
+	}
+	opts := connect.WithHandlerOptions(
+		connect.WithInterceptors(
+			&observer{log: d.Log, metrics: newRPCMetrics(d.Registry)},
+			&guard{auth: d.Auth, rules: rules},
+			validate.NewInterceptor(validate.WithValidator(validator)),
+		),
+		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, r any) error {
+			d.Log.Error("handler panicked", "procedure", spec.Procedure, "request_id", requestID(ctx), "panic", r)
+			return connect.NewError(connect.CodeInternal, nil)
+		}),
+	)
+
+	mux := http.NewServeMux()
+	var services []string
+	mount := func(path string, h http.Handler) {
+		mux.Handle(path, h)
+		services = append(services, path[1:len(path)-1])
+	}
+	mount(rallyev1connect.NewOrganizationServiceHandler(&organizationHandler{org: d.Org, validator: validator}, opts))
+	mount(rallyev1connect.NewAccessServiceHandler(&accessHandler{keys: d.APIKeys}, opts))
+
+	mux.Handle(grpchealth.NewHandler(d.Health))
+	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName)...)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry}))
+	return withRequestID(mux), nil
+}
+
+var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// withRequestID gives every request an id (the caller's X-Request-Id when it
+// is sane), echoes it in the response and puts it in the context for logs.
+func withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !requestIDPattern.MatchString(id) {
+			b := make([]byte, 8)
+			_, _ = rand.Read(b)
+			id = hex.EncodeToString(b)
+		}
+		w.Header().Set("X-Request-Id", id)
+		ctx := context.WithValue(r.Context(), requestInfoKey{}, &requestInfo{id: id})
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}

@@ -1,0 +1,203 @@
+// Package app assembles a Rallye server from its configuration: pools,
+// Redis, the job queue, the domain services and the API handler. The rallye
+// command and the end-to-end tests both start servers through it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"connectrpc.com/grpchealth"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/rallyehq/rallye/internal/api"
+	"github.com/rallyehq/rallye/internal/auth"
+	"github.com/rallyehq/rallye/internal/config"
+	"github.com/rallyehq/rallye/internal/org"
+	"github.com/rallyehq/rallye/internal/postgres"
+	"github.com/rallyehq/rallye/internal/redisdb"
+)
+
+// App is a wired Rallye server.
+type App struct {
+	Config   config.Config
+	Log      *slog.Logger
+	DB       *postgres.DB
+	Redis    redis.UniversalClient
+	Keys     redisdb.Keyspace
+	River    *river.Client[pgx.Tx]
+	Registry *prometheus.Registry
+	Auth     *auth.Authenticator
+	Org      *org.Service
+	APIKeys  *auth.APIKeys
+	Handler  http.Handler
+
+	jwksCancel  context.CancelFunc
+	workerCount int
+}
+
+// Options adjust how an App is built.
+type Options struct {
+	// SkipMigrate leaves the schema alone (tests use pre-migrated databases).
+	SkipMigrate bool
+}
+
+// New connects to PostgreSQL and Redis, migrates, and wires the services.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*App, error) {
+	a := &App{Config: cfg, Log: log, Registry: prometheus.NewRegistry(), Keys: redisdb.Keyspace{Prefix: cfg.RedisPrefix}}
+	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ok := false
+	defer func() {
+		if !ok {
+			a.Close()
+		}
+	}()
+
+	if !o.SkipMigrate {
+		if err := postgres.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
+			return nil, err
+		}
+	}
+	db, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	if err != nil {
+		return nil, err
+	}
+	a.DB = db
+	if !o.SkipMigrate {
+		if err := postgres.Migrate(ctx, db.Pool, log); err != nil {
+			return nil, err
+		}
+	}
+	if enforced, err := postgres.RowSecurityEnforced(ctx, db.Pool); err == nil && !enforced {
+		log.Warn("the database role is a superuser or bypasses row-level security: tenant isolation rests on query conditions alone; connect as an ordinary role in production")
+	}
+
+	a.Redis, err = redisdb.Open(ctx, redisdb.Options{URL: cfg.RedisURL, Addrs: cfg.RedisAddrs, MasterName: cfg.RedisMasterName})
+	if err != nil {
+		return nil, err
+	}
+
+	// Domain areas add their workers here as they gain background work.
+	workers := river.NewWorkers()
+	riverCfg := &river.Config{Logger: log.With("component", "jobs")}
+	if a.workerCount > 0 {
+		riverCfg.Workers = workers
+		riverCfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 20}}
+	}
+	a.River, err = river.NewClient(riverpgxv5.New(db.Pool), riverCfg)
+	if err != nil {
+		return nil, fmt.Errorf("job queue: %w", err)
+	}
+
+	var jwks keyfunc.Keyfunc
+	if cfg.JWKSURL != "" {
+		jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		a.jwksCancel = cancel
+		jwks, err = keyfunc.NewDefaultCtx(jctx, []string{cfg.JWKSURL})
+		if err != nil {
+			return nil, fmt.Errorf("RALLYE_JWKS_URL: %w", err)
+		}
+	}
+
+	a.Org = org.NewService(db)
+	a.APIKeys = auth.NewAPIKeys(db)
+	a.Auth = auth.NewAuthenticator(auth.Options{
+		Secret: []byte(cfg.JWTSecret), JWKS: jwks, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
+		CacheTTL: cfg.CredentialCacheTTL,
+	}, a.Org, a.APIKeys)
+	a.Org.Forget = a.Auth.ForgetUser
+
+	a.Handler, err = api.NewHandler(api.Deps{
+		Log: log, Registry: a.Registry, Auth: a.Auth, Health: &healthChecker{db: db, redis: a.Redis},
+		Org: a.Org, APIKeys: a.APIKeys,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ok = true
+	return a, nil
+}
+
+// Serve serves the API on ln until ctx is cancelled, then shuts down
+// gracefully: the listener closes, in-flight requests get up to
+// ShutdownTimeout to finish, background jobs stop, and only then do the pools
+// close (in Close).
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true) // gRPC over cleartext (h2c)
+	srv := &http.Server{
+		Handler:           a.Handler,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if a.workerCount > 0 {
+		if err := a.River.Start(ctx); err != nil {
+			return fmt.Errorf("start job queue: %w", err)
+		}
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.Log.Info("rallye serving", "addr", ln.Addr().String())
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	a.Log.Info("shutting down", "timeout", a.Config.ShutdownTimeout)
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.Config.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(shutCtx)
+	if a.workerCount > 0 {
+		if stopErr := a.River.Stop(shutCtx); stopErr != nil && err == nil {
+			err = stopErr
+		}
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Close releases connections. Call it after Serve returned.
+func (a *App) Close() {
+	if a.jwksCancel != nil {
+		a.jwksCancel()
+	}
+	if a.Redis != nil {
+		_ = a.Redis.Close()
+	}
+	if a.DB != nil {
+		a.DB.Close()
+	}
+}
+
+// healthChecker reports the server as serving while PostgreSQL and Redis
+// answer, so load balancers stop sending traffic to an instance that lost
+// them.
+type healthChecker struct {
+	db    *postgres.DB
+	redis redis.UniversalClient
+}
+
+func (h *healthChecker) Check(ctx context.Context, _ *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if h.db.Pool.Ping(ctx) != nil || h.redis.Ping(ctx).Err() != nil {
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+	}
+	return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
+}

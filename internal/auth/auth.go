@@ -1,0 +1,218 @@
+// Package auth turns the credentials of a request (a bearer JWT or a company
+// API key) into a rallye.Principal, mints development tokens, and manages the
+// company API keys.
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+	"github.com/hashicorp/golang-lru/v2/expirable"
+
+	"github.com/rallyehq/rallye/internal/rallye"
+)
+
+// Claims are the claims of a Rallye access token: the standard ones (sub is
+// the user id) plus the company and the roles.
+type Claims struct {
+	TenantID string   `json:"tenant_id"`
+	Roles    []string `json:"roles"`
+	jwt.RegisteredClaims
+}
+
+// Access is a person's current standing, read from the database.
+type Access struct {
+	Active bool
+	Roles  []rallye.Role
+}
+
+// People reads a person's current standing. It returns a rallye error with
+// CodeNotFound for an unknown person.
+type People interface {
+	Access(ctx context.Context, tenantID, userID uuid.UUID) (Access, error)
+}
+
+// Options configures an Authenticator.
+type Options struct {
+	// Secret verifies HS256 tokens (and signs development tokens).
+	Secret []byte
+	// JWKS verifies RS256 and ES256 tokens; nil disables them.
+	JWKS     keyfunc.Keyfunc
+	Issuer   string
+	Audience string
+	// CacheTTL bounds how stale a person's or key's cached standing may be.
+	CacheTTL time.Duration
+}
+
+type userKey struct{ tenant, user uuid.UUID }
+
+// Authenticator verifies credentials. The standing of people and keys is
+// cached for CacheTTL, so that a hot read path does not query the database on
+// every call while deactivation and revocation still take effect quickly.
+type Authenticator struct {
+	opts   Options
+	people People
+	keys   *APIKeys
+	users  *expirable.LRU[userKey, Access]
+	apiKey *expirable.LRU[[32]byte, APIKey]
+}
+
+// NewAuthenticator returns an Authenticator reading standings from people and
+// keys.
+func NewAuthenticator(opts Options, people People, keys *APIKeys) *Authenticator {
+	ttl := opts.CacheTTL
+	if ttl <= 0 {
+		ttl = time.Nanosecond // effectively no cache
+	}
+	a := &Authenticator{
+		opts:   opts,
+		people: people,
+		keys:   keys,
+		users:  expirable.NewLRU[userKey, Access](100_000, nil, ttl),
+		apiKey: expirable.NewLRU[[32]byte, APIKey](10_000, nil, ttl),
+	}
+	keys.onRevoke = func(hash [32]byte) { a.apiKey.Remove(hash) }
+	return a
+}
+
+var errUnauthenticated = rallye.Errorf(rallye.CodeUnauthenticated, "missing or invalid credentials")
+
+// Authenticate resolves an Authorization header value ("Bearer <token>").
+func (a *Authenticator) Authenticate(ctx context.Context, header string) (rallye.Principal, error) {
+	scheme, cred, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") || cred == "" {
+		return rallye.Principal{}, errUnauthenticated
+	}
+	if strings.HasPrefix(cred, APIKeyPrefix) {
+		return a.authenticateKey(ctx, cred)
+	}
+	return a.authenticateToken(ctx, cred)
+}
+
+func (a *Authenticator) authenticateKey(ctx context.Context, secret string) (rallye.Principal, error) {
+	hash := sha256.Sum256([]byte(secret))
+	key, ok := a.apiKey.Get(hash)
+	if !ok {
+		var err error
+		key, err = a.keys.lookup(ctx, hash)
+		if rallye.ErrorCode(err) == rallye.CodeNotFound {
+			return rallye.Principal{}, errUnauthenticated
+		}
+		if err != nil {
+			return rallye.Principal{}, err
+		}
+		a.apiKey.Add(hash, key)
+	}
+	if key.RevokedAt != nil {
+		return rallye.Principal{}, errUnauthenticated
+	}
+	return rallye.Principal{TenantID: key.TenantID, APIKeyID: key.ID, Roles: key.Roles}, nil
+}
+
+func (a *Authenticator) authenticateToken(ctx context.Context, raw string) (rallye.Principal, error) {
+	var claims Claims
+	_, err := jwt.ParseWithClaims(raw, &claims, a.keyFor,
+		jwt.WithValidMethods([]string{"HS256", "RS256", "ES256"}),
+		jwt.WithIssuer(a.opts.Issuer),
+		jwt.WithAudience(a.opts.Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(30*time.Second),
+	)
+	if err != nil {
+		rallye.Logger(ctx).Debug("token rejected", "reason", err)
+		return rallye.Principal{}, errUnauthenticated
+	}
+	tenantID, err1 := uuid.Parse(claims.TenantID)
+	userID, err2 := uuid.Parse(claims.Subject)
+	if err1 != nil || err2 != nil {
+		return rallye.Principal{}, errUnauthenticated
+	}
+	key := userKey{tenantID, userID}
+	access, ok := a.users.Get(key)
+	if !ok {
+		access, err = a.people.Access(ctx, tenantID, userID)
+		if rallye.ErrorCode(err) == rallye.CodeNotFound {
+			return rallye.Principal{}, errUnauthenticated
+		}
+		if err != nil {
+			return rallye.Principal{}, err
+		}
+		a.users.Add(key, access)
+	}
+	if !access.Active {
+		return rallye.Principal{}, errUnauthenticated
+	}
+	// A token grants no more than the person holds now: a demoted manager
+	// loses manager rights without waiting for the token to expire.
+	var roles []rallye.Role
+	for _, r := range claims.Roles {
+		role := rallye.Role(r)
+		if slices.Contains(access.Roles, role) && !slices.Contains(roles, role) {
+			roles = append(roles, role)
+		}
+	}
+	return rallye.Principal{TenantID: tenantID, UserID: userID, Roles: roles}, nil
+}
+
+func (a *Authenticator) keyFor(t *jwt.Token) (any, error) {
+	switch t.Method.Alg() {
+	case "HS256":
+		if len(a.opts.Secret) == 0 {
+			return nil, errors.New("HS256 tokens are not accepted")
+		}
+		return a.opts.Secret, nil
+	default:
+		if a.opts.JWKS == nil {
+			return nil, fmt.Errorf("%s tokens are not accepted without a JWKS URL", t.Method.Alg())
+		}
+		return a.opts.JWKS.Keyfunc(t)
+	}
+}
+
+// ForgetUser drops a person's cached standing (after a change on this
+// instance; other instances see it within the cache lifetime).
+func (a *Authenticator) ForgetUser(tenantID, userID uuid.UUID) {
+	a.users.Remove(userKey{tenantID, userID})
+}
+
+// TokenRequest describes a token to mint.
+type TokenRequest struct {
+	TenantID uuid.UUID
+	UserID   uuid.UUID
+	Roles    []rallye.Role
+	TTL      time.Duration
+	Now      time.Time
+}
+
+// MintToken signs an HS256 access token. It is for development and for
+// deployments that do not use an external identity provider.
+func MintToken(secret []byte, issuer, audience string, r TokenRequest) (string, error) {
+	if len(secret) == 0 {
+		return "", errors.New("no signing secret configured (RALLYE_JWT_SECRET)")
+	}
+	roles := make([]string, len(r.Roles))
+	for i, role := range r.Roles {
+		roles[i] = string(role)
+	}
+	claims := Claims{
+		TenantID: r.TenantID.String(),
+		Roles:    roles,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    issuer,
+			Subject:   r.UserID.String(),
+			Audience:  jwt.ClaimStrings{audience},
+			IssuedAt:  jwt.NewNumericDate(r.Now),
+			ExpiresAt: jwt.NewNumericDate(r.Now.Add(r.TTL)),
+			ID:        uuid.NewString(),
+		},
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
+}

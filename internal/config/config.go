@@ -1,0 +1,135 @@
+// Package config reads Rallye's settings from environment variables, with
+// defaults that work against PostgreSQL and Redis on localhost, and checks
+// them at start so that a bad value is reported with the variable's name.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Config is every setting of the server. The env tags are the variable names;
+// the README's configuration table lists them.
+type Config struct {
+	// DatabaseURL is the PostgreSQL connection string.
+	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/rallye?sslmode=disable"`
+	// DatabaseMaxConns caps the pool (0: pgx's default, max(4, CPUs)).
+	DatabaseMaxConns int32 `env:"RALLYE_DATABASE_MAX_CONNS" envDefault:"20"`
+	// RedisURL is a redis:// URL for a single node; RedisAddrs (comma-separated)
+	// selects a cluster or, with RedisMasterName, Sentinel.
+	RedisURL        string   `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
+	RedisAddrs      []string `env:"RALLYE_REDIS_ADDRS" envSeparator:","`
+	RedisMasterName string   `env:"RALLYE_REDIS_MASTER_NAME"`
+	// RedisPrefix starts every Redis key, so deployments can share a server.
+	RedisPrefix string `env:"RALLYE_REDIS_PREFIX" envDefault:"rallye:"`
+
+	// Addr is the listen address of the API (Connect, gRPC, gRPC-Web, /metrics).
+	Addr string `env:"RALLYE_ADDR" envDefault:"127.0.0.1:8080"`
+	// ShutdownTimeout bounds how long in-flight requests may run after SIGTERM.
+	ShutdownTimeout time.Duration `env:"RALLYE_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `env:"RALLYE_LOG_LEVEL" envDefault:"info"`
+
+	// JWTSecret verifies HS256 tokens and signs development tokens; at least
+	// 32 bytes. JWKSURL verifies RS256/ES256 tokens of an identity provider.
+	// At least one of the two is required by `serve`.
+	JWTSecret   string `env:"RALLYE_JWT_SECRET"`
+	JWKSURL     string `env:"RALLYE_JWKS_URL"`
+	JWTIssuer   string `env:"RALLYE_JWT_ISSUER" envDefault:"rallye"`
+	JWTAudience string `env:"RALLYE_JWT_AUDIENCE" envDefault:"rallye"`
+	// CredentialCacheTTL is how long a verified user or API key status (active,
+	// roles, revoked) is reused before it is read again.
+	CredentialCacheTTL time.Duration `env:"RALLYE_CREDENTIAL_CACHE_TTL" envDefault:"10s"`
+}
+
+// Load reads the environment and validates the result.
+func Load() (Config, error) {
+	cfg, err := env.ParseAs[Config]()
+	if err != nil {
+		return Config{}, nameVariables(err)
+	}
+	return cfg, cfg.Validate()
+}
+
+// nameVariables rewrites the library's parse errors, which name struct
+// fields, so that they name the environment variable the operator set.
+func nameVariables(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	var out []error
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			if f, ok := reflect.TypeFor[Config]().FieldByName(pe.Name); ok {
+				out = append(out, fmt.Errorf("%s: cannot read as %s: %w", f.Tag.Get("env"), pe.Type, pe.Err))
+				continue
+			}
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
+}
+
+// Validate checks every setting and names the variable of the first bad one.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		bad("DATABASE_URL", "want postgres://user@host:port/database, got %q", c.DatabaseURL)
+	}
+	if c.DatabaseMaxConns < 0 {
+		bad("RALLYE_DATABASE_MAX_CONNS", "must not be negative")
+	}
+	if len(c.RedisAddrs) == 0 {
+		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			bad("REDIS_URL", "want redis://host:port/db, got %q", c.RedisURL)
+		}
+	}
+	for _, a := range c.RedisAddrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("RALLYE_REDIS_ADDRS", "want host:port[,host:port...], got %q", a)
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		bad("RALLYE_ADDR", "want host:port, got %q", c.Addr)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("RALLYE_SHUTDOWN_TIMEOUT", "must be positive")
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("RALLYE_LOG_LEVEL", "want debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
+		bad("RALLYE_JWT_SECRET", "must be at least 32 bytes long")
+	}
+	if c.JWKSURL != "" {
+		if u, err := url.Parse(c.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") {
+			bad("RALLYE_JWKS_URL", "want an http(s) URL, got %q", c.JWKSURL)
+		}
+	}
+	if c.CredentialCacheTTL < 0 {
+		bad("RALLYE_CREDENTIAL_CACHE_TTL", "must not be negative")
+	}
+	return errors.Join(errs...)
+}
+
+// RequireVerifier checks that tokens can be verified, as `serve` needs.
+func (c Config) RequireVerifier() error {
+	if c.JWTSecret == "" && c.JWKSURL == "" {
+		return errors.New("RALLYE_JWT_SECRET or RALLYE_JWKS_URL: set at least one so that tokens can be verified")
+	}
+	return nil
+}

@@ -1,0 +1,48 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestLoadDefaults(t *testing.T) {
+	cfg, err := Load()
+	if err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	if cfg.Addr != "127.0.0.1:8080" || !strings.HasPrefix(cfg.DatabaseURL, "postgres://") {
+		t.Fatalf("unexpected defaults: %+v", cfg)
+	}
+	if err := cfg.RequireVerifier(); err == nil {
+		t.Fatal("serve must refuse to start without a way to verify tokens")
+	}
+}
+
+func TestValidateNamesTheVariable(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantVar string
+	}{
+		{"DatabaseURL", map[string]string{"DATABASE_URL": "mysql://x"}, "DATABASE_URL"},
+		{"RedisURL", map[string]string{"REDIS_URL": "http://x"}, "REDIS_URL"},
+		{"RedisAddrs", map[string]string{"RALLYE_REDIS_ADDRS": "a:1,nope"}, "RALLYE_REDIS_ADDRS"},
+		{"Addr", map[string]string{"RALLYE_ADDR": "8080"}, "RALLYE_ADDR"},
+		{"ShortSecret", map[string]string{"RALLYE_JWT_SECRET": "short"}, "RALLYE_JWT_SECRET"},
+		{"LogLevel", map[string]string{"RALLYE_LOG_LEVEL": "loud"}, "RALLYE_LOG_LEVEL"},
+		{"JWKSURL", map[string]string{"RALLYE_JWKS_URL": "ftp://idp"}, "RALLYE_JWKS_URL"},
+		{"DurationSyntax", map[string]string{"RALLYE_SHUTDOWN_TIMEOUT": "soon"}, "RALLYE_SHUTDOWN_TIMEOUT"},
+		{"IntSyntax", map[string]string{"RALLYE_DATABASE_MAX_CONNS": "many"}, "RALLYE_DATABASE_MAX_CONNS"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			_, err := Load()
+			if err == nil || !strings.Contains(err.Error(), tt.wantVar) {
+				t.Fatalf("error %v does not name %s", err, tt.wantVar)
+			}
+		})
+	}
+}

@@ -1,0 +1,70 @@
+// Package idempotency makes create operations safe to retry: the client
+// sends a request id, and the first transaction that claims it records which
+// object it creates, in the same transaction as the object. A retry (even a
+// concurrent one) finds the claim and returns the object created the first
+// time instead of creating another.
+package idempotency
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rallyehq/rallye/internal/rallye"
+)
+
+// Key identifies one client request.
+type Key struct {
+	TenantID  uuid.UUID
+	Operation string // such as "CreateTeam"
+	RequestID string // chosen by the client; "" disables idempotency
+	// Request is the request itself; a replay must carry the same one.
+	Request any
+}
+
+// Claim claims key for newID inside tx. It returns the id of the object the
+// request creates and whether this transaction must create it (fresh). When
+// fresh is false the request was already carried out: the caller returns
+// the existing object. A request id reused for a different request is
+// rallye.CodeInvalid on the field "request_id".
+//
+// A concurrent claim of the same key waits for the first transaction to end,
+// so exactly one creates the object.
+func Claim(ctx context.Context, tx pgx.Tx, key Key, newID uuid.UUID) (id uuid.UUID, fresh bool, err error) {
+	if key.RequestID == "" {
+		return newID, true, nil
+	}
+	body, err := json.Marshal(key.Request)
+	if err != nil {
+		return uuid.Nil, false, fmt.Errorf("hash request: %w", err)
+	}
+	hash := sha256.Sum256(body)
+	var claimed uuid.UUID
+	err = tx.QueryRow(ctx, `INSERT INTO request_ids (tenant_id, operation, request_id, request_hash, resource_id)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING resource_id`,
+		key.TenantID, key.Operation, key.RequestID, hash[:], newID).Scan(&claimed)
+	if err == nil {
+		return claimed, true, nil
+	}
+	if err != pgx.ErrNoRows {
+		return uuid.Nil, false, fmt.Errorf("claim request id: %w", err)
+	}
+	var prevHash []byte
+	err = tx.QueryRow(ctx, `SELECT request_hash, resource_id FROM request_ids
+		WHERE tenant_id = $1 AND operation = $2 AND request_id = $3`,
+		key.TenantID, key.Operation, key.RequestID).Scan(&prevHash, &claimed)
+	if err != nil {
+		return uuid.Nil, false, fmt.Errorf("read claimed request id: %w", err)
+	}
+	if string(prevHash) != string(hash[:]) {
+		return uuid.Nil, false, &rallye.Error{
+			Code: rallye.CodeInvalid, Field: "request_id", Reason: "REQUEST_ID_REUSED",
+			Message: "was already used for a different request",
+		}
+	}
+	return claimed, false, nil
+}

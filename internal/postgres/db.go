@@ -1,0 +1,133 @@
+// Package postgres is Rallye's shared storage plumbing: the connection pool,
+// tenant-scoped transactions (with row-level security), migrations and the
+// translation of PostgreSQL errors. Domain packages own their SQL; they reach
+// the database through DB.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// DB wraps the pool. Every statement touching company data runs inside
+// InTenant (one company) or AcrossTenants (explicitly all of them): outside
+// those the row-level security policies show no rows at all.
+type DB struct {
+	Pool *pgxpool.Pool
+}
+
+// Open connects a pool to url and checks that the server answers.
+func Open(ctx context.Context, url string, maxConns int32) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open pool: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres at %s does not answer: %w", redact(cfg.ConnConfig), err)
+	}
+	return &DB{Pool: pool}, nil
+}
+
+// Close closes the pool.
+func (db *DB) Close() { db.Pool.Close() }
+
+func redact(c *pgx.ConnConfig) string {
+	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
+}
+
+// TxFunc is the body of a transaction.
+type TxFunc func(tx pgx.Tx) error
+
+// InTenant runs fn in a read-write transaction that sees only tenantID's rows.
+// fn may run more than once when PostgreSQL reports a serialization failure
+// or a deadlock, so it must have no effect outside the transaction.
+func (db *DB) InTenant(ctx context.Context, tenantID uuid.UUID, fn TxFunc) error {
+	if tenantID == uuid.Nil {
+		return errors.New("postgres: InTenant without a tenant")
+	}
+	return db.run(ctx, pgx.TxOptions{}, tenantID.String(), false, fn)
+}
+
+// ReadTenant is InTenant for read-only work.
+func (db *DB) ReadTenant(ctx context.Context, tenantID uuid.UUID, fn TxFunc) error {
+	if tenantID == uuid.Nil {
+		return errors.New("postgres: ReadTenant without a tenant")
+	}
+	return db.run(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly}, tenantID.String(), false, fn)
+}
+
+// AcrossTenants runs fn in a transaction that sees every company's rows. It is
+// for operator commands, schedulers and credential look-ups only; call sites
+// say why in a comment.
+func (db *DB) AcrossTenants(ctx context.Context, fn TxFunc) error {
+	return db.run(ctx, pgx.TxOptions{}, "", true, fn)
+}
+
+const maxAttempts = 4
+
+func (db *DB) run(ctx context.Context, opts pgx.TxOptions, tenant string, all bool, fn TxFunc) error {
+	var err error
+	for attempt := 1; attempt <= maxAttempts; attempt++ {
+		err = db.runOnce(ctx, opts, tenant, all, fn)
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(time.Duration(attempt*attempt) * 5 * time.Millisecond)
+	}
+	return err
+}
+
+func (db *DB) runOnce(ctx context.Context, opts pgx.TxOptions, tenant string, all bool, fn TxFunc) (err error) {
+	tx, err := db.Pool.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			// Roll back even when ctx is cancelled, or the connection would
+			// go back to the pool mid-transaction.
+			rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = tx.Rollback(rbCtx)
+		}
+	}()
+	allFlag := ""
+	if all {
+		allFlag = "on"
+	}
+	if _, err = tx.Exec(ctx, `SELECT set_config('rallye.tenant_id', $1, true), set_config('rallye.all_tenants', $2, true)`, tenant, allFlag); err != nil {
+		return fmt.Errorf("scope transaction: %w", err)
+	}
+	if err = fn(tx); err != nil {
+		return err
+	}
+	if err = tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "40001" || pgErr.Code == "40P01"
+	}
+	return false
+}

@@ -1,0 +1,59 @@
+// Package redisdb opens Rallye's Redis client and names its keys. Redis holds
+// caches of PostgreSQL (live rankings) and carries pub/sub fan-out between
+// server instances; losing it loses nothing.
+package redisdb
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Options selects the deployment: a URL for a single node, or addresses for a
+// cluster (or Sentinel, with a master name). The client is a UniversalClient
+// either way, so code does not change between them.
+type Options struct {
+	URL        string
+	Addrs      []string
+	MasterName string
+}
+
+// Open connects and checks that Redis answers.
+func Open(ctx context.Context, o Options) (redis.UniversalClient, error) {
+	var client redis.UniversalClient
+	if len(o.Addrs) > 0 {
+		client = redis.NewUniversalClient(&redis.UniversalOptions{Addrs: o.Addrs, MasterName: o.MasterName})
+	} else {
+		opts, err := redis.ParseURL(o.URL)
+		if err != nil {
+			return nil, fmt.Errorf("parse redis url: %w", err)
+		}
+		client = redis.NewClient(opts)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := client.Ping(pingCtx).Err(); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("redis does not answer: %w", err)
+	}
+	return client, nil
+}
+
+// Keyspace names keys under a prefix (one per deployment, or per test).
+type Keyspace struct {
+	Prefix string
+}
+
+// Key joins parts with ':' under the prefix.
+func (k Keyspace) Key(parts ...string) string {
+	return k.Prefix + strings.Join(parts, ":")
+}
+
+// Tagged names a key whose hash tag is tag, so that every key sharing a tag
+// lands in the same Redis Cluster slot (one board, one slot).
+func (k Keyspace) Tagged(tag string, parts ...string) string {
+	return k.Prefix + "{" + tag + "}:" + strings.Join(parts, ":")
+}
