@@ -9,11 +9,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/rallyehq/rallye/internal/auth"
 	"github.com/rallyehq/rallye/internal/idempotency"
 	"github.com/rallyehq/rallye/internal/page"
 	"github.com/rallyehq/rallye/internal/postgres"
 	"github.com/rallyehq/rallye/internal/rallye"
-	"github.com/rallyehq/rallye/internal/auth"
 )
 
 const userColumns = `u.tenant_id, u.id, u.display_name, u.email, u.locale, u.time_zone, coalesce(u.external_id, ''),

@@ -6,8 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"sync"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
