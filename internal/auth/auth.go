@@ -48,7 +48,8 @@ type Options struct {
 	JWKS     keyfunc.Keyfunc
 	Issuer   string
 	Audience string
-	// CacheTTL bounds how stale a person's or key's cached standing may be.
+	// CacheTTL bounds how stale a person's or key's cached standing may be;
+	// zero disables the cache.
 	CacheTTL time.Duration
 }
 
@@ -61,25 +62,50 @@ type Authenticator struct {
 	opts   Options
 	people People
 	keys   *APIKeys
-	users  *expirable.LRU[userKey, Access]
-	apiKey *expirable.LRU[[32]byte, APIKey]
+	users  standingCache[userKey, Access]
+	apiKey standingCache[[32]byte, APIKey]
+}
+
+// standingCache is an expiring LRU, or nothing at all when the TTL is zero.
+type standingCache[K comparable, V any] struct {
+	lru *expirable.LRU[K, V]
+}
+
+func newStandingCache[K comparable, V any](size int, ttl time.Duration) standingCache[K, V] {
+	if ttl <= 0 {
+		return standingCache[K, V]{}
+	}
+	return standingCache[K, V]{lru: expirable.NewLRU[K, V](size, nil, ttl)}
+}
+
+func (c standingCache[K, V]) get(k K) (v V, ok bool) {
+	if c.lru == nil {
+		return v, false
+	}
+	return c.lru.Get(k)
+}
+
+func (c standingCache[K, V]) add(k K, v V) {
+	if c.lru != nil {
+		c.lru.Add(k, v)
+	}
+}
+
+func (c standingCache[K, V]) remove(k K) {
+	if c.lru != nil {
+		c.lru.Remove(k)
+	}
 }
 
 // NewAuthenticator returns an Authenticator reading standings from people and
 // keys.
 func NewAuthenticator(opts Options, people People, keys *APIKeys) *Authenticator {
-	ttl := opts.CacheTTL
-	if ttl <= 0 {
-		ttl = time.Nanosecond // effectively no cache
-	}
 	a := &Authenticator{
-		opts:   opts,
-		people: people,
-		keys:   keys,
-		users:  expirable.NewLRU[userKey, Access](100_000, nil, ttl),
-		apiKey: expirable.NewLRU[[32]byte, APIKey](10_000, nil, ttl),
+		opts: opts, people: people, keys: keys,
+		users:  newStandingCache[userKey, Access](100_000, opts.CacheTTL),
+		apiKey: newStandingCache[[32]byte, APIKey](10_000, opts.CacheTTL),
 	}
-	keys.onRevoke = func(hash [32]byte) { a.apiKey.Remove(hash) }
+	keys.onRevoke = a.apiKey.remove
 	return a
 }
 
@@ -99,7 +125,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (rallye
 
 func (a *Authenticator) authenticateKey(ctx context.Context, secret string) (rallye.Principal, error) {
 	hash := sha256.Sum256([]byte(secret))
-	key, ok := a.apiKey.Get(hash)
+	key, ok := a.apiKey.get(hash)
 	if !ok {
 		var err error
 		key, err = a.keys.lookup(ctx, hash)
@@ -109,7 +135,7 @@ func (a *Authenticator) authenticateKey(ctx context.Context, secret string) (ral
 		if err != nil {
 			return rallye.Principal{}, err
 		}
-		a.apiKey.Add(hash, key)
+		a.apiKey.add(hash, key)
 	}
 	if key.RevokedAt != nil {
 		return rallye.Principal{}, errUnauthenticated
@@ -136,7 +162,7 @@ func (a *Authenticator) authenticateToken(ctx context.Context, raw string) (rall
 		return rallye.Principal{}, errUnauthenticated
 	}
 	key := userKey{tenantID, userID}
-	access, ok := a.users.Get(key)
+	access, ok := a.users.get(key)
 	if !ok {
 		access, err = a.people.Access(ctx, tenantID, userID)
 		if rallye.ErrorCode(err) == rallye.CodeNotFound {
@@ -145,7 +171,7 @@ func (a *Authenticator) authenticateToken(ctx context.Context, raw string) (rall
 		if err != nil {
 			return rallye.Principal{}, err
 		}
-		a.users.Add(key, access)
+		a.users.add(key, access)
 	}
 	if !access.Active {
 		return rallye.Principal{}, errUnauthenticated
@@ -180,7 +206,7 @@ func (a *Authenticator) keyFor(t *jwt.Token) (any, error) {
 // ForgetUser drops a person's cached standing (after a change on this
 // instance; other instances see it within the cache lifetime).
 func (a *Authenticator) ForgetUser(tenantID, userID uuid.UUID) {
-	a.users.Remove(userKey{tenantID, userID})
+	a.users.remove(userKey{tenantID, userID})
 }
 
 // TokenRequest describes a token to mint.
