@@ -24,6 +24,7 @@ import (
 	"github.com/rallyehq/rallye/internal/api"
 	"github.com/rallyehq/rallye/internal/auth"
 	"github.com/rallyehq/rallye/internal/config"
+	"github.com/rallyehq/rallye/internal/idempotency"
 	"github.com/rallyehq/rallye/internal/org"
 	"github.com/rallyehq/rallye/internal/postgres"
 	"github.com/rallyehq/rallye/internal/redisdb"
@@ -43,8 +44,7 @@ type App struct {
 	APIKeys  *auth.APIKeys
 	Handler  http.Handler
 
-	jwksCancel  context.CancelFunc
-	workerCount int
+	jwksCancel context.CancelFunc
 }
 
 // Options adjust how an App is built.
@@ -88,14 +88,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		return nil, err
 	}
 
-	// Domain areas add their workers here as they gain background work.
+	// Durable background work. Domain areas add their workers to this bundle
+	// below, before the client starts in Serve; jobs are inserted with
+	// InsertTx inside the transaction of the change that causes them.
 	workers := river.NewWorkers()
-	riverCfg := &river.Config{Logger: log.With("component", "jobs")}
-	if a.workerCount > 0 {
-		riverCfg.Workers = workers
-		riverCfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 20}}
-	}
-	a.River, err = river.NewClient(riverpgxv5.New(db.Pool), riverCfg)
+	river.AddWorker(workers, &idempotency.PurgeWorker{DB: db})
+	a.River, err = river.NewClient(riverpgxv5.New(db.Pool), &river.Config{
+		Logger:  log.With("component", "jobs"),
+		Workers: workers,
+		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 20}},
+		PeriodicJobs: []*river.PeriodicJob{
+			river.NewPeriodicJob(river.PeriodicInterval(24*time.Hour),
+				func() (river.JobArgs, *river.InsertOpts) { return idempotency.PurgeArgs{}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true}),
+		},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
@@ -143,10 +150,8 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	if a.workerCount > 0 {
-		if err := a.River.Start(ctx); err != nil {
-			return fmt.Errorf("start job queue: %w", err)
-		}
+	if err := a.River.Start(ctx); err != nil {
+		return fmt.Errorf("start job queue: %w", err)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -161,10 +166,8 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.Config.ShutdownTimeout)
 	defer cancel()
 	err := srv.Shutdown(shutCtx)
-	if a.workerCount > 0 {
-		if stopErr := a.River.Stop(shutCtx); stopErr != nil && err == nil {
-			err = stopErr
-		}
+	if stopErr := a.River.Stop(shutCtx); stopErr != nil && err == nil {
+		err = stopErr
 	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil

@@ -10,10 +10,13 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
 
+	"github.com/rallyehq/rallye/internal/postgres"
 	"github.com/rallyehq/rallye/internal/rallye"
 )
 
@@ -67,4 +70,30 @@ func Claim(ctx context.Context, tx pgx.Tx, key Key, newID uuid.UUID) (id uuid.UU
 		}
 	}
 	return claimed, false, nil
+}
+
+// Retention is how long request ids are kept: a client retrying later than
+// that is making a new request.
+const Retention = 30 * 24 * time.Hour
+
+// PurgeArgs is the periodic job that forgets request ids older than
+// Retention.
+type PurgeArgs struct{}
+
+// Kind implements river.JobArgs.
+func (PurgeArgs) Kind() string { return "idempotency.purge" }
+
+// PurgeWorker deletes expired request ids.
+type PurgeWorker struct {
+	river.WorkerDefaults[PurgeArgs]
+	DB *postgres.DB
+}
+
+// Work implements river.Worker.
+func (w *PurgeWorker) Work(ctx context.Context, _ *river.Job[PurgeArgs]) error {
+	// Across tenants: housekeeping of every company's request ids.
+	return w.DB.AcrossTenants(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `DELETE FROM request_ids WHERE created_at < now() - $1::interval`, Retention)
+		return err
+	})
 }
