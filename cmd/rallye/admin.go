@@ -80,6 +80,7 @@ func runTenantCreate(ctx context.Context, env *environment, args []string) error
 	slug := fs.String("slug", "", "short unique name, such as acme (required)")
 	tz := fs.String("time-zone", "Europe/Paris", "IANA time zone in which periods are cut")
 	locale := fs.String("locale", "fr", "default locale: fr or en")
+	currency := fs.String("currency", "EUR", "currency of money KPIs (ISO 4217)")
 	adminName := fs.String("admin-name", "", "first admin's display name (required)")
 	adminEmail := fs.String("admin-email", "", "first admin's e-mail (required)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime of the printed admin token")
@@ -93,7 +94,7 @@ func runTenantCreate(ctx context.Context, env *environment, args []string) error
 	defer db.Close()
 	svc := org.NewService(db)
 	tenant, admin, err := svc.CreateTenant(ctx, org.NewTenant{
-		Name: *name, Slug: *slug, TimeZone: *tz, DefaultLocale: org.Locale(*locale),
+		Name: *name, Slug: *slug, TimeZone: *tz, DefaultLocale: org.Locale(*locale), Currency: *currency,
 		Admin: org.UserInput{DisplayName: *adminName, Email: *adminEmail},
 	})
 	if err != nil {

@@ -125,7 +125,7 @@ func optionalTimestamp(t *time.Time) *timestamppb.Timestamp {
 func tenantToProto(t org.Tenant) *rallyev1.Tenant {
 	return &rallyev1.Tenant{
 		Id: t.ID.String(), Name: t.Name, Slug: t.Slug, TimeZone: t.TimeZone,
-		DefaultLocale: localeToProto(t.DefaultLocale), CreateTime: timestamp(t.CreatedAt),
+		DefaultLocale: localeToProto(t.DefaultLocale), CreateTime: timestamp(t.CreatedAt), Currency: t.Currency,
 	}
 }
 

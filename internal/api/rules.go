@@ -37,4 +37,8 @@ var rules = map[string][]rallye.Role{
 	rallyev1connect.AccessServiceCreateApiKeyProcedure: admins,
 	rallyev1connect.AccessServiceListApiKeysProcedure:  admins,
 	rallyev1connect.AccessServiceRevokeApiKeyProcedure: admins,
+
+	rallyev1connect.EventServiceIngestEventsProcedure:        setup,
+	rallyev1connect.EventServiceListEventsProcedure:          anyone,
+	rallyev1connect.EventServiceGetSourceWatermarksProcedure: staff,
 }

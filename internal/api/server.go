@@ -23,6 +23,7 @@ import (
 
 	"github.com/rallyehq/rallye/gen/rallye/v1/rallyev1connect"
 	"github.com/rallyehq/rallye/internal/auth"
+	"github.com/rallyehq/rallye/internal/event"
 	"github.com/rallyehq/rallye/internal/org"
 )
 
@@ -34,6 +35,7 @@ type Deps struct {
 	Health   grpchealth.Checker
 	Org      *org.Service
 	APIKeys  *auth.APIKeys
+	Events   *event.Store
 }
 
 // NewHandler returns the HTTP handler of the whole API.
@@ -42,10 +44,12 @@ func NewHandler(d Deps) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	obs := &observer{log: d.Log, metrics: newRPCMetrics(d.Registry)}
+	grd := &guard{auth: d.Auth, rules: rules}
 	opts := connect.WithHandlerOptions(
 		connect.WithInterceptors(
-			&observer{log: d.Log, metrics: newRPCMetrics(d.Registry)},
-			&guard{auth: d.Auth, rules: rules},
+			obs,
+			grd,
 			validate.NewInterceptor(validate.WithValidator(validator)),
 		),
 		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, r any) error {
@@ -62,6 +66,9 @@ func NewHandler(d Deps) (http.Handler, error) {
 	}
 	mount(rallyev1connect.NewOrganizationServiceHandler(&organizationHandler{org: d.Org, validator: validator}, opts))
 	mount(rallyev1connect.NewAccessServiceHandler(&accessHandler{keys: d.APIKeys}, opts))
+	events := &eventHandler{store: d.Events, validator: validator}
+	mount(rallyev1connect.NewEventServiceHandler(events, opts))
+	mux.Handle(WebhookPath, &eventWebhook{guard: grd, observer: obs, events: events, validator: validator, errors: connect.NewErrorWriter()})
 
 	mux.Handle(grpchealth.NewHandler(d.Health))
 	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName)...)

@@ -24,6 +24,7 @@ import (
 	"github.com/rallyehq/rallye/internal/api"
 	"github.com/rallyehq/rallye/internal/auth"
 	"github.com/rallyehq/rallye/internal/config"
+	"github.com/rallyehq/rallye/internal/event"
 	"github.com/rallyehq/rallye/internal/idempotency"
 	"github.com/rallyehq/rallye/internal/org"
 	"github.com/rallyehq/rallye/internal/postgres"
@@ -42,6 +43,8 @@ type App struct {
 	Auth     *auth.Authenticator
 	Org      *org.Service
 	APIKeys  *auth.APIKeys
+	Events   *event.Store
+	Feed     *event.Feed
 	Handler  http.Handler
 
 	jwksCancel context.CancelFunc
@@ -124,10 +127,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		CacheTTL: cfg.CredentialCacheTTL,
 	}, a.Org, a.APIKeys)
 	a.Org.Forget = a.Auth.ForgetUser
+	a.Events = event.NewStore(db)
+	// Consumers of the change feed register here.
+	a.Feed = event.NewFeed(db, log.With("component", "feed"))
 
 	a.Handler, err = api.NewHandler(api.Deps{
 		Log: log, Registry: a.Registry, Auth: a.Auth, Health: &healthChecker{db: db, redis: a.Redis},
-		Org: a.Org, APIKeys: a.APIKeys,
+		Org: a.Org, APIKeys: a.APIKeys, Events: a.Events,
 	})
 	if err != nil {
 		return nil, err
@@ -153,6 +159,16 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if err := a.River.Start(ctx); err != nil {
 		return fmt.Errorf("start job queue: %w", err)
 	}
+	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
+	feedDone := make(chan struct{})
+	go func() {
+		defer close(feedDone)
+		a.Feed.Run(feedCtx, 2)
+	}()
+	defer func() {
+		stopFeed()
+		<-feedDone
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	a.Log.Info("rallye serving", "addr", ln.Addr().String())

@@ -31,7 +31,10 @@ type Tenant struct {
 	Slug          string
 	TimeZone      string
 	DefaultLocale Locale
-	CreatedAt     time.Time
+	// Currency (ISO 4217) in which money KPIs are computed; events in other
+	// currencies are refused.
+	Currency  string
+	CreatedAt time.Time
 }
 
 // Location returns the company's time zone.

@@ -216,3 +216,17 @@ func TeamAndDescendants(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, root
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 }
+
+// ManagedTeams returns the teams a person belongs to and every team below
+// them: the teams a manager acts on.
+func ManagedTeams(ctx context.Context, tx pgx.Tx, tenantID, userID uuid.UUID) ([]uuid.UUID, error) {
+	rows, err := tx.Query(ctx, `SELECT team_id FROM team_members WHERE tenant_id = $1 AND user_id = $2`, tenantID, userID)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil || len(roots) == 0 {
+		return nil, err
+	}
+	return TeamAndDescendants(ctx, tx, tenantID, roots)
+}

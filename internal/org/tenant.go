@@ -12,11 +12,11 @@ import (
 	"github.com/rallyehq/rallye/internal/rallye"
 )
 
-const tenantColumns = `id, name, slug, time_zone, default_locale, created_at`
+const tenantColumns = `id, name, slug, time_zone, default_locale, currency, created_at`
 
 func scanTenant(row pgx.Row) (Tenant, error) {
 	var t Tenant
-	err := row.Scan(&t.ID, &t.Name, &t.Slug, &t.TimeZone, &t.DefaultLocale, &t.CreatedAt)
+	err := row.Scan(&t.ID, &t.Name, &t.Slug, &t.TimeZone, &t.DefaultLocale, &t.Currency, &t.CreatedAt)
 	return t, err
 }
 
@@ -28,8 +28,12 @@ type NewTenant struct {
 	Slug          string
 	TimeZone      string
 	DefaultLocale Locale
-	Admin         UserInput
+	// Currency defaults to EUR.
+	Currency string
+	Admin    UserInput
 }
+
+var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 
 // CreateTenant creates a company with its first admin. It is an operator
 // action (`rallye tenant create`): no RPC creates companies.
@@ -49,6 +53,12 @@ func (s *Service) CreateTenant(ctx context.Context, nt NewTenant) (Tenant, User,
 	if !nt.DefaultLocale.Valid() {
 		return Tenant{}, User{}, rallye.Invalid("default_locale", "must be fr or en")
 	}
+	if nt.Currency == "" {
+		nt.Currency = "EUR"
+	}
+	if !currencyPattern.MatchString(nt.Currency) {
+		return Tenant{}, User{}, rallye.Invalid("currency", "must be an ISO 4217 code such as EUR")
+	}
 	nt.Admin.Roles = []rallye.Role{rallye.RoleAdmin}
 	if nt.Admin.Locale == "" {
 		nt.Admin.Locale = nt.DefaultLocale
@@ -61,8 +71,8 @@ func (s *Service) CreateTenant(ctx context.Context, nt NewTenant) (Tenant, User,
 	id := newID()
 	err := s.db.InTenant(ctx, id, func(tx pgx.Tx) error {
 		var err error
-		tenant, err = scanTenant(tx.QueryRow(ctx, `INSERT INTO tenants (id, name, slug, time_zone, default_locale)
-			VALUES ($1, $2, $3, $4, $5) RETURNING `+tenantColumns, id, nt.Name, nt.Slug, nt.TimeZone, nt.DefaultLocale))
+		tenant, err = scanTenant(tx.QueryRow(ctx, `INSERT INTO tenants (id, name, slug, time_zone, default_locale, currency)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+tenantColumns, id, nt.Name, nt.Slug, nt.TimeZone, nt.DefaultLocale, nt.Currency))
 		if postgres.IsUniqueViolation(err, "tenants_slug_key") {
 			return &rallye.Error{Code: rallye.CodeAlreadyExists, Field: "slug", Message: "is taken by another company"}
 		}

@@ -137,11 +137,78 @@ func (Locale) EnumDescriptor() ([]byte, []int) {
 	return file_rallye_v1_common_proto_rawDescGZIP(), []int{1}
 }
 
+// RowError reports one rejected row of a batch.
+type RowError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Position of the row in the request, from 0.
+	Index int32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// Path of the offending field, such as "email".
+	Field         string `protobuf:"bytes,2,opt,name=field,proto3" json:"field,omitempty"`
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RowError) Reset() {
+	*x = RowError{}
+	mi := &file_rallye_v1_common_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RowError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RowError) ProtoMessage() {}
+
+func (x *RowError) ProtoReflect() protoreflect.Message {
+	mi := &file_rallye_v1_common_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RowError.ProtoReflect.Descriptor instead.
+func (*RowError) Descriptor() ([]byte, []int) {
+	return file_rallye_v1_common_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RowError) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RowError) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *RowError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_rallye_v1_common_proto protoreflect.FileDescriptor
 
 const file_rallye_v1_common_proto_rawDesc = "" +
 	"\n" +
-	"\x16rallye/v1/common.proto\x12\trallye.v1*o\n" +
+	"\x16rallye/v1/common.proto\x12\trallye.v1\"P\n" +
+	"\bRowError\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x14\n" +
+	"\x05field\x18\x02 \x01(\tR\x05field\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage*o\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bROLE_REP\x10\x01\x12\x10\n" +
@@ -170,9 +237,11 @@ func file_rallye_v1_common_proto_rawDescGZIP() []byte {
 }
 
 var file_rallye_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_rallye_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
 var file_rallye_v1_common_proto_goTypes = []any{
-	(Role)(0),   // 0: rallye.v1.Role
-	(Locale)(0), // 1: rallye.v1.Locale
+	(Role)(0),        // 0: rallye.v1.Role
+	(Locale)(0),      // 1: rallye.v1.Locale
+	(*RowError)(nil), // 2: rallye.v1.RowError
 }
 var file_rallye_v1_common_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -193,13 +262,14 @@ func file_rallye_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rallye_v1_common_proto_rawDesc), len(file_rallye_v1_common_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   0,
+			NumMessages:   1,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_rallye_v1_common_proto_goTypes,
 		DependencyIndexes: file_rallye_v1_common_proto_depIdxs,
 		EnumInfos:         file_rallye_v1_common_proto_enumTypes,
+		MessageInfos:      file_rallye_v1_common_proto_msgTypes,
 	}.Build()
 	File_rallye_v1_common_proto = out.File
 	file_rallye_v1_common_proto_goTypes = nil

@@ -35,6 +35,8 @@ type Tenant struct {
 	TimeZone      string                 `protobuf:"bytes,4,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
 	DefaultLocale Locale                 `protobuf:"varint,5,opt,name=default_locale,json=defaultLocale,proto3,enum=rallye.v1.Locale" json:"default_locale,omitempty"`
 	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Currency (ISO 4217) of money KPIs; set when the company is created.
+	Currency      string `protobuf:"bytes,7,opt,name=currency,proto3" json:"currency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -109,6 +111,13 @@ func (x *Tenant) GetCreateTime() *timestamppb.Timestamp {
 		return x.CreateTime
 	}
 	return nil
+}
+
+func (x *Tenant) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
 }
 
 // Team is a group of people: a region, a segment, a squad. Teams form a tree.
@@ -1940,74 +1949,11 @@ func (x *ImportUsersResponse) GetRejected() []*RowError {
 	return nil
 }
 
-// RowError reports one rejected row of a batch.
-type RowError struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Position of the row in the request, from 0.
-	Index int32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	// Path of the offending field, such as "email".
-	Field         string `protobuf:"bytes,2,opt,name=field,proto3" json:"field,omitempty"`
-	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RowError) Reset() {
-	*x = RowError{}
-	mi := &file_rallye_v1_organization_proto_msgTypes[34]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RowError) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RowError) ProtoMessage() {}
-
-func (x *RowError) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_organization_proto_msgTypes[34]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RowError.ProtoReflect.Descriptor instead.
-func (*RowError) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_organization_proto_rawDescGZIP(), []int{34}
-}
-
-func (x *RowError) GetIndex() int32 {
-	if x != nil {
-		return x.Index
-	}
-	return 0
-}
-
-func (x *RowError) GetField() string {
-	if x != nil {
-		return x.Field
-	}
-	return ""
-}
-
-func (x *RowError) GetMessage() string {
-	if x != nil {
-		return x.Message
-	}
-	return ""
-}
-
 var File_rallye_v1_organization_proto protoreflect.FileDescriptor
 
 const file_rallye_v1_organization_proto_rawDesc = "" +
 	"\n" +
-	"\x1crallye/v1/organization.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16rallye/v1/common.proto\"\xd4\x01\n" +
+	"\x1crallye/v1/organization.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16rallye/v1/common.proto\"\xf0\x01\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -2015,7 +1961,8 @@ const file_rallye_v1_organization_proto_rawDesc = "" +
 	"\ttime_zone\x18\x04 \x01(\tR\btimeZone\x128\n" +
 	"\x0edefault_locale\x18\x05 \x01(\x0e2\x11.rallye.v1.LocaleR\rdefaultLocale\x12;\n" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\xfa\x01\n" +
+	"createTime\x12\x1a\n" +
+	"\bcurrency\x18\a \x01(\tR\bcurrency\"\xfa\x01\n" +
 	"\x04Team\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
@@ -2153,11 +2100,7 @@ const file_rallye_v1_organization_proto_rawDesc = "" +
 	"\acreated\x18\x01 \x01(\x05R\acreated\x12\x18\n" +
 	"\aupdated\x18\x02 \x01(\x05R\aupdated\x12\x1c\n" +
 	"\tunchanged\x18\x03 \x01(\x05R\tunchanged\x12/\n" +
-	"\brejected\x18\x04 \x03(\v2\x13.rallye.v1.RowErrorR\brejected\"P\n" +
-	"\bRowError\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x14\n" +
-	"\x05field\x18\x02 \x01(\tR\x05field\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage2\xa6\b\n" +
+	"\brejected\x18\x04 \x03(\v2\x13.rallye.v1.RowErrorR\brejected2\xa6\b\n" +
 	"\x13OrganizationService\x12F\n" +
 	"\tGetTenant\x12\x1b.rallye.v1.GetTenantRequest\x1a\x1c.rallye.v1.GetTenantResponse\x12O\n" +
 	"\fUpdateTenant\x12\x1e.rallye.v1.UpdateTenantRequest\x1a\x1f.rallye.v1.UpdateTenantResponse\x12:\n" +
@@ -2192,7 +2135,7 @@ func file_rallye_v1_organization_proto_rawDescGZIP() []byte {
 	return file_rallye_v1_organization_proto_rawDescData
 }
 
-var file_rallye_v1_organization_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_rallye_v1_organization_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_rallye_v1_organization_proto_goTypes = []any{
 	(*Tenant)(nil),                 // 0: rallye.v1.Tenant
 	(*Team)(nil),                   // 1: rallye.v1.Team
@@ -2228,47 +2171,47 @@ var file_rallye_v1_organization_proto_goTypes = []any{
 	(*DeactivateUserResponse)(nil), // 31: rallye.v1.DeactivateUserResponse
 	(*ImportUsersRequest)(nil),     // 32: rallye.v1.ImportUsersRequest
 	(*ImportUsersResponse)(nil),    // 33: rallye.v1.ImportUsersResponse
-	(*RowError)(nil),               // 34: rallye.v1.RowError
-	(Locale)(0),                    // 35: rallye.v1.Locale
-	(*timestamppb.Timestamp)(nil),  // 36: google.protobuf.Timestamp
-	(Role)(0),                      // 37: rallye.v1.Role
-	(*fieldmaskpb.FieldMask)(nil),  // 38: google.protobuf.FieldMask
+	(Locale)(0),                    // 34: rallye.v1.Locale
+	(*timestamppb.Timestamp)(nil),  // 35: google.protobuf.Timestamp
+	(Role)(0),                      // 36: rallye.v1.Role
+	(*fieldmaskpb.FieldMask)(nil),  // 37: google.protobuf.FieldMask
+	(*RowError)(nil),               // 38: rallye.v1.RowError
 }
 var file_rallye_v1_organization_proto_depIdxs = []int32{
-	35, // 0: rallye.v1.Tenant.default_locale:type_name -> rallye.v1.Locale
-	36, // 1: rallye.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	36, // 2: rallye.v1.Team.create_time:type_name -> google.protobuf.Timestamp
-	36, // 3: rallye.v1.Team.update_time:type_name -> google.protobuf.Timestamp
-	35, // 4: rallye.v1.User.locale:type_name -> rallye.v1.Locale
-	37, // 5: rallye.v1.User.roles:type_name -> rallye.v1.Role
-	36, // 6: rallye.v1.User.create_time:type_name -> google.protobuf.Timestamp
-	36, // 7: rallye.v1.User.update_time:type_name -> google.protobuf.Timestamp
+	34, // 0: rallye.v1.Tenant.default_locale:type_name -> rallye.v1.Locale
+	35, // 1: rallye.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	35, // 2: rallye.v1.Team.create_time:type_name -> google.protobuf.Timestamp
+	35, // 3: rallye.v1.Team.update_time:type_name -> google.protobuf.Timestamp
+	34, // 4: rallye.v1.User.locale:type_name -> rallye.v1.Locale
+	36, // 5: rallye.v1.User.roles:type_name -> rallye.v1.Role
+	35, // 6: rallye.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	35, // 7: rallye.v1.User.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 8: rallye.v1.GetTenantResponse.tenant:type_name -> rallye.v1.Tenant
 	6,  // 9: rallye.v1.UpdateTenantRequest.tenant:type_name -> rallye.v1.TenantUpdate
-	38, // 10: rallye.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
-	35, // 11: rallye.v1.TenantUpdate.default_locale:type_name -> rallye.v1.Locale
+	37, // 10: rallye.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
+	34, // 11: rallye.v1.TenantUpdate.default_locale:type_name -> rallye.v1.Locale
 	0,  // 12: rallye.v1.UpdateTenantResponse.tenant:type_name -> rallye.v1.Tenant
 	2,  // 13: rallye.v1.GetMeResponse.user:type_name -> rallye.v1.User
 	0,  // 14: rallye.v1.GetMeResponse.tenant:type_name -> rallye.v1.Tenant
 	1,  // 15: rallye.v1.CreateTeamResponse.team:type_name -> rallye.v1.Team
 	1,  // 16: rallye.v1.GetTeamResponse.team:type_name -> rallye.v1.Team
 	15, // 17: rallye.v1.UpdateTeamRequest.team:type_name -> rallye.v1.TeamUpdate
-	38, // 18: rallye.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
+	37, // 18: rallye.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
 	1,  // 19: rallye.v1.UpdateTeamResponse.team:type_name -> rallye.v1.Team
 	1,  // 20: rallye.v1.ListTeamsResponse.teams:type_name -> rallye.v1.Team
 	1,  // 21: rallye.v1.DeactivateTeamResponse.team:type_name -> rallye.v1.Team
-	35, // 22: rallye.v1.UserInput.locale:type_name -> rallye.v1.Locale
-	37, // 23: rallye.v1.UserInput.roles:type_name -> rallye.v1.Role
+	34, // 22: rallye.v1.UserInput.locale:type_name -> rallye.v1.Locale
+	36, // 23: rallye.v1.UserInput.roles:type_name -> rallye.v1.Role
 	21, // 24: rallye.v1.CreateUserRequest.user:type_name -> rallye.v1.UserInput
 	2,  // 25: rallye.v1.CreateUserResponse.user:type_name -> rallye.v1.User
 	2,  // 26: rallye.v1.GetUserResponse.user:type_name -> rallye.v1.User
 	21, // 27: rallye.v1.UpdateUserRequest.user:type_name -> rallye.v1.UserInput
-	38, // 28: rallye.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	37, // 28: rallye.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
 	2,  // 29: rallye.v1.UpdateUserResponse.user:type_name -> rallye.v1.User
 	2,  // 30: rallye.v1.ListUsersResponse.users:type_name -> rallye.v1.User
 	2,  // 31: rallye.v1.DeactivateUserResponse.user:type_name -> rallye.v1.User
 	21, // 32: rallye.v1.ImportUsersRequest.users:type_name -> rallye.v1.UserInput
-	34, // 33: rallye.v1.ImportUsersResponse.rejected:type_name -> rallye.v1.RowError
+	38, // 33: rallye.v1.ImportUsersResponse.rejected:type_name -> rallye.v1.RowError
 	3,  // 34: rallye.v1.OrganizationService.GetTenant:input_type -> rallye.v1.GetTenantRequest
 	5,  // 35: rallye.v1.OrganizationService.UpdateTenant:input_type -> rallye.v1.UpdateTenantRequest
 	8,  // 36: rallye.v1.OrganizationService.GetMe:input_type -> rallye.v1.GetMeRequest
@@ -2316,7 +2259,7 @@ func file_rallye_v1_organization_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rallye_v1_organization_proto_rawDesc), len(file_rallye_v1_organization_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,356 @@
+package event
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rallyehq/rallye/internal/postgres"
+)
+
+// Consumer derives something from the change feed: KPI roll-ups, mission
+// progress and points.
+type Consumer interface {
+	// Name identifies the consumer's cursor. Changing it replays the feed.
+	Name() string
+	// Consume applies changes, in feed order, inside tx, which also advances
+	// the consumer's cursor: a change is applied exactly once. It returns
+	// work to run after commit (publishing to Redis), or nil.
+	Consume(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, changes []Change) (func(context.Context), error)
+}
+
+// Feed hands each company's changes to the registered consumers.
+//
+// Ordering: rows are read by (transaction id, sequence) and only from
+// transactions older than every transaction still running
+// (pg_snapshot_xmin), so a consumer never moves its cursor past a change
+// whose transaction has yet to commit. Each consumer of a company runs under
+// a transaction advisory lock: several server instances share the work
+// without ever applying a change twice.
+type Feed struct {
+	db        *postgres.DB
+	log       *slog.Logger
+	consumers []Consumer
+	// BatchSize bounds the changes read per transaction.
+	BatchSize int
+
+	mu      sync.Mutex
+	dirty   map[uuid.UUID]bool
+	wake    chan struct{}
+	running map[uuid.UUID]bool
+}
+
+// NewFeed returns a feed without consumers.
+func NewFeed(db *postgres.DB, log *slog.Logger) *Feed {
+	return &Feed{db: db, log: log, BatchSize: 5000, dirty: map[uuid.UUID]bool{}, wake: make(chan struct{}, 1), running: map[uuid.UUID]bool{}}
+}
+
+// Register adds a consumer. Call it before Run.
+func (f *Feed) Register(c Consumer) { f.consumers = append(f.consumers, c) }
+
+func lockKey(tenantID uuid.UUID, consumer string) int64 {
+	h := fnv.New64a()
+	h.Write(tenantID[:])
+	h.Write([]byte(consumer))
+	return int64(h.Sum64())
+}
+
+// Drain runs every consumer of a company until it has caught up. It reports
+// pending when changes remain that could not be applied yet (their
+// transaction is not the oldest finished, or another instance holds the
+// consumer): the caller tries again shortly.
+func (f *Feed) Drain(ctx context.Context, tenantID uuid.UUID) (pending bool, err error) {
+	var errs []error
+	for _, c := range f.consumers { // a failing consumer does not hold the others back
+		for {
+			n, more, err := f.step(ctx, tenantID, c)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("feed consumer %s: %w", c.Name(), err))
+				break
+			}
+			if n == 0 {
+				pending = pending || more
+				break
+			}
+		}
+	}
+	return pending, errors.Join(errs...)
+}
+
+// step applies one batch: it returns how many changes it applied, and, when
+// none, whether some are waiting.
+func (f *Feed) step(ctx context.Context, tenantID uuid.UUID, c Consumer) (applied int, waiting bool, err error) {
+	var after func(context.Context)
+	err = f.db.InTenant(ctx, tenantID, func(tx pgx.Tx) error {
+		applied, waiting, after = 0, false, nil
+		var got bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, lockKey(tenantID, c.Name())).Scan(&got); err != nil {
+			return err
+		}
+		if !got {
+			waiting = true
+			return nil
+		}
+		var xid string
+		var seq int64
+		err := tx.QueryRow(ctx, `SELECT xid::text, seq FROM feed_cursors WHERE tenant_id = $1 AND consumer = $2`,
+			tenantID, c.Name()).Scan(&xid, &seq)
+		if postgres.IsNoRows(err) {
+			xid, seq = "0", 0
+		} else if err != nil {
+			return fmt.Errorf("read cursor: %w", err)
+		}
+		changes, lastXid, lastSeq, err := readChanges(ctx, tx, tenantID, xid, seq, f.BatchSize)
+		if err != nil {
+			return err
+		}
+		if len(changes) == 0 {
+			return tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM event_changes
+				WHERE tenant_id = $1 AND (xid, seq) > ($2::xid8, $3))`, tenantID, xid, seq).Scan(&waiting)
+		}
+		if after, err = c.Consume(ctx, tx, tenantID, changes); err != nil {
+			return err
+		}
+		applied = len(changes)
+		_, err = tx.Exec(ctx, `INSERT INTO feed_cursors (tenant_id, consumer, xid, seq, updated_at)
+			VALUES ($1, $2, $3::xid8, $4, now())
+			ON CONFLICT (tenant_id, consumer) DO UPDATE SET xid = excluded.xid, seq = excluded.seq, updated_at = now()`,
+			tenantID, c.Name(), lastXid, lastSeq)
+		return err
+	})
+	if err == nil && after != nil {
+		after(ctx)
+	}
+	return applied, waiting, err
+}
+
+const versionColumns = `v.id, v.source, v.external_id, v.revision, v.type, v.occurred_at, v.retracted,
+	coalesce(v.user_id, '00000000-0000-0000-0000-000000000000'), coalesce(v.rep_external_id, ''), v.team_ids,
+	coalesce(v.account_id, ''), coalesce(v.opportunity_id, ''), coalesce(v.lead_id, ''), coalesce(v.amount, 0),
+	coalesce(v.gross_margin, 0), coalesce(v.segment, ''), coalesce(v.product, ''), coalesce(v.deal_kind, ''),
+	v.opportunity_created_at, coalesce(v.stage, ''), coalesce(v.from_stage, ''), v.stage_entered_at,
+	v.lead_created_at, v.ticket_opened_at, v.score, v.discovery_completed, coalesce(v.content_id, ''),
+	coalesce(v.channel, ''), v.attributes, v.received_at`
+
+func scanVersion(r pgx.Row, e *Event, extra ...any) error {
+	var oppCreated, stageEntered, leadCreated, ticketOpened *time.Time
+	var attrs []byte
+	dest := append(extra, &e.VersionID, &e.Source, &e.ExternalID, &e.Revision, &e.Type, &e.OccurredAt, &e.Retracted,
+		&e.UserID, &e.RepExternalID, &e.TeamIDs, &e.AccountID, &e.OpportunityID, &e.LeadID, &e.Amount,
+		&e.GrossMargin, &e.Segment, &e.Product, &e.DealKind, &oppCreated, &e.Stage, &e.FromStage, &stageEntered,
+		&leadCreated, &ticketOpened, &e.Score, &e.DiscoveryCompleted, &e.ContentID, &e.Channel, &attrs, &e.ReceivedAt)
+	if err := r.Scan(dest...); err != nil {
+		return err
+	}
+	for _, t := range []struct {
+		src *time.Time
+		dst *time.Time
+	}{{oppCreated, &e.OpportunityCreatedAt}, {stageEntered, &e.StageEnteredAt}, {leadCreated, &e.LeadCreatedAt}, {ticketOpened, &e.TicketOpenedAt}} {
+		if t.src != nil {
+			*t.dst = *t.src
+		}
+	}
+	if len(attrs) > 0 {
+		if err := json.Unmarshal(attrs, &e.Attributes); err != nil {
+			return fmt.Errorf("event attributes: %w", err)
+		}
+	}
+	return nil
+}
+
+func readChanges(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, xid string, seq int64, limit int) ([]Change, string, int64, error) {
+	rows, err := tx.Query(ctx, `SELECT c.xid::text, c.seq, c.sign, `+versionColumns+`
+		FROM event_changes c JOIN event_versions v ON v.tenant_id = c.tenant_id AND v.id = c.version_id
+		WHERE c.tenant_id = $1 AND (c.xid, c.seq) > ($2::xid8, $3)
+		  AND c.xid < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY c.xid, c.seq LIMIT $4`, tenantID, xid, seq, limit)
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("read feed: %w", err)
+	}
+	defer rows.Close()
+	var out []Change
+	for rows.Next() {
+		var ch Change
+		var sign int16
+		if err := scanVersion(rows, &ch.Event, &xid, &ch.Seq, &sign); err != nil {
+			return nil, "", 0, err
+		}
+		ch.Sign = int(sign)
+		ch.Event.TenantID = tenantID
+		out = append(out, ch)
+		seq = ch.Seq
+	}
+	return out, xid, seq, rows.Err()
+}
+
+// Notify marks a company as having changes, for Run to drain.
+func (f *Feed) Notify(tenantID uuid.UUID) {
+	f.mu.Lock()
+	f.dirty[tenantID] = true
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// SweepInterval is how often Run drains every company, whatever the
+// notifications: the safety net for a notification lost while this instance
+// was down.
+const SweepInterval = 30 * time.Second
+
+// Run drains companies as their changes arrive (PostgreSQL notifications on
+// FeedChannel) until ctx ends, with workers draining several companies at
+// once and a periodic sweep of every company.
+func (f *Feed) Run(ctx context.Context, workers int) {
+	var wg sync.WaitGroup
+	wg.Go(func() { f.listen(ctx) })
+	wg.Go(func() { f.sweep(ctx) })
+	for range workers {
+		wg.Go(func() { f.work(ctx) })
+	}
+	wg.Wait()
+}
+
+func (f *Feed) listen(ctx context.Context) {
+	for ctx.Err() == nil {
+		if err := f.listenOnce(ctx); err != nil && ctx.Err() == nil {
+			f.log.Warn("feed notifications interrupted; reconnecting", "error", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+func (f *Feed) listenOnce(ctx context.Context) error {
+	conn, err := f.db.Pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `LISTEN `+FeedChannel); err != nil {
+		return err
+	}
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), `UNLISTEN `+FeedChannel) }()
+	f.markAll(ctx) // what arrived while we were not listening
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		if id, err := uuid.Parse(n.Payload); err == nil {
+			f.Notify(id)
+		}
+	}
+}
+
+func (f *Feed) sweep(ctx context.Context) {
+	t := time.NewTicker(SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f.markAll(ctx)
+		}
+	}
+}
+
+func (f *Feed) markAll(ctx context.Context) {
+	var ids []uuid.UUID
+	// Across tenants: the sweep looks for every company's pending changes.
+	err := f.db.AcrossTenants(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id FROM tenants`)
+		if err != nil {
+			return err
+		}
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		return err
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			f.log.Warn("feed sweep failed", "error", err)
+		}
+		return
+	}
+	for _, id := range ids {
+		f.Notify(id)
+	}
+}
+
+// take returns a dirty company no worker of this instance is draining.
+func (f *Feed) take() (uuid.UUID, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id := range f.dirty {
+		if !f.running[id] {
+			delete(f.dirty, id)
+			f.running[id] = true
+			if len(f.dirty) > 0 { // let another worker take the next one
+				select {
+				case f.wake <- struct{}{}:
+				default:
+				}
+			}
+			return id, true
+		}
+	}
+	return uuid.Nil, false
+}
+
+func (f *Feed) done(id uuid.UUID) {
+	f.mu.Lock()
+	delete(f.running, id)
+	again := len(f.dirty) > 0
+	f.mu.Unlock()
+	if again {
+		select {
+		case f.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (f *Feed) work(ctx context.Context) {
+	for {
+		id, ok := f.take()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return
+			case <-f.wake:
+				continue
+			}
+		}
+		pending, err := f.Drain(ctx, id)
+		f.done(id)
+		switch {
+		case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+			return
+		case err != nil:
+			f.log.Error("feed drain failed; will retry", "tenant_id", id, "error", err)
+			f.retryLater(ctx, id, time.Second)
+		case pending:
+			f.retryLater(ctx, id, 20*time.Millisecond)
+		}
+	}
+}
+
+func (f *Feed) retryLater(ctx context.Context, id uuid.UUID, d time.Duration) {
+	time.AfterFunc(d, func() {
+		if ctx.Err() == nil {
+			f.Notify(id)
+		}
+	})
+}

@@ -1,0 +1,674 @@
+package event
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rallyehq/rallye/internal/org"
+	"github.com/rallyehq/rallye/internal/postgres"
+	"github.com/rallyehq/rallye/internal/rallye"
+)
+
+// MaxBatch bounds one ingestion call.
+const MaxBatch = 1000
+
+// FeedChannel is the PostgreSQL notification channel that tells feed
+// processors a company has new changes (the payload is its id).
+const FeedChannel = "rallye_feed"
+
+// Store receives and stores events.
+type Store struct {
+	db *postgres.DB
+}
+
+// NewStore returns the event store.
+func NewStore(db *postgres.DB) *Store { return &Store{db: db} }
+
+// RowError reports a rejected event of a batch.
+type RowError struct {
+	Index   int
+	Field   string
+	Message string
+}
+
+// Row is one event of a batch as the transport decoded it.
+type Row struct {
+	Event Event
+	// HasAmount tells whether the source sent an amount (zero is an amount).
+	HasAmount bool
+	// Invalid is set when the transport already rejected the row.
+	Invalid *RowError
+}
+
+// Result counts what a batch did.
+type Result struct {
+	Accepted, Corrected, Duplicates int
+	Rejected                        []RowError
+	// UnknownReps are CRM ids of reps no person carries.
+	UnknownReps []string
+}
+
+// state is one events row (the current version of a source event) before
+// and after the batch.
+type state struct {
+	key        Key
+	isNew      bool
+	oldVersion uuid.UUID
+	oldCounted bool
+
+	version    uuid.UUID
+	revision   int64
+	typ        Type
+	occurredAt time.Time
+	opp        string
+	userID     uuid.UUID
+	retracted  bool
+	counted    bool
+	// written is the new version stored by this batch, if any.
+	written *Event
+}
+
+type dealKey struct{ source, opp string }
+
+func isDealType(t Type) bool { return t == DealWon || t == DealLost || t == DealReopened }
+
+// Ingest stores a batch: new events, corrections and duplicates are told
+// apart on (source, external id, revision), invalid rows are reported, and
+// every version that starts or stops counting gets a feed change, all in one
+// transaction.
+func (s *Store) Ingest(ctx context.Context, p rallye.Principal, rows []Row) (Result, error) {
+	if len(rows) == 0 || len(rows) > MaxBatch {
+		return Result{}, rallye.Invalid("events", "send between 1 and %d events", MaxBatch)
+	}
+	var res Result
+	err := s.db.InTenant(ctx, p.TenantID, func(tx pgx.Tx) error {
+		var err error
+		res, err = ingest(ctx, tx, p.TenantID, rows)
+		return err
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	slices.SortFunc(res.Rejected, func(a, b RowError) int { return a.Index - b.Index })
+	return res, nil
+}
+
+type candidate struct {
+	index int
+	ev    Event
+}
+
+func ingest(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rows []Row) (Result, error) {
+	var res Result
+	reject := func(i int, err error) {
+		e, _ := rallye.AsError(err)
+		res.Rejected = append(res.Rejected, RowError{Index: i, Field: e.Field, Message: e.Message})
+	}
+
+	var currency string
+	if err := tx.QueryRow(ctx, `SELECT currency FROM tenants WHERE id = $1`, tenantID).Scan(&currency); err != nil {
+		return res, fmt.Errorf("read company currency: %w", err)
+	}
+
+	// 1. Rules that need the type, then the reps.
+	var cands []candidate
+	var ids []uuid.UUID
+	var exts []string
+	for i, r := range rows {
+		if r.Invalid != nil {
+			res.Rejected = append(res.Rejected, *r.Invalid)
+			continue
+		}
+		e := r.Event
+		e.TenantID = tenantID
+		if err := Validate(e, r.HasAmount, currency); err != nil {
+			reject(i, err)
+			continue
+		}
+		if e.UserID != uuid.Nil {
+			ids = append(ids, e.UserID)
+		}
+		if e.RepExternalID != "" {
+			exts = append(exts, e.RepExternalID)
+		}
+		cands = append(cands, candidate{i, e})
+	}
+	reps, err := org.ResolveReps(ctx, tx, tenantID, ids, exts)
+	if err != nil {
+		return res, err
+	}
+	unknown := map[string]bool{}
+	resolved := cands[:0]
+	for _, c := range cands {
+		switch {
+		case c.ev.RepExternalID != "":
+			id, ok := reps.ByExternalID[c.ev.RepExternalID]
+			if !ok {
+				reject(c.index, rallye.Invalid("rep_external_id", "no person carries the CRM id %q", c.ev.RepExternalID))
+				if !unknown[c.ev.RepExternalID] {
+					unknown[c.ev.RepExternalID] = true
+					res.UnknownReps = append(res.UnknownReps, c.ev.RepExternalID)
+				}
+				continue
+			}
+			c.ev.UserID = id
+		case c.ev.UserID != uuid.Nil && !reps.Known[c.ev.UserID]:
+			reject(c.index, rallye.Invalid("rep_id", "no such person in the company"))
+			continue
+		}
+		resolved = append(resolved, c)
+	}
+
+	// 2. One candidate per source event: the highest revision, the first of
+	// equals; the others are duplicates.
+	best := map[Key]candidate{}
+	var order []Key
+	for _, c := range resolved {
+		prev, ok := best[c.ev.Key()]
+		switch {
+		case !ok:
+			best[c.ev.Key()] = c
+			order = append(order, c.ev.Key())
+		case c.ev.Revision > prev.ev.Revision:
+			best[c.ev.Key()] = c
+			res.Duplicates++
+		default:
+			res.Duplicates++
+		}
+	}
+	if len(order) == 0 {
+		return res, nil
+	}
+	slices.SortFunc(order, compareKeys)
+
+	// 3. Serialise batches touching the same deals (the reopen rule reads
+	// rows other batches may be inserting), then lock the stored rows.
+	locked := map[dealKey]bool{}
+	var deals []dealKey
+	for _, k := range order {
+		if e := best[k].ev; isDealType(e.Type) {
+			deals = append(deals, dealKey{e.Source, e.OpportunityID})
+		}
+	}
+	if err := lockDeals(ctx, tx, tenantID, deals, locked); err != nil {
+		return res, err
+	}
+	stored, err := lockEvents(ctx, tx, tenantID, order)
+	if err != nil {
+		return res, err
+	}
+
+	// 4. Classify.
+	touched := map[Key]*state{}
+	var oldVersions []uuid.UUID
+	for _, k := range order {
+		c := best[k]
+		st, exists := stored[k]
+		if exists && c.ev.Revision <= st.revision {
+			res.Duplicates++
+			continue
+		}
+		if !exists {
+			st = &state{key: k, isNew: true}
+			res.Accepted++
+		} else {
+			res.Corrected++
+			oldVersions = append(oldVersions, st.version)
+			if isDealType(st.typ) && st.opp != "" {
+				deals = append(deals, dealKey{k.Source, st.opp})
+			}
+		}
+		ev := c.ev
+		ev.VersionID = uuid.Must(uuid.NewV7())
+		st.version, st.revision, st.typ, st.occurredAt = ev.VersionID, ev.Revision, ev.Type, ev.OccurredAt
+		st.opp, st.userID, st.retracted = ev.OpportunityID, ev.UserID, ev.Retracted
+		st.written = &ev
+		touched[k] = st
+	}
+	if len(touched) == 0 {
+		return res, recordSources(ctx, tx, tenantID, best, order, touched)
+	}
+
+	// 5. Team attribution: the rep's teams when the event was first
+	// received; a correction keeps it unless it changes the rep.
+	prevTeams, err := versionTeams(ctx, tx, tenantID, oldVersions)
+	if err != nil {
+		return res, err
+	}
+	for _, st := range touched {
+		ev := st.written
+		if prev, ok := prevTeams[st.oldVersion]; ok && prev.user == ev.UserID {
+			ev.TeamIDs = prev.teams
+		} else {
+			ev.TeamIDs = reps.Teams[ev.UserID]
+		}
+	}
+
+	// 6. Deal rules over every closing and reopening of the deals involved.
+	if err := lockDeals(ctx, tx, tenantID, deals, locked); err != nil {
+		return res, err
+	}
+	if err := loadDeals(ctx, tx, tenantID, locked, touched); err != nil {
+		return res, err
+	}
+	applyCountingRules(touched)
+
+	// 7. Write.
+	if err := writeBatch(ctx, tx, tenantID, touched); err != nil {
+		return res, err
+	}
+	return res, recordSources(ctx, tx, tenantID, best, order, touched)
+}
+
+// recordSources advances each source's watermark, last in the transaction
+// because concurrent batches of one source take turns on its row.
+func recordSources(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, best map[Key]candidate, order []Key, touched map[Key]*state) error {
+	newest := map[string]time.Time{}
+	count := map[string]int64{}
+	for _, k := range order {
+		at := best[k].ev.OccurredAt
+		if at.After(newest[k.Source]) {
+			newest[k.Source] = at
+		}
+		if st := touched[k]; st != nil && st.isNew {
+			count[k.Source]++
+		}
+	}
+	var sources []string
+	var times []time.Time
+	var counts []int64
+	for src, at := range newest {
+		sources, times, counts = append(sources, src), append(times, at), append(counts, count[src])
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO event_sources (tenant_id, source, newest_event_at, last_received_at, events)
+		SELECT $1, s, t, now(), n FROM unnest($2::text[], $3::timestamptz[], $4::bigint[]) AS u(s, t, n) ORDER BY s
+		ON CONFLICT (tenant_id, source) DO UPDATE SET
+			newest_event_at = greatest(event_sources.newest_event_at, excluded.newest_event_at),
+			last_received_at = excluded.last_received_at,
+			events = event_sources.events + excluded.events`, tenantID, sources, times, counts)
+	if err != nil {
+		return fmt.Errorf("record sources: %w", err)
+	}
+	return nil
+}
+
+func compareKeys(a, b Key) int {
+	if c := strings.Compare(a.Source, b.Source); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ExternalID, b.ExternalID)
+}
+
+// lockDeals takes a transaction advisory lock per deal not yet locked, in a
+// stable order so that batches do not deadlock.
+func lockDeals(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, deals []dealKey, locked map[dealKey]bool) error {
+	var keys []int64
+	for _, d := range deals {
+		if d.opp == "" || locked[d] {
+			continue
+		}
+		locked[d] = true
+		h := fnv.New64a()
+		h.Write(tenantID[:])
+		h.Write([]byte(d.source + "\x00" + d.opp))
+		keys = append(keys, int64(h.Sum64()))
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k`, keys)
+	if err != nil {
+		return fmt.Errorf("lock deals: %w", err)
+	}
+	return nil
+}
+
+func scanState(r pgx.Row) (*state, error) {
+	st := &state{}
+	var opp *string
+	var user *uuid.UUID
+	err := r.Scan(&st.key.Source, &st.key.ExternalID, &st.version, &st.revision, &st.typ, &st.occurredAt, &opp, &user, &st.retracted, &st.counted)
+	if opp != nil {
+		st.opp = *opp
+	}
+	if user != nil {
+		st.userID = *user
+	}
+	st.oldVersion, st.oldCounted = st.version, st.counted
+	return st, err
+}
+
+const stateColumns = `source, external_id, version_id, revision, type, occurred_at, opportunity_id, user_id, retracted, counted`
+
+func lockEvents(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, keys []Key) (map[Key]*state, error) {
+	sources := make([]string, len(keys))
+	extIDs := make([]string, len(keys))
+	for i, k := range keys {
+		sources[i], extIDs[i] = k.Source, k.ExternalID
+	}
+	rows, err := tx.Query(ctx, `SELECT `+stateColumns+` FROM events
+		WHERE tenant_id = $1 AND (source, external_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+		ORDER BY source, external_id FOR UPDATE`, tenantID, sources, extIDs)
+	if err != nil {
+		return nil, fmt.Errorf("lock events: %w", err)
+	}
+	out := map[Key]*state{}
+	for rows.Next() {
+		st, err := scanState(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out[st.key] = st
+	}
+	return out, rows.Err()
+}
+
+type attribution struct {
+	user  uuid.UUID
+	teams []uuid.UUID
+}
+
+func versionTeams(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, versions []uuid.UUID) (map[uuid.UUID]attribution, error) {
+	out := map[uuid.UUID]attribution{}
+	if len(versions) == 0 {
+		return out, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT id, coalesce(user_id, '00000000-0000-0000-0000-000000000000'), team_ids
+		FROM event_versions WHERE tenant_id = $1 AND id = ANY($2)`, tenantID, versions)
+	if err != nil {
+		return nil, fmt.Errorf("read previous versions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id uuid.UUID
+		var a attribution
+		if err := rows.Scan(&id, &a.user, &a.teams); err != nil {
+			return nil, err
+		}
+		out[id] = a
+	}
+	return out, rows.Err()
+}
+
+// loadDeals adds to touched the stored closings and reopenings of the deals
+// involved that the batch did not carry.
+func loadDeals(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, deals map[dealKey]bool, touched map[Key]*state) error {
+	if len(deals) == 0 {
+		return nil
+	}
+	var sources, opps []string
+	for d := range deals {
+		sources, opps = append(sources, d.source), append(opps, d.opp)
+	}
+	rows, err := tx.Query(ctx, `SELECT `+stateColumns+` FROM events
+		WHERE tenant_id = $1 AND (source, opportunity_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+		  AND type IN ('deal.won', 'deal.lost', 'deal.reopened')
+		ORDER BY source, external_id FOR UPDATE`, tenantID, sources, opps)
+	if err != nil {
+		return fmt.Errorf("load deals: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		st, err := scanState(rows)
+		if err != nil {
+			return err
+		}
+		if _, ok := touched[st.key]; !ok {
+			touched[st.key] = st
+		}
+	}
+	return rows.Err()
+}
+
+// applyCountingRules decides which versions count: not retracted, and for a
+// win or loss, not followed (at the same instant or later) by a reopening of
+// the same deal that itself counts.
+func applyCountingRules(touched map[Key]*state) {
+	reopenings := map[dealKey][]time.Time{}
+	for _, st := range touched {
+		if st.typ == DealReopened && !st.retracted && st.opp != "" {
+			d := dealKey{st.key.Source, st.opp}
+			reopenings[d] = append(reopenings[d], st.occurredAt)
+		}
+	}
+	for _, st := range touched {
+		st.counted = !st.retracted
+		if st.counted && (st.typ == DealWon || st.typ == DealLost) {
+			for _, at := range reopenings[dealKey{st.key.Source, st.opp}] {
+				if !at.Before(st.occurredAt) {
+					st.counted = false
+					break
+				}
+			}
+		}
+	}
+}
+
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func nullUser(id uuid.UUID) *uuid.UUID {
+	if id == uuid.Nil {
+		return nil
+	}
+	return &id
+}
+
+func uuidArray(ids []uuid.UUID) string {
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = id.String()
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+func writeBatch(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, touched map[Key]*state) error {
+	keys := make([]Key, 0, len(touched))
+	for k := range touched {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, compareKeys)
+
+	var ins, upd eventRows
+	var versions versionRows
+	var changeVersions []uuid.UUID
+	var changeSigns []int16
+	for _, k := range keys {
+		st := touched[k]
+		if st.written != nil {
+			versions.add(st.written)
+		}
+		switch {
+		case st.isNew:
+			ins.add(st)
+		case st.version != st.oldVersion || st.counted != st.oldCounted:
+			upd.add(st)
+		}
+		// The feed: take back what the old version gave, give what the new
+		// one gives.
+		if st.version != st.oldVersion {
+			if !st.isNew && st.oldCounted {
+				changeVersions, changeSigns = append(changeVersions, st.oldVersion), append(changeSigns, -1)
+			}
+			if st.counted {
+				changeVersions, changeSigns = append(changeVersions, st.version), append(changeSigns, 1)
+			}
+		} else if st.counted != st.oldCounted {
+			sign := int16(-1)
+			if st.counted {
+				sign = 1
+			}
+			changeVersions, changeSigns = append(changeVersions, st.version), append(changeSigns, sign)
+		}
+	}
+
+	if len(ins.source) > 0 {
+		tag, err := tx.Exec(ctx, `INSERT INTO events (tenant_id, `+stateColumns+`)
+			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::uuid[], $5::bigint[], $6::text[], $7::timestamptz[],
+				$8::text[], $9::uuid[], $10::boolean[], $11::boolean[])
+			ON CONFLICT DO NOTHING`, append([]any{tenantID}, ins.args()...)...)
+		if err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+		if int(tag.RowsAffected()) != len(ins.source) {
+			// A concurrent batch stored one of these events first: run
+			// again, it is now a duplicate or a correction.
+			return postgres.ErrRetry
+		}
+	}
+	if len(upd.source) > 0 {
+		_, err := tx.Exec(ctx, `UPDATE events e SET version_id = u.version_id, revision = u.revision, type = u.type,
+				occurred_at = u.occurred_at, opportunity_id = u.opportunity_id, user_id = u.user_id,
+				retracted = u.retracted, counted = u.counted
+			FROM unnest($2::text[], $3::text[], $4::uuid[], $5::bigint[], $6::text[], $7::timestamptz[],
+				$8::text[], $9::uuid[], $10::boolean[], $11::boolean[])
+				AS u(source, external_id, version_id, revision, type, occurred_at, opportunity_id, user_id, retracted, counted)
+			WHERE e.tenant_id = $1 AND e.source = u.source AND e.external_id = u.external_id`,
+			append([]any{tenantID}, upd.args()...)...)
+		if err != nil {
+			return fmt.Errorf("update events: %w", err)
+		}
+	}
+	if len(versions.id) > 0 {
+		if _, err := tx.Exec(ctx, insertVersionsSQL, append([]any{tenantID}, versions.args()...)...); err != nil {
+			return fmt.Errorf("insert event versions: %w", err)
+		}
+	}
+	if len(changeVersions) > 0 {
+		_, err := tx.Exec(ctx, `INSERT INTO event_changes (tenant_id, version_id, sign)
+			SELECT $1, * FROM unnest($2::uuid[], $3::smallint[])`, tenantID, changeVersions, changeSigns)
+		if err != nil {
+			return fmt.Errorf("insert feed changes: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, FeedChannel, tenantID.String()); err != nil {
+			return fmt.Errorf("notify feed: %w", err)
+		}
+	}
+	return nil
+}
+
+// eventRows are events rows as column arrays, for unnest.
+type eventRows struct {
+	source, extID, typ []string
+	version            []uuid.UUID
+	revision           []int64
+	occurredAt         []time.Time
+	opp                []*string
+	user               []*uuid.UUID
+	retracted, counted []bool
+}
+
+func (r *eventRows) add(st *state) {
+	r.source = append(r.source, st.key.Source)
+	r.extID = append(r.extID, st.key.ExternalID)
+	r.version = append(r.version, st.version)
+	r.revision = append(r.revision, st.revision)
+	r.typ = append(r.typ, string(st.typ))
+	r.occurredAt = append(r.occurredAt, st.occurredAt)
+	r.opp = append(r.opp, nullString(st.opp))
+	r.user = append(r.user, nullUser(st.userID))
+	r.retracted = append(r.retracted, st.retracted)
+	r.counted = append(r.counted, st.counted)
+}
+
+func (r *eventRows) args() []any {
+	return []any{r.source, r.extID, r.version, r.revision, r.typ, r.occurredAt, r.opp, r.user, r.retracted, r.counted}
+}
+
+const insertVersionsSQL = `INSERT INTO event_versions (tenant_id, id, source, external_id, revision, type, occurred_at, retracted,
+		user_id, rep_external_id, team_ids, account_id, opportunity_id, lead_id, amount, gross_margin, segment, product,
+		deal_kind, opportunity_created_at, stage, from_stage, stage_entered_at, lead_created_at, ticket_opened_at,
+		score, discovery_completed, content_id, channel, attributes)
+	SELECT $1, u.id, u.source, u.external_id, u.revision, u.type, u.occurred_at, u.retracted,
+		u.user_id, u.rep_external_id, u.team_ids::uuid[], u.account_id, u.opportunity_id, u.lead_id, u.amount, u.gross_margin,
+		u.segment, u.product, u.deal_kind, u.opportunity_created_at, u.stage, u.from_stage, u.stage_entered_at,
+		u.lead_created_at, u.ticket_opened_at, u.score, u.discovery_completed, u.content_id, u.channel, u.attributes::jsonb
+	FROM unnest($2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::timestamptz[], $8::boolean[],
+		$9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::bigint[], $16::bigint[],
+		$17::text[], $18::text[], $19::text[], $20::timestamptz[], $21::text[], $22::text[], $23::timestamptz[],
+		$24::timestamptz[], $25::timestamptz[], $26::integer[], $27::boolean[], $28::text[], $29::text[], $30::text[])
+	AS u(id, source, external_id, revision, type, occurred_at, retracted, user_id, rep_external_id, team_ids,
+		account_id, opportunity_id, lead_id, amount, gross_margin, segment, product, deal_kind, opportunity_created_at,
+		stage, from_stage, stage_entered_at, lead_created_at, ticket_opened_at, score, discovery_completed,
+		content_id, channel, attributes)`
+
+// versionRows are event versions as column arrays, for unnest.
+type versionRows struct {
+	id                                                                   []uuid.UUID
+	source, extID, typ, teams                                            []string
+	revision                                                             []int64
+	occurredAt                                                           []time.Time
+	retracted, discovery                                                 []bool
+	user                                                                 []*uuid.UUID
+	repExt, account, opp, lead, segment, product, kind, stage, fromStage []*string
+	content, channel, attributes                                         []*string
+	amount, margin                                                       []int64
+	oppCreated, stageEntered, leadCreated, ticketOpened                  []*time.Time
+	score                                                                []*int32
+}
+
+func (r *versionRows) add(e *Event) {
+	r.id = append(r.id, e.VersionID)
+	r.source = append(r.source, e.Source)
+	r.extID = append(r.extID, e.ExternalID)
+	r.revision = append(r.revision, e.Revision)
+	r.typ = append(r.typ, string(e.Type))
+	r.occurredAt = append(r.occurredAt, e.OccurredAt)
+	r.retracted = append(r.retracted, e.Retracted)
+	r.user = append(r.user, nullUser(e.UserID))
+	r.repExt = append(r.repExt, nullString(e.RepExternalID))
+	r.teams = append(r.teams, uuidArray(e.TeamIDs))
+	r.account = append(r.account, nullString(e.AccountID))
+	r.opp = append(r.opp, nullString(e.OpportunityID))
+	r.lead = append(r.lead, nullString(e.LeadID))
+	r.amount = append(r.amount, e.Amount)
+	r.margin = append(r.margin, e.GrossMargin)
+	r.segment = append(r.segment, nullString(e.Segment))
+	r.product = append(r.product, nullString(e.Product))
+	r.kind = append(r.kind, nullString(e.DealKind))
+	r.oppCreated = append(r.oppCreated, nullTime(e.OpportunityCreatedAt))
+	r.stage = append(r.stage, nullString(e.Stage))
+	r.fromStage = append(r.fromStage, nullString(e.FromStage))
+	r.stageEntered = append(r.stageEntered, nullTime(e.StageEnteredAt))
+	r.leadCreated = append(r.leadCreated, nullTime(e.LeadCreatedAt))
+	r.ticketOpened = append(r.ticketOpened, nullTime(e.TicketOpenedAt))
+	r.score = append(r.score, e.Score)
+	r.discovery = append(r.discovery, e.DiscoveryCompleted)
+	r.content = append(r.content, nullString(e.ContentID))
+	r.channel = append(r.channel, nullString(e.Channel))
+	var attrs *string
+	if len(e.Attributes) > 0 {
+		b, _ := json.Marshal(e.Attributes) // a map of strings always marshals
+		s := string(b)
+		attrs = &s
+	}
+	r.attributes = append(r.attributes, attrs)
+}
+
+func (r *versionRows) args() []any {
+	return []any{r.id, r.source, r.extID, r.revision, r.typ, r.occurredAt, r.retracted, r.user, r.repExt, r.teams,
+		r.account, r.opp, r.lead, r.amount, r.margin, r.segment, r.product, r.kind, r.oppCreated, r.stage, r.fromStage,
+		r.stageEntered, r.leadCreated, r.ticketOpened, r.score, r.discovery, r.content, r.channel, r.attributes}
+}
