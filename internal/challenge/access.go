@@ -17,7 +17,8 @@ import (
 //   - admins see and manage every challenge; HR sees every challenge;
 //   - a manager manages the challenges whose teams are among their teams and
 //     sub-teams (org.ManagedTeams) and whose people listed by name belong to
-//     those teams, and sees the challenges that touch their teams;
+//     those teams, and sees the challenges that cover one of their teams
+//     (named, or through a parent team);
 //   - anyone sees a published challenge they take part in or may join.
 //
 // A challenge the caller may not see is NotFound, like another company's.
@@ -87,8 +88,14 @@ func (v *viewer) rightsOn(ctx context.Context, tx pgx.Tx, c *Challenge) (rights,
 		if ok {
 			return rights{see: true, manage: true}, nil
 		}
+		// A challenge of their team, a sub-team or a parent team touches
+		// their people.
 		managed, _ := v.managedTeams(ctx, tx)
-		for _, t := range c.TeamIDs {
+		covered, err := org.TeamAndDescendants(ctx, tx, c.TenantID, c.TeamIDs)
+		if err != nil {
+			return rights{}, fmt.Errorf("read teams: %w", err)
+		}
+		for _, t := range covered {
 			if slices.Contains(managed, t) {
 				return rights{see: true}, nil
 			}

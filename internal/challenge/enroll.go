@@ -3,6 +3,7 @@ package challenge
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -302,7 +303,7 @@ func (s *Service) personalTargets(ctx context.Context, tx pgx.Tx, c *Challenge, 
 		for _, e := range es {
 			t := m.Target
 			if a := base[e.UserID]; a != nil && a.n > 0 {
-				t = max(t, a.sum/a.n*(1+m.UpliftPercent/100))
+				t = max(t, math.Round(a.sum/a.n*(1+m.UpliftPercent/100)*100)/100) // to the cent
 			}
 			subjects, targets = append(subjects, e.UserID), append(targets, t)
 		}

@@ -73,9 +73,15 @@ func (n noun) count(k int64, locale string) string {
 // formatNumber writes v with at most decimals decimals (trailing zeros
 // dropped), grouped by thousands: 1,200.5 in English, 1 200,5 in French.
 func formatNumber(v float64, decimals int, locale string) string {
+	return groupDigits(v, decimals, locale, true)
+}
+
+func groupDigits(v float64, decimals int, locale string, trim bool) string {
 	s := strconv.FormatFloat(math.Abs(v), 'f', decimals, 64)
 	intPart, frac, _ := strings.Cut(s, ".")
-	frac = strings.TrimRight(frac, "0")
+	if trim {
+		frac = strings.TrimRight(frac, "0")
+	}
 	sep, dec := ",", "."
 	if locale != "en" {
 		sep, dec = "\u202f", "," // narrow no-break space, as French typography wants
@@ -103,7 +109,7 @@ func formatMoney(v float64, currency, locale string) string {
 	if math.Abs(v-math.Round(v)) < 0.005 {
 		decimals = 0
 	}
-	return formatNumber(v, decimals, locale) + "\u00a0" + currency
+	return groupDigits(v, decimals, locale, false) + "\u00a0" + currency
 }
 
 // formatValue writes a mission value in its unit.

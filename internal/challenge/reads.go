@@ -397,11 +397,21 @@ func (s *Service) List(ctx context.Context, p rallye.Principal, req ListRequest)
 		var teams []uuid.UUID // nil: no restriction
 		if !p.Has(rallye.RoleAdmin, rallye.RoleHR) {
 			var err error
-			if teams, err = org.ManagedTeams(ctx, tx, p.TenantID, p.UserID); err != nil {
+			managed, err := org.ManagedTeams(ctx, tx, p.TenantID, p.UserID)
+			if err != nil {
 				return fmt.Errorf("managed teams: %w", err)
 			}
-			if teams == nil {
-				teams = []uuid.UUID{}
+			// Challenges of their teams, sub-teams, and of the parent
+			// teams that cover them.
+			o, err := loadOrg(ctx, tx, p.TenantID, nil)
+			if err != nil {
+				return err
+			}
+			teams = []uuid.UUID{}
+			for _, m := range managed {
+				for t, n := m, 0; t != uuid.Nil && n < 64; t, n = o.parent[t], n+1 {
+					teams = append(teams, t)
+				}
 			}
 		}
 		states := make([]string, len(req.States))
