@@ -61,7 +61,7 @@ func TestRace(t *testing.T) {
 	first := meetingHeld(r0, h(3))
 	b.ingest(t, meetingHeld(r1, h(1)), meetingHeld(r1, h(2)), meetingHeld(r1, h(6))) // r1 reaches 30 at h6, first to arrive
 	b.ingest(t, first, meetingHeld(r0, h(4)), meetingHeld(r0, h(5)))                 // r0 reaches 30 at h5, arrives later
-	b.ingest(t, meetingHeld(r2, h(1)), meetingHeld(r2, h(2)), meetingHeld(r2, h(5)))  // r2 also at h5, arrives last
+	b.ingest(t, meetingHeld(r2, h(1)), meetingHeld(r2, h(2)), meetingHeld(r2, h(5))) // r2 also at h5, arrives last
 	b.ingest(t, meetingHeld(r3, h(1)))
 	st := standings(t, b, c)
 	want := []uuid.UUID{r0.ID, r2.ID, r1.ID, r3.ID}
