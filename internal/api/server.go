@@ -23,6 +23,7 @@ import (
 
 	"github.com/rallyehq/rallye/gen/rallye/v1/rallyev1connect"
 	"github.com/rallyehq/rallye/internal/auth"
+	"github.com/rallyehq/rallye/internal/challenge"
 	"github.com/rallyehq/rallye/internal/event"
 	"github.com/rallyehq/rallye/internal/org"
 )
@@ -36,6 +37,9 @@ type Deps struct {
 	Org      *org.Service
 	APIKeys  *auth.APIKeys
 	Events   *event.Store
+	// Challenges serves ChallengeService, ChallengeTemplateService and
+	// MissionService.
+	Challenges *challenge.Service
 }
 
 // NewHandler returns the HTTP handler of the whole API.
@@ -68,6 +72,10 @@ func NewHandler(d Deps) (http.Handler, error) {
 	mount(rallyev1connect.NewAccessServiceHandler(&accessHandler{keys: d.APIKeys}, opts))
 	events := &eventHandler{store: d.Events, validator: validator}
 	mount(rallyev1connect.NewEventServiceHandler(events, opts))
+	challenges := &challengeHandler{svc: d.Challenges, validator: validator}
+	mount(rallyev1connect.NewChallengeServiceHandler(challenges, opts))
+	mount(rallyev1connect.NewChallengeTemplateServiceHandler(challenges, opts))
+	mount(rallyev1connect.NewMissionServiceHandler(&missionHandler{svc: d.Challenges}, opts))
 	mux.Handle(WebhookPath, &eventWebhook{guard: grd, observer: obs, events: events, validator: validator, errors: connect.NewErrorWriter()})
 
 	mux.Handle(grpchealth.NewHandler(d.Health))

@@ -23,6 +23,7 @@ import (
 
 	"github.com/rallyehq/rallye/internal/api"
 	"github.com/rallyehq/rallye/internal/auth"
+	"github.com/rallyehq/rallye/internal/challenge"
 	"github.com/rallyehq/rallye/internal/config"
 	"github.com/rallyehq/rallye/internal/event"
 	"github.com/rallyehq/rallye/internal/idempotency"
@@ -45,7 +46,10 @@ type App struct {
 	APIKeys  *auth.APIKeys
 	Events   *event.Store
 	Feed     *event.Feed
-	Handler  http.Handler
+	// Challenges runs challenges; its progress consumer is registered on
+	// Feed and its lifecycle workers on River.
+	Challenges *challenge.Service
+	Handler    http.Handler
 
 	jwksCancel context.CancelFunc
 }
@@ -96,6 +100,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	// InsertTx inside the transaction of the change that causes them.
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &idempotency.PurgeWorker{DB: db})
+	// The leaderboard (Scores, Boards) is wired here when it lands; until
+	// then challenge points live in the challenge's own state only.
+	a.Challenges = challenge.New(challenge.Deps{
+		DB: db, Log: log.With("component", "challenges"), FinalizeRecheck: cfg.ChallengeFinalizeCheck,
+	})
+	challenge.AddWorkers(workers, a.Challenges)
 	a.River, err = river.NewClient(riverpgxv5.New(db.Pool), &river.Config{
 		Logger:  log.With("component", "jobs"),
 		Workers: workers,
@@ -109,6 +119,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	if err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
+	a.Challenges.SetJobs(a.River)
 
 	var jwks keyfunc.Keyfunc
 	if cfg.JWKSURL != "" {
@@ -130,10 +141,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	a.Events = event.NewStore(db)
 	// Consumers of the change feed register here.
 	a.Feed = event.NewFeed(db, log.With("component", "feed"))
+	a.Feed.Register(a.Challenges.Progress())
 
 	a.Handler, err = api.NewHandler(api.Deps{
 		Log: log, Registry: a.Registry, Auth: a.Auth, Health: &healthChecker{db: db, redis: a.Redis},
-		Org: a.Org, APIKeys: a.APIKeys, Events: a.Events,
+		Org: a.Org, APIKeys: a.APIKeys, Events: a.Events, Challenges: a.Challenges,
 	})
 	if err != nil {
 		return nil, err

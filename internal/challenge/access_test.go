@@ -160,7 +160,7 @@ func TestDraftEditsAndPublish(t *testing.T) {
 		bad[1].Filter = "amount >"
 		_, err := b.svc.Update(ctx, m, d.ID, challenge.Patch{Definition: challenge.Definition{Missions: bad}, Mask: []string{"missions"}})
 		wantCode(t, err, rallye.CodeInvalid)
-		if e, _ := rallye.AsError(err); e.Field != "definition.missions[1].filter" {
+		if e, _ := rallye.AsError(err); e.Field != "definition.missions[1].auto.filter" {
 			t.Fatalf("field %q", e.Field)
 		}
 	})

@@ -374,7 +374,8 @@ func checkDuration(field string, d Duration, max time.Duration) error {
 }
 
 // compile checks a definition (with defaults applied) and compiles its
-// expressions. Errors name the field under prefix ("definition.").
+// expressions. Errors name the field under prefix ("definition."), with the
+// API's field paths (missions[0].auto.filter, scoring_rules[1].points).
 func compile(d Definition, prefix string) (*compiled, error) {
 	f := func(s string, args ...any) string { return prefix + fmt.Sprintf(s, args...) }
 	if err := checkText(f("name"), d.Name, true, 200); err != nil {
@@ -402,11 +403,11 @@ func compile(d Definition, prefix string) (*compiled, error) {
 	case FormatLeaderboard, FormatDuels:
 	case FormatRace:
 		if d.RaceTarget <= 0 {
-			return nil, rallye.Invalid(f("race_target"), "a race needs a positive target in points")
+			return nil, rallye.Invalid(f("race_target_points"), "a race needs a positive target in points")
 		}
 	case FormatLeague:
 		if d.LeagueTarget <= 0 {
-			return nil, rallye.Invalid(f("league_target"), "a league needs a positive default target in points")
+			return nil, rallye.Invalid(f("league_target_points"), "a league needs a positive default target in points")
 		}
 	case FormatTeamBattle:
 		if d.Mode != ModeTeam {
@@ -421,7 +422,7 @@ func compile(d Definition, prefix string) (*compiled, error) {
 	if err := checkDuration(f("duration"), d.Duration, MaxWindow); err != nil {
 		return nil, err
 	}
-	if err := checkDuration(f("grace"), d.Grace, 30*24*time.Hour); err != nil {
+	if err := checkDuration(f("grace_period"), d.Grace, 30*24*time.Hour); err != nil {
 		return nil, err
 	}
 	if err := checkDuration(f("max_data_wait"), d.MaxDataWait, 60*24*time.Hour); err != nil {
@@ -434,7 +435,7 @@ func compile(d Definition, prefix string) (*compiled, error) {
 		return nil, rallye.Invalid(f("missions"), "at most %d missions", MaxMissions)
 	}
 	if len(d.Rules) > MaxRules {
-		return nil, rallye.Invalid(f("rules"), "at most %d scoring rules", MaxRules)
+		return nil, rallye.Invalid(f("scoring_rules"), "at most %d scoring rules", MaxRules)
 	}
 	if len(d.Rewards) > MaxRewards {
 		return nil, rallye.Invalid(f("rewards"), "at most %d rewards", MaxRewards)
@@ -459,7 +460,7 @@ func compile(d Definition, prefix string) (*compiled, error) {
 		c.missions = append(c.missions, cm)
 	}
 	for i, r := range d.Rules {
-		cr, err := compileRule(r, f("rules[%d].", i))
+		cr, err := compileRule(r, f("scoring_rules[%d].", i))
 		if err != nil {
 			return nil, err
 		}
@@ -534,71 +535,72 @@ func compileMission(m Mission, d Definition, prefix string) (compiledMission, er
 		switch m.Manual {
 		case ManualQuiz, ManualTraining, ManualEvidence:
 		default:
-			return cm, rallye.Invalid(prefix+"manual", "must be quiz, training or evidence")
+			return cm, rallye.Invalid(prefix+"manual.kind", "must be quiz, training or evidence")
 		}
 		if m.Scope != ScopeIndividual {
 			return cm, rallye.Invalid(prefix+"scope", "manual missions are individual")
 		}
 		return cm, nil
 	}
+	auto := prefix + "auto."
 	var err error
-	if cm.types, err = checkTypes(prefix+"event_types", m.EventTypes); err != nil {
+	if cm.types, err = checkTypes(auto+"event_types", m.EventTypes); err != nil {
 		return cm, err
 	}
-	if cm.filter, err = event.CompileFilter(prefix+"filter", m.Filter); err != nil {
+	if cm.filter, err = event.CompileFilter(auto+"filter", m.Filter); err != nil {
 		return cm, err
 	}
 	switch m.Aggregate {
 	case AggCount:
 	case AggRate:
 		if strings.TrimSpace(m.HitFilter) == "" {
-			return cm, rallye.Invalid(prefix+"hit_filter", "a rate needs the filter of its hits")
+			return cm, rallye.Invalid(auto+"hit_filter", "a rate needs the filter of its hits")
 		}
-		if cm.hit, err = event.CompileFilter(prefix+"hit_filter", m.HitFilter); err != nil {
+		if cm.hit, err = event.CompileFilter(auto+"hit_filter", m.HitFilter); err != nil {
 			return cm, err
 		}
 		if m.Target < 0 || m.Target > 100 {
-			return cm, rallye.Invalid(prefix+"target", "a rate is between 0 and 100 percent")
+			return cm, rallye.Invalid(auto+"target", "a rate is between 0 and 100 percent")
 		}
 	case AggSum, AggAverage, AggMedian, AggMin, AggMax:
 		if strings.TrimSpace(m.Value) == "" {
-			return cm, rallye.Invalid(prefix+"value", "a %s needs a value expression", m.Aggregate)
+			return cm, rallye.Invalid(auto+"value", "a %s needs a value expression", m.Aggregate)
 		}
-		if cm.value, err = event.CompileValue(prefix+"value", m.Value); err != nil {
+		if cm.value, err = event.CompileValue(auto+"value", m.Value); err != nil {
 			return cm, err
 		}
 	default:
-		return cm, rallye.Invalid(prefix+"aggregate", "must be count, sum, rate, average, median, min or max")
+		return cm, rallye.Invalid(auto+"aggregate", "must be count, sum, rate, average, median, min or max")
 	}
 	if m.Comparison != AtLeast && m.Comparison != AtMost {
-		return cm, rallye.Invalid(prefix+"comparison", "must be at_least or at_most")
+		return cm, rallye.Invalid(auto+"comparison", "must be at_least or at_most")
 	}
 	if m.Comparison == AtMost && (m.Aggregate == AggCount || m.Aggregate == AggSum) {
-		return cm, rallye.Invalid(prefix+"comparison", "a count or a sum only grows: use at_least")
+		return cm, rallye.Invalid(auto+"comparison", "a count or a sum only grows: use at_least")
 	}
 	if math.IsNaN(m.Target) || math.IsInf(m.Target, 0) || m.Target < 0 || m.Target > 1e12 {
-		return cm, rallye.Invalid(prefix+"target", "must be a number between 0 and 10^12")
+		return cm, rallye.Invalid(auto+"target", "must be a number between 0 and 10^12")
 	}
 	if (m.Aggregate == AggCount || m.Aggregate == AggSum) && m.Target <= 0 {
-		return cm, rallye.Invalid(prefix+"target", "must be positive")
+		return cm, rallye.Invalid(auto+"target", "must be positive")
 	}
 	if m.MinVolume < 0 || m.MinVolume > 1_000_000 {
-		return cm, rallye.Invalid(prefix+"min_volume", "must be between 0 and 1,000,000")
+		return cm, rallye.Invalid(auto+"min_volume", "must be between 0 and 1,000,000")
 	}
 	switch m.Unit {
 	case UnitCount, UnitMoney, UnitPercent, UnitDays, UnitNumber:
 	default:
-		return cm, rallye.Invalid(prefix+"unit", "must be count, money, percent, days or number")
+		return cm, rallye.Invalid(auto+"unit", "must be count, money, percent, days or number")
 	}
 	if m.UpliftPercent != 0 || m.BaselineDays != 0 {
 		if m.Aggregate != AggAverage || m.Scope != ScopeIndividual || m.Comparison != AtLeast {
-			return cm, rallye.Invalid(prefix+"uplift_percent", "an uplift applies to an individual average, at least")
+			return cm, rallye.Invalid(auto+"uplift_percent", "an uplift applies to an individual average, at least")
 		}
 		if m.UpliftPercent <= 0 || m.UpliftPercent > 1000 {
-			return cm, rallye.Invalid(prefix+"uplift_percent", "must be between 0 and 1000")
+			return cm, rallye.Invalid(auto+"uplift_percent", "must be between 0 and 1000")
 		}
 		if m.BaselineDays < 7 || m.BaselineDays > 365 {
-			return cm, rallye.Invalid(prefix+"baseline_days", "must be between 7 and 365")
+			return cm, rallye.Invalid(auto+"baseline_days", "must be between 7 and 365")
 		}
 	}
 	return cm, nil
@@ -641,7 +643,7 @@ func checkReward(r Reward, prefix string) error {
 		return rallye.Invalid(prefix+"kind", "must be rank or threshold")
 	}
 	if !keyPattern.MatchString(r.Ref) {
-		return rallye.Invalid(prefix+"ref", "must name a catalogue reward (lowercase letters, digits, dashes)")
+		return rallye.Invalid(prefix+"reward_ref", "must name a catalogue reward (lowercase letters, digits, dashes)")
 	}
 	return checkText(prefix+"label", r.Label, false, 200)
 }

@@ -147,19 +147,19 @@ func TestCompileNamesTheField(t *testing.T) {
 		field string
 	}{
 		{"NameInOneLanguage", func(d *Definition) { d.Name.EN = "" }, "name"},
-		{"UnknownEventType", func(d *Definition) { d.Missions[0].EventTypes = []event.Type{"deal.signed"} }, "missions[0].event_types"},
-		{"BadFilter", func(d *Definition) { d.Missions[0].Filter = "amount >" }, "missions[0].filter"},
-		{"FilterNotBoolean", func(d *Definition) { d.Missions[0].Filter = "amount" }, "missions[0].filter"},
-		{"RateWithoutHits", func(d *Definition) { d.Missions[0].Aggregate = AggRate }, "missions[0].hit_filter"},
-		{"SumWithoutValue", func(d *Definition) { d.Missions[0].Aggregate = AggSum }, "missions[0].value"},
-		{"CountAtMost", func(d *Definition) { d.Missions[0].Comparison = AtMost }, "missions[0].comparison"},
+		{"UnknownEventType", func(d *Definition) { d.Missions[0].EventTypes = []event.Type{"deal.signed"} }, "missions[0].auto.event_types"},
+		{"BadFilter", func(d *Definition) { d.Missions[0].Filter = "amount >" }, "missions[0].auto.filter"},
+		{"FilterNotBoolean", func(d *Definition) { d.Missions[0].Filter = "amount" }, "missions[0].auto.filter"},
+		{"RateWithoutHits", func(d *Definition) { d.Missions[0].Aggregate = AggRate }, "missions[0].auto.hit_filter"},
+		{"SumWithoutValue", func(d *Definition) { d.Missions[0].Aggregate = AggSum }, "missions[0].auto.value"},
+		{"CountAtMost", func(d *Definition) { d.Missions[0].Comparison = AtMost }, "missions[0].auto.comparison"},
 		{"TeamMissionIndividualMode", func(d *Definition) { d.Missions[0].Scope = ScopeTeam }, "missions[0].scope"},
 		{"DuplicateKey", func(d *Definition) { d.Missions = append(d.Missions, d.Missions[0]) }, "missions[1].key"},
-		{"RaceWithoutTarget", func(d *Definition) { d.Format = FormatRace }, "race_target"},
+		{"RaceWithoutTarget", func(d *Definition) { d.Format = FormatRace }, "race_target_points"},
 		{"BattleIndividual", func(d *Definition) { d.Format = FormatTeamBattle; d.TeamMetric = TeamTotal }, "mode"},
 		{"RewardRanks", func(d *Definition) { d.Rewards = []Reward{{Kind: RewardRank, FromRank: 3, ToRank: 1, Ref: "x"}} }, "rewards[0].from_rank"},
 		{"NothingToScore", func(d *Definition) { d.Missions = nil }, "missions"},
-		{"GraceTooLong", func(d *Definition) { d.Grace = Duration(90 * 24 * time.Hour) }, "grace"},
+		{"GraceTooLong", func(d *Definition) { d.Grace = Duration(90 * 24 * time.Hour) }, "grace_period"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := valid()

@@ -323,7 +323,7 @@ func TestSequentialOnboarding(t *testing.T) {
 	c, err := b.svc.CreateFromTemplate(ctx, principal(b.manager), challenge.FromTemplateRequest{
 		TemplateKey: "onboarding", UserIDs: []uuid.UUID{b.reps[1].ID}, StartsAt: start, Publish: true,
 		// Only the mission bonuses: the scoring rules are tested elsewhere.
-		Mask: []string{"rules"},
+		Mask: []string{"scoring_rules"},
 	})
 	if err != nil {
 		t.Fatal(err)

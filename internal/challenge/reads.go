@@ -321,40 +321,47 @@ func (s *Service) ListMine(ctx context.Context, p rallye.Principal, w Window, si
 		if before == uuid.Nil {
 			before = uuid.Max
 		}
-		// Over-read: eligibility is checked in Go (roles, team join rules).
-		rows, err := tx.Query(ctx, `SELECT `+challengeColumns+` FROM challenges c
-			WHERE tenant_id = $1 AND state = ANY($2) AND id < $3
-			  AND (team_ids && $4 OR $5 = ANY(user_ids) OR EXISTS (SELECT 1 FROM challenge_enrollments e
-			       WHERE e.tenant_id = c.tenant_id AND e.challenge_id = c.id AND e.user_id = $5))
-			ORDER BY id DESC LIMIT $6`, p.TenantID, states, before, mine, p.UserID, size*2+10)
-		if err != nil {
-			return fmt.Errorf("list challenges: %w", err)
-		}
-		cs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Challenge, error) { return scanChallenge(r) })
-		if err != nil {
-			return fmt.Errorf("list challenges: %w", err)
-		}
-		if err := loadMissions(ctx, tx, cs); err != nil {
-			return err
-		}
-		for _, c := range cs {
-			if len(out) == size {
-				break
-			}
-			st, err := s.standings(ctx, tx, c)
+		// Eligibility is checked in Go (roles, team join rules): read in
+		// batches until the page is full or the rows run out.
+		limit := size*2 + 10
+		for {
+			rows, err := tx.Query(ctx, `SELECT `+challengeColumns+` FROM challenges c
+				WHERE tenant_id = $1 AND state = ANY($2) AND id < $3
+				  AND (team_ids && $4 OR $5 = ANY(user_ids) OR EXISTS (SELECT 1 FROM challenge_enrollments e
+				       WHERE e.tenant_id = c.tenant_id AND e.challenge_id = c.id AND e.user_id = $5))
+				ORDER BY id DESC LIMIT $6`, p.TenantID, states, before, mine, p.UserID, limit)
 			if err != nil {
+				return fmt.Errorf("list challenges: %w", err)
+			}
+			cs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Challenge, error) { return scanChallenge(r) })
+			if err != nil {
+				return fmt.Errorf("list challenges: %w", err)
+			}
+			if err := loadMissions(ctx, tx, cs); err != nil {
 				return err
 			}
-			me, err := s.participation(ctx, tx, c, st, p.UserID, rd)
-			if err != nil {
-				return err
+			for _, c := range cs {
+				if len(out) == size {
+					return nil
+				}
+				st, err := s.standings(ctx, tx, c)
+				if err != nil {
+					return err
+				}
+				me, err := s.participation(ctx, tx, c, st, p.UserID, rd)
+				if err != nil {
+					return err
+				}
+				if me == nil || (!me.Enrolled && c.State != StateScheduled && c.State != StateActive) {
+					continue
+				}
+				out = append(out, Summary{Challenge: c, Me: me, Next: next(c)})
 			}
-			if me == nil || (!me.Enrolled && c.State != StateScheduled && c.State != StateActive) {
-				continue
+			if len(cs) < limit {
+				return nil
 			}
-			out = append(out, Summary{Challenge: c, Me: me, Next: next(c)})
+			before = cs[len(cs)-1].ID
 		}
-		return nil
 	})
 	return out, err
 }

@@ -249,11 +249,12 @@ func (s *Service) publishReceipts(ctx context.Context, rs []Receipt) {
 	}
 }
 
-// Patch changes a challenge. Mask names the fields to change: name,
-// description, rewards, grace, max_data_wait (definition fields taken from
-// Definition), team_ids, user_ids, start_time, end_time; and, in a draft
-// only, kind, mode, format, enrollment, sequential, race_target,
-// league_target, team_metric, duration, missions, rules.
+// Patch changes a challenge. Mask names the fields to change, by their API
+// names: name, description, rewards, grace_period, max_data_wait
+// (definition fields taken from Definition), team_ids, user_ids,
+// start_time, end_time; and, in a draft only, kind, mode, format,
+// enrollment, sequential, race_target_points, league_target_points,
+// team_metric, duration, missions, scoring_rules.
 type Patch struct {
 	Definition       Definition
 	TeamIDs, UserIDs []uuid.UUID
@@ -266,8 +267,8 @@ type Patch struct {
 // until it ends; the scope (adding only) and the window (the end only later
 // once it runs) while it is scheduled or active.
 var draftOnly = map[string]bool{
-	"kind": true, "mode": true, "format": true, "enrollment": true, "sequential": true, "race_target": true,
-	"league_target": true, "team_metric": true, "duration": true, "missions": true, "rules": true,
+	"kind": true, "mode": true, "format": true, "enrollment": true, "sequential": true, "race_target_points": true,
+	"league_target_points": true, "team_metric": true, "duration": true, "missions": true, "scoring_rules": true,
 }
 
 // Update changes what can safely change in the challenge's state.
@@ -316,8 +317,8 @@ func (s *Service) update(ctx context.Context, tx pgx.Tx, p rallye.Principal, c *
 		case "rewards":
 			err = notAfter(!c.Final(), "definition.rewards", "the challenge is final: its rewards are granted")
 			def.Rewards = in.Rewards
-		case "grace":
-			err = notAfter(c.State == StateDraft || running, "definition.grace", "the challenge has ended")
+		case "grace_period":
+			err = notAfter(c.State == StateDraft || running, "definition.grace_period", "the challenge has ended")
 			def.Grace = in.Grace
 		case "max_data_wait":
 			err = notAfter(c.State == StateDraft || running, "definition.max_data_wait", "the challenge has ended")
@@ -332,9 +333,9 @@ func (s *Service) update(ctx context.Context, tx pgx.Tx, p rallye.Principal, c *
 			def.Enrollment = in.Enrollment
 		case "sequential":
 			def.Sequential = in.Sequential
-		case "race_target":
+		case "race_target_points":
 			def.RaceTarget = in.RaceTarget
-		case "league_target":
+		case "league_target_points":
 			def.LeagueTarget = in.LeagueTarget
 		case "team_metric":
 			def.TeamMetric = in.TeamMetric
@@ -342,7 +343,7 @@ func (s *Service) update(ctx context.Context, tx pgx.Tx, p rallye.Principal, c *
 			def.Duration = in.Duration
 		case "missions":
 			def.Missions = in.Missions
-		case "rules":
+		case "scoring_rules":
 			def.Rules = in.Rules
 		case "team_ids", "user_ids":
 			next := uniqueIDs(patch.TeamIDs)

@@ -218,8 +218,9 @@ type FromTemplateRequest struct {
 	TemplateKey      string
 	TeamIDs, UserIDs []uuid.UUID
 	StartsAt, EndsAt time.Time
-	// Overrides replace the template's definition fields named in Mask
-	// (name, description, mode, format, missions, rules, rewards...).
+	// Overrides replace the template's definition fields named in Mask, by
+	// their API names (name, description, mode, format, missions,
+	// scoring_rules, rewards...).
 	Overrides   Definition
 	Mask        []string
 	Adjustments []MissionAdjustment
@@ -252,21 +253,21 @@ func (s *Service) CreateFromTemplate(ctx context.Context, p rallye.Principal, re
 			d.Enrollment = in.Enrollment
 		case "sequential":
 			d.Sequential = in.Sequential
-		case "race_target":
+		case "race_target_points":
 			d.RaceTarget = in.RaceTarget
-		case "league_target":
+		case "league_target_points":
 			d.LeagueTarget = in.LeagueTarget
 		case "team_metric":
 			d.TeamMetric = in.TeamMetric
 		case "duration":
 			d.Duration = in.Duration
-		case "grace":
+		case "grace_period":
 			d.Grace = in.Grace
 		case "max_data_wait":
 			d.MaxDataWait = in.MaxDataWait
 		case "missions":
 			d.Missions = in.Missions
-		case "rules":
+		case "scoring_rules":
 			d.Rules = in.Rules
 		case "rewards":
 			d.Rewards = in.Rewards
