@@ -197,8 +197,7 @@ func missingText(m Mission, p *progress, sub submissionState, lockedBy *Mission,
 			parts = append(parts, n.count(need, locale))
 		}
 		v, _ := measure(m, p)
-		met := p.Volume > 0 && conditionMet(m, p)
-		if p.Volume > 0 && !met {
+		if p.Volume > 0 && !meets(m, v, t) {
 			gap := math.Abs(t - v)
 			unit := m.Unit
 			what := formatValue(gap, unit, currency, locale)

@@ -103,10 +103,11 @@ const tolerance = 1e-9
 // conditionMet reports whether an automatic mission's condition holds.
 func conditionMet(m Mission, p *progress) bool {
 	v, ok := measure(m, p)
-	if !ok {
-		return false
-	}
-	t := p.target(m)
+	return ok && meets(m, v, p.target(m))
+}
+
+// meets compares a value with a target, whatever the volume.
+func meets(m Mission, v, t float64) bool {
 	if m.Comparison == AtMost {
 		return v <= t+tolerance*math.Max(1, math.Abs(t))
 	}

@@ -48,6 +48,10 @@ func TestMissingText(t *testing.T) {
 		{"MedianEN", cycle, fed(cycle, 10, 30, 32), "en", "10 days lower (now 30 days)", 66},
 		{"MedianFR", cycle, fed(cycle, 10, 30, 32), "fr", "10 jours de moins (30 jours actuellement)", 66},
 		{"NothingYetFR", cycle, &progress{}, "fr", "1 affaire gagnée de plus", 0},
+		{"RateGoodButVolumeShortFR", Mission{Aggregate: AggRate, EventTypes: []event.Type{event.DealWon}, Target: 30, MinVolume: 5,
+			Comparison: AtLeast, Unit: UnitPercent}, withHits(noShows, 1, 1), "fr", "4 affaires gagnées de plus", 20},
+		{"AverageGoodButVolumeShortEN", Mission{Aggregate: AggAverage, EventTypes: []event.Type{event.DealWon}, Target: 1000, MinVolume: 3,
+			Comparison: AtLeast, Unit: UnitMoney}, fed(revenue, 4200), "en", "2 more deals won", 33},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := missingText(tc.m, tc.p, submissionNone, nil, "EUR", tc.locale); got != tc.want {
