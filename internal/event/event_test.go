@@ -72,7 +72,7 @@ func (r *recorder) counted(t *testing.T) map[uuid.UUID]event.Event {
 	return out
 }
 
-func setup(t *testing.T, nReps int) *bundle {
+func setup(t testing.TB, nReps int) *bundle {
 	t.Helper()
 	db := testutil.DB(t)
 	ctx := context.Background()
@@ -115,7 +115,7 @@ func setup(t *testing.T, nReps int) *bundle {
 	return b
 }
 
-func (b *bundle) dataset(t *testing.T, seed uint64, days int) ([]eventgen.Delivery, []event.Event) {
+func (b *bundle) dataset(t testing.TB, seed uint64, days int) ([]eventgen.Delivery, []event.Event) {
 	t.Helper()
 	loc, _ := time.LoadLocation("Europe/Paris")
 	start := time.Date(2026, 3, 2, 0, 0, 0, 0, loc)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -206,20 +207,60 @@ func ingest(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rows []Row) (Res
 		return res, err
 	}
 
+	// 4-7. Settle the batch. A new event may have been stored by a
+	// concurrent batch since we looked: its insert conflicts, the write is
+	// undone to a savepoint, the key is locked as an existing event, and the
+	// batch is settled again (each round adds keys, so it ends).
+	dupes := res.Duplicates
+	for {
+		res.Accepted, res.Corrected, res.Duplicates = 0, 0, dupes
+		touched, conflicts, err := settle(ctx, tx, tenantID, batch{order, best, stored, deals, locked, reps}, &res)
+		if err != nil {
+			return res, err
+		}
+		if len(conflicts) == 0 {
+			return res, recordSources(ctx, tx, tenantID, best, order, touched)
+		}
+		more, err := lockEvents(ctx, tx, tenantID, conflicts)
+		if err != nil {
+			return res, err
+		}
+		maps.Copy(stored, more)
+	}
+}
+
+// batch is what settle works from.
+type batch struct {
+	order  []Key
+	best   map[Key]candidate
+	stored map[Key]*state // locked rows, left untouched
+	deals  []dealKey
+	locked map[dealKey]bool
+	reps   org.Reps
+}
+
+// settle classifies the batch against the stored rows, applies the counting
+// rules and writes, under a savepoint. It returns the touched rows, or the
+// keys whose insert found a concurrent batch's row (nothing is then written).
+func settle(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, b batch, res *Result) (map[Key]*state, []Key, error) {
 	// 4. Classify.
 	touched := map[Key]*state{}
+	deals := slices.Clone(b.deals)
 	var oldVersions []uuid.UUID
-	for _, k := range order {
-		c := best[k]
-		st, exists := stored[k]
-		if exists && c.ev.Revision <= st.revision {
+	for _, k := range b.order {
+		c := b.best[k]
+		prev, exists := b.stored[k]
+		if exists && c.ev.Revision <= prev.revision {
 			res.Duplicates++
 			continue
 		}
+		var st *state
 		if !exists {
 			st = &state{key: k, isNew: true}
 			res.Accepted++
 		} else {
+			cp := *prev
+			st = &cp
 			res.Corrected++
 			oldVersions = append(oldVersions, st.version)
 			if isDealType(st.typ) && st.opp != "" {
@@ -234,38 +275,44 @@ func ingest(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rows []Row) (Res
 		touched[k] = st
 	}
 	if len(touched) == 0 {
-		return res, recordSources(ctx, tx, tenantID, best, order, touched)
+		return touched, nil, nil
 	}
 
 	// 5. Team attribution: the rep's teams when the event was first
 	// received; a correction keeps it unless it changes the rep.
 	prevTeams, err := versionTeams(ctx, tx, tenantID, oldVersions)
 	if err != nil {
-		return res, err
+		return nil, nil, err
 	}
 	for _, st := range touched {
 		ev := st.written
 		if prev, ok := prevTeams[st.oldVersion]; ok && prev.user == ev.UserID {
 			ev.TeamIDs = prev.teams
 		} else {
-			ev.TeamIDs = reps.Teams[ev.UserID]
+			ev.TeamIDs = b.reps.Teams[ev.UserID]
 		}
 	}
 
 	// 6. Deal rules over every closing and reopening of the deals involved.
-	if err := lockDeals(ctx, tx, tenantID, deals, locked); err != nil {
-		return res, err
+	if err := lockDeals(ctx, tx, tenantID, deals, b.locked); err != nil {
+		return nil, nil, err
 	}
-	if err := loadDeals(ctx, tx, tenantID, locked, touched); err != nil {
-		return res, err
+	if err := loadDeals(ctx, tx, tenantID, b.locked, touched); err != nil {
+		return nil, nil, err
 	}
 	applyCountingRules(touched)
 
 	// 7. Write.
-	if err := writeBatch(ctx, tx, tenantID, touched); err != nil {
-		return res, err
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
-	return res, recordSources(ctx, tx, tenantID, best, order, touched)
+	conflicts, err := writeBatch(ctx, sp, tenantID, touched)
+	if err != nil || len(conflicts) > 0 {
+		_ = sp.Rollback(ctx)
+		return nil, conflicts, err
+	}
+	return touched, nil, sp.Commit(ctx)
 }
 
 // recordSources advances each source's watermark, last in the transaction
@@ -356,9 +403,13 @@ func lockEvents(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, keys []Key) 
 	for i, k := range keys {
 		sources[i], extIDs[i] = k.Source, k.ExternalID
 	}
-	rows, err := tx.Query(ctx, `SELECT `+stateColumns+` FROM events
-		WHERE tenant_id = $1 AND (source, external_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
-		ORDER BY source, external_id FOR UPDATE`, tenantID, sources, extIDs)
+	// One index probe per key, in key order (keys arrive sorted), whatever
+	// the planner's statistics say: a hash join over the company's whole
+	// history would grow with it.
+	rows, err := tx.Query(ctx, `SELECT e.* FROM unnest($2::text[], $3::text[]) AS k(source, external_id)
+		CROSS JOIN LATERAL (SELECT `+stateColumns+` FROM events
+			WHERE tenant_id = $1 AND source = k.source AND external_id = k.external_id FOR UPDATE) e`,
+		tenantID, sources, extIDs)
 	if err != nil {
 		return nil, fmt.Errorf("lock events: %w", err)
 	}
@@ -408,13 +459,16 @@ func loadDeals(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, deals map[dea
 		return nil
 	}
 	var sources, opps []string
-	for d := range deals {
+	for _, d := range slices.SortedFunc(maps.Keys(deals), func(a, b dealKey) int {
+		return compareKeys(Key{a.source, a.opp}, Key{b.source, b.opp})
+	}) {
 		sources, opps = append(sources, d.source), append(opps, d.opp)
 	}
-	rows, err := tx.Query(ctx, `SELECT `+stateColumns+` FROM events
-		WHERE tenant_id = $1 AND (source, opportunity_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
-		  AND type IN ('deal.won', 'deal.lost', 'deal.reopened')
-		ORDER BY source, external_id FOR UPDATE`, tenantID, sources, opps)
+	rows, err := tx.Query(ctx, `SELECT e.* FROM unnest($2::text[], $3::text[]) AS d(source, opportunity_id)
+		CROSS JOIN LATERAL (SELECT `+stateColumns+` FROM events
+			WHERE tenant_id = $1 AND source = d.source AND opportunity_id = d.opportunity_id
+			  AND type IN ('deal.won', 'deal.lost', 'deal.reopened')
+			ORDER BY external_id FOR UPDATE) e`, tenantID, sources, opps)
 	if err != nil {
 		return fmt.Errorf("load deals: %w", err)
 	}
@@ -484,7 +538,7 @@ func uuidArray(ids []uuid.UUID) string {
 	return "{" + strings.Join(parts, ",") + "}"
 }
 
-func writeBatch(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, touched map[Key]*state) error {
+func writeBatch(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, touched map[Key]*state) ([]Key, error) {
 	keys := make([]Key, 0, len(touched))
 	for k := range touched {
 		keys = append(keys, k)
@@ -525,48 +579,66 @@ func writeBatch(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, touched map[
 	}
 
 	if len(ins.source) > 0 {
-		tag, err := tx.Exec(ctx, `INSERT INTO events (tenant_id, `+stateColumns+`)
+		rows, err := tx.Query(ctx, `INSERT INTO events (tenant_id, `+stateColumns+`)
 			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::uuid[], $5::bigint[], $6::text[], $7::timestamptz[],
 				$8::text[], $9::uuid[], $10::boolean[], $11::boolean[])
-			ON CONFLICT DO NOTHING`, append([]any{tenantID}, ins.args()...)...)
+			ON CONFLICT DO NOTHING RETURNING source, external_id`, append([]any{tenantID}, ins.args()...)...)
 		if err != nil {
-			return fmt.Errorf("insert events: %w", err)
+			return nil, fmt.Errorf("insert events: %w", err)
 		}
-		if int(tag.RowsAffected()) != len(ins.source) {
-			// A concurrent batch stored one of these events first: run
-			// again, it is now a duplicate or a correction.
-			return postgres.ErrRetry
+		inserted := map[Key]bool{}
+		for rows.Next() {
+			var k Key
+			if err := rows.Scan(&k.Source, &k.ExternalID); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			inserted[k] = true
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("insert events: %w", err)
+		}
+		if len(inserted) != len(ins.source) {
+			var conflicts []Key
+			for i := range ins.source {
+				if k := (Key{ins.source[i], ins.extID[i]}); !inserted[k] {
+					conflicts = append(conflicts, k)
+				}
+			}
+			return conflicts, nil
 		}
 	}
 	if len(upd.source) > 0 {
-		_, err := tx.Exec(ctx, `UPDATE events e SET version_id = u.version_id, revision = u.revision, type = u.type,
-				occurred_at = u.occurred_at, opportunity_id = u.opportunity_id, user_id = u.user_id,
-				retracted = u.retracted, counted = u.counted
-			FROM unnest($2::text[], $3::text[], $4::uuid[], $5::bigint[], $6::text[], $7::timestamptz[],
-				$8::text[], $9::uuid[], $10::boolean[], $11::boolean[])
-				AS u(source, external_id, version_id, revision, type, occurred_at, opportunity_id, user_id, retracted, counted)
-			WHERE e.tenant_id = $1 AND e.source = u.source AND e.external_id = u.external_id`,
-			append([]any{tenantID}, upd.args()...)...)
-		if err != nil {
-			return fmt.Errorf("update events: %w", err)
+		// One statement per row, in one round trip: each is a primary-key
+		// update, whatever the planner's statistics.
+		batch := &pgx.Batch{}
+		for i := range upd.source {
+			batch.Queue(`UPDATE events SET version_id = $4, revision = $5, type = $6, occurred_at = $7,
+					opportunity_id = $8, user_id = $9, retracted = $10, counted = $11
+				WHERE tenant_id = $1 AND source = $2 AND external_id = $3`,
+				tenantID, upd.source[i], upd.extID[i], upd.version[i], upd.revision[i], upd.typ[i], upd.occurredAt[i],
+				upd.opp[i], upd.user[i], upd.retracted[i], upd.counted[i])
+		}
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return nil, fmt.Errorf("update events: %w", err)
 		}
 	}
 	if len(versions.id) > 0 {
 		if _, err := tx.Exec(ctx, insertVersionsSQL, append([]any{tenantID}, versions.args()...)...); err != nil {
-			return fmt.Errorf("insert event versions: %w", err)
+			return nil, fmt.Errorf("insert event versions: %w", err)
 		}
 	}
 	if len(changeVersions) > 0 {
 		_, err := tx.Exec(ctx, `INSERT INTO event_changes (tenant_id, version_id, sign)
 			SELECT $1, * FROM unnest($2::uuid[], $3::smallint[])`, tenantID, changeVersions, changeSigns)
 		if err != nil {
-			return fmt.Errorf("insert feed changes: %w", err)
+			return nil, fmt.Errorf("insert feed changes: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, FeedChannel, tenantID.String()); err != nil {
-			return fmt.Errorf("notify feed: %w", err)
+			return nil, fmt.Errorf("notify feed: %w", err)
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // eventRows are events rows as column arrays, for unnest.

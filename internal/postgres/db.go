@@ -57,8 +57,7 @@ type TxFunc func(tx pgx.Tx) error
 
 // InTenant runs fn in a read-write transaction that sees only tenantID's rows.
 // fn may run more than once when PostgreSQL reports a serialization failure
-// or a deadlock, or fn returns ErrRetry, so it must have no effect outside
-// the transaction.
+// or a deadlock, so it must have no effect outside the transaction.
 func (db *DB) InTenant(ctx context.Context, tenantID uuid.UUID, fn TxFunc) error {
 	if tenantID == uuid.Nil {
 		return errors.New("postgres: InTenant without a tenant")
@@ -125,15 +124,7 @@ func (db *DB) runOnce(ctx context.Context, opts pgx.TxOptions, tenant string, al
 	return nil
 }
 
-// ErrRetry, returned (wrapped) by a transaction body, rolls the transaction
-// back and runs it again: for a body that finds, mid-way, that a concurrent
-// transaction committed something it must now see.
-var ErrRetry = errors.New("postgres: retry the transaction")
-
 func retryable(err error) bool {
-	if errors.Is(err, ErrRetry) {
-		return true
-	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return pgErr.Code == "40001" || pgErr.Code == "40P01"
