@@ -168,7 +168,7 @@ func TestDraftEditsAndPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, err := b.svc.Get(ctx, m, d.ID)
-	if err != nil || p.Challenge.State != challenge.StateScheduled || !p.Challenge.StartsAt.Equal(b.clock.Now()) || p.Participants != 2 {
+	if err != nil || p.Challenge.State != challenge.StateScheduled || !p.Challenge.StartsAt.Equal(b.clock.Now().Truncate(time.Second)) || p.Participants != 2 {
 		t.Fatalf("published: %+v, %v", p, err)
 	}
 	_, err = b.svc.Publish(ctx, m, d.ID)

@@ -111,6 +111,12 @@ func (c *Challenge) contains(t time.Time) bool {
 	return !c.StartsAt.IsZero() && !t.Before(c.StartsAt) && t.Before(c.EndsAt)
 }
 
+// running reports whether the challenge runs at now: active, or scheduled
+// with its start passed (its start job is on its way).
+func (c *Challenge) running(now time.Time) bool {
+	return c.State == StateActive || c.State == StateScheduled && !now.Before(c.StartsAt) && now.Before(c.EndsAt)
+}
+
 // live reports whether events still move the challenge.
 func (c *Challenge) live() bool {
 	return (c.State == StateScheduled || c.State == StateActive || c.State == StateEnded) && !c.Final()

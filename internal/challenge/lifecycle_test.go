@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/rallyehq/rallye/internal/challenge"
 	"github.com/rallyehq/rallye/internal/event"
 	"github.com/rallyehq/rallye/internal/rallye"
@@ -279,5 +277,24 @@ func TestEndNowAndCancel(t *testing.T) {
 	if _, err := b.svc.Cancel(ctx, principal(b.manager), c2.ID); err != nil {
 		t.Fatalf("cancelling twice: %v", err)
 	}
-	_ = uuid.Nil
+
+	t.Run("EndBeforeTheStartJobRan", func(t *testing.T) {
+		c3 := b.upsell(t)
+		b.clock.Set(c3.StartsAt.Add(-time.Second))
+		_, err := b.svc.EndNow(ctx, principal(b.manager), c3.ID)
+		wantCode(t, err, rallye.CodeFailedPrecondition)
+		b.clock.Set(c3.StartsAt.Add(time.Minute))
+		ended, err := b.svc.EndNow(ctx, principal(b.manager), c3.ID)
+		if err != nil || ended.State != challenge.StateEnded || ended.StartedAt.IsZero() {
+			t.Fatalf("ended %+v, %v", ended, err)
+		}
+		var start challenge.StartArgs
+		b.job(t, "challenge.start", &start)
+		if _, err := b.svc.Start(ctx, start); err != nil {
+			t.Fatal(err)
+		}
+		if st := b.get(t, b.admin, c3.ID).Challenge.State; st != challenge.StateEnded {
+			t.Fatalf("the late start job moved the ended challenge to %s", st)
+		}
+	})
 }

@@ -100,7 +100,7 @@ func (s *Service) Submit(ctx context.Context, p rallye.Principal, req SubmitRequ
 			return err
 		}
 		switch {
-		case c.State != StateActive:
+		case !c.running(s.now()):
 			return failed("NOT_ACTIVE", "submissions are open while the challenge runs")
 		case !m.IsManual():
 			return failed("NOT_MANUAL", "this mission completes itself from CRM data")

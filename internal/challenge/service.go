@@ -141,7 +141,9 @@ func failed(reason, format string, args ...any) error {
 func (s *Service) publish(ctx context.Context, tx pgx.Tx, c *Challenge) error {
 	now := s.now()
 	if c.StartsAt.IsZero() {
-		c.StartsAt = now
+		// To the second, as CRMs time their events: an event sent in the
+		// second of the launch counts.
+		c.StartsAt = now.Truncate(time.Second)
 	}
 	if c.EndsAt.IsZero() {
 		c.EndsAt = c.StartsAt.Add(time.Duration(c.Definition.Duration))
@@ -459,10 +461,15 @@ func (s *Service) Extend(ctx context.Context, p rallye.Principal, id uuid.UUID, 
 // unless active.
 func (s *Service) EndNow(ctx context.Context, p rallye.Principal, id uuid.UUID) (*Challenge, error) {
 	return s.change(ctx, p, id, func(ctx context.Context, tx pgx.Tx, c *Challenge) error {
+		now := s.now()
+		if c.State == StateScheduled && !now.Before(c.StartsAt) { // its start job is on its way
+			if err := s.start(ctx, tx, c); err != nil {
+				return err
+			}
+		}
 		if c.State != StateActive {
 			return failed("NOT_ACTIVE", "only a running challenge can be ended")
 		}
-		now := s.now()
 		end := now
 		if !end.After(c.StartsAt) {
 			end = c.StartsAt.Add(time.Microsecond)
