@@ -92,6 +92,15 @@ func (st *Standings) teamRank(team uuid.UUID) int {
 	return 0
 }
 
+func (st *Standings) teamPoints(team uuid.UUID) int64 {
+	for _, t := range st.Teams {
+		if t.TeamID == team {
+			return t.Points
+		}
+	}
+	return 0
+}
+
 // person returns a participant's standing.
 func (st *Standings) person(user uuid.UUID) (Standing, bool) {
 	for _, r := range st.People {

@@ -318,15 +318,17 @@ func (s *Service) finalize(ctx context.Context, tx pgx.Tx, c *Challenge, now tim
 
 // grantRewards grants rank rewards (to teams' members in team mode, by team
 // rank) and threshold rewards, each under a key that makes it once only.
+// Nobody wins a rank with no points: a rank reward needs positive points
+// (the team's, in team mode).
 func (s *Service) grantRewards(ctx context.Context, tx pgx.Tx, c *Challenge, st *Standings, now time.Time) error {
 	for i, r := range c.Definition.Rewards {
 		for _, row := range st.People {
-			rank := row.Rank
+			rank, scored := row.Rank, row.Points > 0
 			if r.Kind == RewardRank && c.Definition.Mode == ModeTeam {
-				rank = st.teamRank(row.TeamID)
+				rank, scored = st.teamRank(row.TeamID), st.teamPoints(row.TeamID) > 0
 			}
 			switch {
-			case r.Kind == RewardRank && (rank < r.FromRank || rank > r.ToRank || rank == 0):
+			case r.Kind == RewardRank && (rank < r.FromRank || rank > r.ToRank || rank == 0 || !scored):
 				continue
 			case r.Kind == RewardThreshold && row.Points < r.MinPoints:
 				continue

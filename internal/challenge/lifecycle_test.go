@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/rallyehq/rallye/internal/challenge"
 	"github.com/rallyehq/rallye/internal/event"
 	"github.com/rallyehq/rallye/internal/rallye"
@@ -54,6 +56,9 @@ func TestLifecycleAtBoundaryInstants(t *testing.T) {
 			t.Fatalf("boards not created with the two north reps: %+v", bd)
 		}
 	})
+	// Points for the rewards: rep0 first with 10, rep1 without points.
+	b.clock.Set(c.StartsAt.Add(time.Hour))
+	b.ingest(t, meetingHeld(b.reps[0], c.StartsAt.Add(time.Hour)))
 	t.Run("EndNotBefore", func(t *testing.T) {
 		b.clock.Set(c.EndsAt.Add(-time.Nanosecond))
 		retry, err := b.svc.End(ctx, end)
@@ -88,6 +93,7 @@ func TestLifecycleAtBoundaryInstants(t *testing.T) {
 		}
 	})
 	t.Run("FinalAtGraceOnce", func(t *testing.T) {
+		b.ingest(t, meetingHeld(b.reps[1], c.EndsAt)) // the CRM's data reaches the end (the event is outside the window)
 		b.clock.Set(at)
 		for range 2 {
 			if retry, err := b.svc.Finalize(ctx, fin); err != nil || retry != 0 {
@@ -100,6 +106,26 @@ func TestLifecycleAtBoundaryInstants(t *testing.T) {
 		}
 		if bd := b.boards.board(c.ID); !bd.frozen || bd.freezes != 1 {
 			t.Fatalf("boards frozen %v, %d times", bd.frozen, bd.freezes)
+		}
+		// Rank rewards once, and only with points: the trophy to rep0,
+		// no podium for rep1 (0 points).
+		var grants []string
+		err := b.db.ReadTenant(ctx, b.tenant.ID, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, `SELECT reward_ref || ':' || user_id || ':' || coalesce(rank, 0) FROM challenge_reward_grants ORDER BY 1`)
+			if err != nil {
+				return err
+			}
+			grants, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "upsell-trophy:" + b.reps[0].ID.String() + ":1"; len(grants) != 1 || grants[0] != want {
+			t.Fatalf("grants %v, want [%s]", grants, want)
+		}
+		if d := b.get(t, principal(b.reps[0]), c.ID); d.Me.Rank != 1 || d.Me.Provisional {
+			t.Fatalf("final rank %+v", d.Me)
 		}
 	})
 }

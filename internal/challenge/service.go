@@ -585,11 +585,13 @@ func (s *Service) Join(ctx context.Context, p rallye.Principal, id uuid.UUID) er
 		if !pl.eligible {
 			return failed("NOT_ELIGIBLE", "the challenge is for other teams")
 		}
-		via := "opt_in"
+		// Opt-in: from now. Auto (someone who joined a team late): from when
+		// they joined it, as if their first event had enrolled them.
+		via, from := "opt_in", s.now()
 		if c.Definition.Enrollment == EnrollAuto {
-			via = "late"
+			via, from = "late", pl.since
 		}
-		_, err = s.enroll(ctx, tx, c, []newcomer{{user: p.UserID, team: pl.team, via: via, countsFrom: later(c.StartsAt, s.now())}})
+		_, err = s.enroll(ctx, tx, c, []newcomer{{user: p.UserID, team: pl.team, via: via, countsFrom: later(c.StartsAt, from)}})
 		return err
 	})
 }
