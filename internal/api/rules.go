@@ -37,4 +37,9 @@ var rules = map[string][]rallye.Role{
 	rallyev1connect.AccessServiceCreateApiKeyProcedure: admins,
 	rallyev1connect.AccessServiceListApiKeysProcedure:  admins,
 	rallyev1connect.AccessServiceRevokeApiKeyProcedure: admins,
+
+	// Which boards a caller sees is the domain's rule (internal/leaderboard).
+	rallyev1connect.LeaderboardServiceListBoardsProcedure:   anyone,
+	rallyev1connect.LeaderboardServiceGetRankingProcedure:   anyone,
+	rallyev1connect.LeaderboardServiceWatchRankingProcedure: anyone,
 }

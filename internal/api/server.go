@@ -23,6 +23,7 @@ import (
 
 	"github.com/rallyehq/rallye/gen/rallye/v1/rallyev1connect"
 	"github.com/rallyehq/rallye/internal/auth"
+	"github.com/rallyehq/rallye/internal/leaderboard"
 	"github.com/rallyehq/rallye/internal/org"
 )
 
@@ -34,6 +35,7 @@ type Deps struct {
 	Health   grpchealth.Checker
 	Org      *org.Service
 	APIKeys  *auth.APIKeys
+	Boards   *leaderboard.Service
 }
 
 // NewHandler returns the HTTP handler of the whole API.
@@ -62,6 +64,7 @@ func NewHandler(d Deps) (http.Handler, error) {
 	}
 	mount(rallyev1connect.NewOrganizationServiceHandler(&organizationHandler{org: d.Org, validator: validator}, opts))
 	mount(rallyev1connect.NewAccessServiceHandler(&accessHandler{keys: d.APIKeys}, opts))
+	mount(rallyev1connect.NewLeaderboardServiceHandler(&leaderboardHandler{boards: d.Boards}, opts))
 
 	mux.Handle(grpchealth.NewHandler(d.Health))
 	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName)...)

@@ -72,8 +72,9 @@ func (bs *Boards) CreateChallengeBoards(ctx context.Context, tx pgx.Tx, tenantID
 	if err != nil {
 		return fmt.Errorf("read challenge boards: %w", err)
 	}
+	same := func(a, b time.Time) bool { return a.Equal(b.Truncate(time.Microsecond)) } // PostgreSQL keeps microseconds
 	for _, b := range existing {
-		if len(existing) != len(kinds) || !b.StartsAt.Equal(c.StartsAt) || !b.EndsAt.Equal(c.EndsAt) || b.SharedRanks != c.SharedRanks {
+		if len(existing) != len(kinds) || !same(b.StartsAt, c.StartsAt) || !same(b.EndsAt, c.EndsAt) || b.SharedRanks != c.SharedRanks {
 			return &rallye.Error{Code: rallye.CodeAlreadyExists, Field: "challenge_id", Message: "the challenge's boards exist with other settings"}
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -141,6 +142,10 @@ type Service struct {
 	now    func() time.Time
 	jobs   JobInserter
 	live   *hub
+	// stopping ends the watch streams when the server shuts down, so that
+	// graceful shutdown does not wait for them (clients reconnect).
+	stopping  chan struct{}
+	closeOnce sync.Once
 
 	rebuilds singleflight.Group
 	// Caches of what rarely changes, so that a read costs one Redis round
@@ -171,6 +176,7 @@ func New(d Deps) *Service {
 		accessCache: expirable.NewLRU[accessKey, access](200_000, nil, accessTTL),
 		nameCache:   expirable.NewLRU[boardKey, string](200_000, nil, nameTTL),
 		zoneCache:   expirable.NewLRU[uuid.UUID, *time.Location](10_000, nil, zoneTTL),
+		stopping:    make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -192,8 +198,14 @@ func New(d Deps) *Service {
 // service first.
 func (s *Service) SetJobs(j JobInserter) { s.jobs = j }
 
-// Close stops the live feeds.
-func (s *Service) Close() { s.live.close() }
+// Close ends the watch streams and stops the live feeds. The server calls it
+// when it starts shutting down.
+func (s *Service) Close() {
+	s.closeOnce.Do(func() {
+		close(s.stopping)
+		s.live.close()
+	})
+}
 
 func (s *Service) inTenant(ctx context.Context, tenantID uuid.UUID, fn postgres.TxFunc) error {
 	return s.db.InTenant(ctx, tenantID, fn)

@@ -53,6 +53,8 @@ func (s *Service) Watch(ctx context.Context, p rallye.Principal, req RankingRequ
 			select {
 			case <-ctx.Done():
 				return nil
+			case <-s.stopping:
+				return nil
 			case <-wake:
 			case <-refresh.C:
 			}
