@@ -64,7 +64,10 @@ func NewHandler(d Deps) (http.Handler, error) {
 	}
 	mount(rallyev1connect.NewOrganizationServiceHandler(&organizationHandler{org: d.Org, validator: validator}, opts))
 	mount(rallyev1connect.NewAccessServiceHandler(&accessHandler{keys: d.APIKeys}, opts))
-	mount(rallyev1connect.NewLeaderboardServiceHandler(&leaderboardHandler{boards: d.Boards}, opts))
+	// Rankings are read several times a second by every player: gzip would
+	// cost more CPU than the 1-3 KB it saves, so small responses go as is.
+	mount(rallyev1connect.NewLeaderboardServiceHandler(&leaderboardHandler{boards: d.Boards},
+		opts, connect.WithCompressMinBytes(leaderboardCompressMinBytes)))
 
 	mux.Handle(grpchealth.NewHandler(d.Health))
 	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName)...)
@@ -73,6 +76,10 @@ func NewHandler(d Deps) (http.Handler, error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry}))
 	return withRequestID(mux), nil
 }
+
+// leaderboardCompressMinBytes is the smallest leaderboard response that is
+// compressed when the client accepts it.
+const leaderboardCompressMinBytes = 8 << 10
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 

@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
@@ -150,10 +149,10 @@ type Service struct {
 	rebuilds singleflight.Group
 	// Caches of what rarely changes, so that a read costs one Redis round
 	// trip: board settings, who may see a board, display names.
-	boardCache  *expirable.LRU[boardKey, Board]
-	accessCache *expirable.LRU[accessKey, access]
-	nameCache   *expirable.LRU[boardKey, string]
-	zoneCache   *expirable.LRU[uuid.UUID, *time.Location]
+	boardCache  *ttlCache[boardKey, Board]
+	accessCache *ttlCache[accessKey, access]
+	nameCache   *ttlCache[boardKey, string]
+	zoneCache   *ttlCache[uuid.UUID, *time.Location]
 }
 
 type boardKey struct{ tenant, id uuid.UUID }
@@ -172,10 +171,10 @@ const (
 func New(d Deps) *Service {
 	s := &Service{
 		db: d.DB, redis: d.Redis, keys: d.Keys, log: d.Log, events: d.Events, now: d.Now,
-		boardCache:  expirable.NewLRU[boardKey, Board](100_000, nil, boardTTL),
-		accessCache: expirable.NewLRU[accessKey, access](200_000, nil, accessTTL),
-		nameCache:   expirable.NewLRU[boardKey, string](200_000, nil, nameTTL),
-		zoneCache:   expirable.NewLRU[uuid.UUID, *time.Location](10_000, nil, zoneTTL),
+		boardCache:  newTTLCache[boardKey, Board](100_000, boardTTL),
+		accessCache: newTTLCache[accessKey, access](100_000, accessTTL),
+		nameCache:   newTTLCache[boardKey, string](100_000, nameTTL),
+		zoneCache:   newTTLCache[uuid.UUID, *time.Location](10_000, zoneTTL),
 		stopping:    make(chan struct{}),
 	}
 	if s.log == nil {

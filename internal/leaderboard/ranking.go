@@ -532,7 +532,20 @@ type access struct {
 
 type accessKey struct {
 	tenant, user, key, board uuid.UUID
-	roles                    string
+	roles                    uint8
+}
+
+// roleBits packs roles for a cache key.
+func roleBits(roles []rallye.Role) uint8 {
+	var b uint8
+	for _, r := range roles {
+		for i, known := range []rallye.Role{rallye.RoleRep, rallye.RoleManager, rallye.RoleHR, rallye.RoleAdmin, rallye.RoleIntegration} {
+			if r == known {
+				b |= 1 << i
+			}
+		}
+	}
+	return b
 }
 
 var seeAll = []rallye.Role{rallye.RoleAdmin, rallye.RoleHR, rallye.RoleIntegration}
@@ -540,7 +553,7 @@ var seeAll = []rallye.Role{rallye.RoleAdmin, rallye.RoleHR, rallye.RoleIntegrati
 // access returns the caller's participant id on the board (uuid.Nil when
 // not a participant), or CodePermissionDenied.
 func (s *Service) access(ctx context.Context, p rallye.Principal, b Board) (uuid.UUID, error) {
-	key := accessKey{tenant: p.TenantID, user: p.UserID, key: p.APIKeyID, board: b.ID, roles: fmt.Sprint(p.Roles)}
+	key := accessKey{tenant: p.TenantID, user: p.UserID, key: p.APIKeyID, board: b.ID, roles: roleBits(p.Roles)}
 	a, ok := s.accessCache.Get(key)
 	if !ok {
 		var err error

@@ -268,11 +268,11 @@ func evalAll(ctx context.Context, rdb redis.UniversalClient, calls []scriptCall)
 	return cmds, err
 }
 
-// eval runs one script call.
+// eval runs one script call (without a pipeline: it is the read path).
 func eval(ctx context.Context, rdb redis.UniversalClient, c scriptCall) (any, error) {
-	cmds, err := evalAll(ctx, rdb, []scriptCall{c})
-	if err != nil {
-		return nil, err
+	res, err := c.script.EvalSha(ctx, rdb, c.keys, c.args...).Result()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		res, err = c.script.Eval(ctx, rdb, c.keys, c.args...).Result()
 	}
-	return cmds[0].Result()
+	return res, err
 }

@@ -106,11 +106,29 @@ func (sc *Scores) Record(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, ent
 	boardsOf := map[uuid.UUID]map[Kind]Board{}
 	teamOf := map[[2]uuid.UUID]uuid.UUID{} // (challenge, user) -> team; present = enrolled
 	if len(challenges) > 0 {
-		if err := lockChallenges(ctx, tx, challenges, false); err != nil {
-			return r, err
+		// One round trip: the locks, then (each statement seeing what
+		// committed before the locks were granted) the boards and the
+		// enrolments.
+		batch := &pgx.Batch{}
+		for _, c := range challenges {
+			batch.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, challengeLock(c))
 		}
-		bs, err := challengeBoards(ctx, tx, tenantID, challenges, false)
-		if err != nil {
+		var bs []Board
+		batch.Queue(`SELECT `+boardColumns+` FROM boards WHERE tenant_id = $1 AND challenge_id = ANY($2)`, tenantID, challenges).
+			Query(func(rows pgx.Rows) error {
+				var err error
+				bs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Board, error) { return scanBoard(r) })
+				return err
+			})
+		batch.Queue(`SELECT challenge_id, user_id, coalesce(team_id, '00000000-0000-0000-0000-000000000000')
+			FROM challenge_participants WHERE tenant_id = $1 AND challenge_id = ANY($2) AND user_id = ANY($3)`,
+			tenantID, challenges, users).
+			Query(func(rows pgx.Rows) error {
+				var c, u, t uuid.UUID
+				_, err := pgx.ForEachRow(rows, []any{&c, &u, &t}, func() error { teamOf[[2]uuid.UUID{c, u}] = t; return nil })
+				return err
+			})
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 			return r, fmt.Errorf("read challenge boards: %w", err)
 		}
 		for _, b := range bs {
@@ -118,16 +136,6 @@ func (sc *Scores) Record(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, ent
 				boardsOf[b.ChallengeID] = map[Kind]Board{}
 			}
 			boardsOf[b.ChallengeID][b.Kind] = b
-		}
-		rows, err := tx.Query(ctx, `SELECT challenge_id, user_id, coalesce(team_id, '00000000-0000-0000-0000-000000000000')
-			FROM challenge_participants WHERE tenant_id = $1 AND challenge_id = ANY($2) AND user_id = ANY($3)`,
-			tenantID, challenges, users)
-		if err != nil {
-			return r, fmt.Errorf("read participants: %w", err)
-		}
-		var c, u, t uuid.UUID
-		if _, err := pgx.ForEachRow(rows, []any{&c, &u, &t}, func() error { teamOf[[2]uuid.UUID{c, u}] = t; return nil }); err != nil {
-			return r, fmt.Errorf("read participants: %w", err)
 		}
 	}
 
@@ -214,7 +222,7 @@ func (sc *Scores) Record(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, ent
 			RETURNING board_id, member_id, points, reached_at, members, version
 		), d AS (
 			INSERT INTO board_dirty (tenant_id, board_id)
-			SELECT DISTINCT $1::uuid, b FROM agg
+			SELECT $1::uuid, b FROM agg GROUP BY b ORDER BY b
 			ON CONFLICT DO NOTHING
 			RETURNING board_id
 		)
@@ -490,6 +498,8 @@ func (s *Service) enqueueRepairs(ctx context.Context, tx pgx.Tx, tenantID uuid.U
 // markDirty marks boards dirty (outside Record, whose statement does it) and
 // enqueues a repair job for those newly marked.
 func (s *Service) markDirty(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, boards []uuid.UUID) error {
+	boards = slices.Clone(boards)
+	slices.SortFunc(boards, compareIDs) // the same lock order in every transaction
 	rows, err := tx.Query(ctx, `INSERT INTO board_dirty (tenant_id, board_id) SELECT $1, unnest($2::uuid[])
 		ON CONFLICT DO NOTHING RETURNING board_id`, tenantID, boards)
 	if err != nil {
