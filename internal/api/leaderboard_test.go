@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 
 	rallyev1 "github.com/rallyehq/rallye/gen/rallye/v1"
 	"github.com/rallyehq/rallye/gen/rallye/v1/rallyev1connect"
@@ -199,5 +200,48 @@ func TestWatchRankingAcrossInstances(t *testing.T) {
 			}
 			t.Fatalf("the stream ended without the change: %v", stream.Err())
 		})
+	}
+}
+
+// TestRepairJobHealsAFailedPublish records points whose Publish cannot
+// reach Redis: the repair job enqueued in the scoring transaction, run by
+// the server's job queue, brings the live ranking to the PostgreSQL totals.
+func TestRepairJobHealsAFailedPublish(t *testing.T) {
+	srv := testserver.Start(t)
+	g := newGame(t, srv)
+	ctx := context.Background()
+	alice := boardClient(srv, testserver.Protocols()[0], g.aliceTok)
+	if _, err := alice.GetRanking(ctx, &rallyev1.GetRankingRequest{BoardId: g.board.String()}); err != nil {
+		t.Fatal(err) // the board is now live in Redis
+	}
+	broken := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	_ = broken.Close()
+	scorer := leaderboard.New(leaderboard.Deps{DB: srv.App.DB, Redis: broken, Keys: srv.App.Keys})
+	scorer.SetJobs(srv.App.River)
+	defer scorer.Close()
+	var r leaderboard.Receipt
+	err := srv.App.DB.InTenant(ctx, g.company.Tenant.ID, func(tx pgx.Tx) error {
+		var err error
+		r, err = scorer.Scores.Record(ctx, tx, g.company.Tenant.ID, []leaderboard.Entry{
+			{Key: "lost", UserID: g.alice.ID, ChallengeID: g.challenge, Points: 77, At: time.Now()}})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scorer.Scores.Publish(ctx, r) // fails: Redis is unreachable from this instance
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res, err := alice.GetRanking(ctx, &rallyev1.GetRankingRequest{BoardId: g.board.String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Ranking.Placement.GetEntry().GetPoints() == 77 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the repair job did not heal the ranking: %v", res.Ranking.Placement)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
