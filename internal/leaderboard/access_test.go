@@ -213,3 +213,28 @@ func TestWatchPushesChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestEndedPeriodBoardsExpireFromRedis(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	users := b.people(t, 1)
+	b.record(t, leaderboard.Entry{Key: "old", UserID: users[0], Points: 5, At: time.Now().AddDate(0, 0, -10)})
+	boards, _, err := b.svc.ListBoards(context.Background(), b.op, leaderboard.ListBoardsRequest{Period: leaderboard.PeriodWeek})
+	if err != nil || len(boards) != 1 {
+		t.Fatalf("week boards = %v, %v", boards, err)
+	}
+	b.ranking(t, leaderboard.RankingRequest{BoardID: boards[0].ID}) // rebuilt on read, with an expiry
+	z := leaderboard.KeyNames(b.keys, boards[0].ID)[1]
+	if ttl := b.rdb.TTL(context.Background(), z).Val(); ttl <= 0 || ttl > 25*time.Hour {
+		t.Fatalf("TTL of an ended board = %v, want about a day", ttl)
+	}
+	// The sweep gives an expiry to ended boards that lost theirs, and
+	// re-enqueues lost repairs; it runs across companies.
+	b.rdb.Persist(context.Background(), z)
+	if err := b.svc.SweepWorker().Work(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := b.rdb.TTL(context.Background(), z).Val(); ttl <= 0 {
+		t.Fatalf("TTL after the sweep = %v", ttl)
+	}
+}
