@@ -31,6 +31,7 @@ func runLoad(ctx context.Context, env *environment, args []string) error {
 	fs.DurationVar(&c.ReadDuration, "read-duration", 20*time.Second, "duration of the read measurement (and of its raw ceiling)")
 	fs.IntVar(&c.Watchers, "watchers", 100, "WatchRanking streams opened for the fan-out measurement")
 	fs.IntVar(&c.Changes, "changes", 40, "changes pushed to the streams")
+	fs.BoolVar(&c.Keep, "keep", false, "keep the load database after the run")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}

@@ -74,6 +74,8 @@ type Config struct {
 	ReadDuration   time.Duration
 	Watchers       int
 	Changes        int
+	// Keep leaves the database in place after the run, for inspection.
+	Keep bool
 
 	Out io.Writer
 	Log *slog.Logger
@@ -93,6 +95,7 @@ type run struct {
 	tokens   []string
 	board    leaderboard.Board
 	server   *exec.Cmd
+	logFile  string
 	url      string
 	secret   string
 	overtook atomic.Int64
@@ -279,6 +282,7 @@ func (r *run) startServer(ctx context.Context, dbURL string) error {
 	if err != nil {
 		return err
 	}
+	r.logFile = logFile.Name()
 	r.server = exec.CommandContext(ctx, r.c.Binary, "serve")
 	r.server.Env = append(os.Environ(),
 		"DATABASE_URL="+dbURL, "REDIS_URL="+r.c.RedisURL, "RALLYE_REDIS_PREFIX="+loadPrefix,
@@ -323,6 +327,29 @@ func (r *run) close() {
 	if r.db != nil {
 		r.db.Close()
 	}
+	if !r.c.Keep && r.logFile != "" {
+		_ = os.Remove(r.logFile)
+	}
+	if !r.c.Keep && r.c.AdminDatabaseURL != "" {
+		if err := r.dropDatabase(ctx); err != nil {
+			r.c.Log.Warn("could not drop the load database", "error", err)
+		}
+	}
+}
+
+func (r *run) dropDatabase(ctx context.Context) error {
+	admin, err := url.Parse(r.c.AdminDatabaseURL)
+	if err != nil {
+		return err
+	}
+	admin.Path = "/postgres"
+	conn, err := pgx.Connect(ctx, admin.String())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{r.c.Database}.Sanitize()+` WITH (FORCE)`)
+	return err
 }
 
 // grow enrolls the participants in steps, rebuilding the live board after
