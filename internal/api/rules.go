@@ -41,4 +41,8 @@ var rules = map[string][]rallye.Role{
 	rallyev1connect.EventServiceIngestEventsProcedure:        setup,
 	rallyev1connect.EventServiceListEventsProcedure:          anyone,
 	rallyev1connect.EventServiceGetSourceWatermarksProcedure: staff,
+	// Which boards a caller sees is the domain's rule (internal/leaderboard).
+	rallyev1connect.LeaderboardServiceListBoardsProcedure:   anyone,
+	rallyev1connect.LeaderboardServiceGetRankingProcedure:   anyone,
+	rallyev1connect.LeaderboardServiceWatchRankingProcedure: anyone,
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/rallyehq/rallye/gen/rallye/v1/rallyev1connect"
 	"github.com/rallyehq/rallye/internal/auth"
 	"github.com/rallyehq/rallye/internal/event"
+	"github.com/rallyehq/rallye/internal/leaderboard"
 	"github.com/rallyehq/rallye/internal/org"
 )
 
@@ -36,6 +37,7 @@ type Deps struct {
 	Org      *org.Service
 	APIKeys  *auth.APIKeys
 	Events   *event.Store
+	Boards   *leaderboard.Service
 }
 
 // NewHandler returns the HTTP handler of the whole API.
@@ -69,6 +71,10 @@ func NewHandler(d Deps) (http.Handler, error) {
 	events := &eventHandler{store: d.Events, validator: validator}
 	mount(rallyev1connect.NewEventServiceHandler(events, opts))
 	mux.Handle(WebhookPath, &eventWebhook{guard: grd, observer: obs, events: events, validator: validator, errors: connect.NewErrorWriter()})
+	// Rankings are read several times a second by every player: gzip would
+	// cost more CPU than the 1-3 KB it saves, so small responses go as is.
+	mount(rallyev1connect.NewLeaderboardServiceHandler(&leaderboardHandler{boards: d.Boards},
+		opts, connect.WithCompressMinBytes(leaderboardCompressMinBytes)))
 
 	mux.Handle(grpchealth.NewHandler(d.Health))
 	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName)...)
@@ -77,6 +83,10 @@ func NewHandler(d Deps) (http.Handler, error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry}))
 	return withRequestID(mux), nil
 }
+
+// leaderboardCompressMinBytes is the smallest leaderboard response that is
+// compressed when the client accepts it.
+const leaderboardCompressMinBytes = 8 << 10
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
