@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/rallyehq/rallye/internal/period"
 )
 
 // Period is the span of a company's period board.
@@ -36,20 +38,13 @@ var allTimeStart = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 // Bounds returns the period of kind p containing at, in loc: its start and
 // its end (the instant of the next reset), zero for all time.
 func (p Period) Bounds(at time.Time, loc *time.Location) (start, end time.Time) {
-	l := at.In(loc)
-	y, m, d := l.Date()
-	switch p {
-	case PeriodWeek:
-		back := (int(l.Weekday()) + 6) % 7 // days since Monday
-		start = time.Date(y, m, d-back, 0, 0, 0, 0, loc)
-		return start, time.Date(y, m, d-back+7, 0, 0, 0, 0, loc)
-	case PeriodMonth:
-		return time.Date(y, m, 1, 0, 0, 0, 0, loc), time.Date(y, m+1, 1, 0, 0, 0, 0, loc)
-	case PeriodQuarter:
-		q := (m-1)/3*3 + 1
-		return time.Date(y, q, 1, 0, 0, 0, 0, loc), time.Date(y, q+3, 1, 0, 0, 0, 0, loc)
+	kinds := map[Period]period.Kind{PeriodWeek: period.Week, PeriodMonth: period.Month, PeriodQuarter: period.Quarter}
+	k, ok := kinds[p]
+	if !ok {
+		return allTimeStart, time.Time{}
 	}
-	return allTimeStart, time.Time{}
+	cut := period.Of(k, at, loc)
+	return cut.Start, cut.End
 }
 
 // periodBoard describes the board of period p containing at. Its id is
