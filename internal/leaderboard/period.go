@@ -35,11 +35,12 @@ func (p Period) Valid() bool {
 // allTimeStart is the start (and tie-break epoch) of every all-time board.
 var allTimeStart = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 
+var periodKinds = map[Period]period.Kind{PeriodWeek: period.Week, PeriodMonth: period.Month, PeriodQuarter: period.Quarter}
+
 // Bounds returns the period of kind p containing at, in loc: its start and
 // its end (the instant of the next reset), zero for all time.
 func (p Period) Bounds(at time.Time, loc *time.Location) (start, end time.Time) {
-	kinds := map[Period]period.Kind{PeriodWeek: period.Week, PeriodMonth: period.Month, PeriodQuarter: period.Quarter}
-	k, ok := kinds[p]
+	k, ok := periodKinds[p]
 	if !ok {
 		return allTimeStart, time.Time{}
 	}
