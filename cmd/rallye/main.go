@@ -6,6 +6,8 @@
 //	rallye tenant list        list companies
 //	rallye token ...          mint a development token for a person
 //	rallye demo               seed the demo company and print tokens
+//	rallye leaderboard rebuild rebuild live rankings from PostgreSQL
+//	rallye load leaderboard   measure the leaderboards under load
 //
 // Settings come from environment variables (see the README).
 package main
@@ -37,6 +39,8 @@ var commands = []command{
 	{"tenant", "create or list companies: tenant create|list", runTenant},
 	{"token", "mint a development token: token --tenant SLUG --user EMAIL", runToken},
 	{"demo", "seed the demo company and print a token per person", runDemo},
+	{"leaderboard", "rebuild live rankings from PostgreSQL: leaderboard rebuild [--tenant SLUG] [--board ID]", runLeaderboard},
+	{"load", "measure under load (minutes, not for CI): load leaderboard [flags]", runLoad},
 }
 
 // environment is what every command starts from.

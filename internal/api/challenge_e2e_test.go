@@ -189,6 +189,13 @@ func TestChallengeEndToEnd(t *testing.T) {
 		t.Fatalf("standings: %v %v", standings, err)
 	}
 
+	// The same points and ranks on the live leaderboard of the challenge.
+	boards := rallyev1connect.NewLeaderboardServiceClient(connectProto.Client, srv.URL, testserver.Bearer(camilleToken))
+	board := challengeBoard(t, boards, id)
+	eventually(t, "the live ranking", func() error {
+		return wantRanking(ctx, boards, board, camille.ID.String(), 352, lucas.ID.String(), 18, false)
+	})
+
 	// 4. A correction while it runs: the 2,000 deal is retracted; the
 	// revenue mission un-completes and its points go back.
 	retract := deal("d-2", camille, 2000, "upsell")
@@ -274,6 +281,10 @@ func TestChallengeEndToEnd(t *testing.T) {
 		t.Fatalf("past challenges: %v %v", past, err)
 	}
 
+	if err := wantRanking(ctx, boards, board, camille.ID.String(), 357, lucas.ID.String(), 18, true); err != nil {
+		t.Fatalf("the frozen leaderboard: %v", err)
+	}
+
 	// The same reads over gRPC and gRPC-Web.
 	for _, p := range testserver.Protocols()[1:] {
 		got, err := clientsFor(srv, p, camilleToken).challenges.GetChallenge(ctx, &rallyev1.GetChallengeRequest{ChallengeId: id})
@@ -285,5 +296,43 @@ func TestChallengeEndToEnd(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// challengeBoard returns the id of a challenge's individual board.
+func challengeBoard(t *testing.T, boards rallyev1connect.LeaderboardServiceClient, challengeID string) string {
+	t.Helper()
+	res, err := boards.ListBoards(context.Background(), &rallyev1.ListBoardsRequest{ChallengeId: challengeID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range res.Boards {
+		if b.Kind == rallyev1.BoardKind_BOARD_KIND_INDIVIDUAL && b.ChallengeId == challengeID {
+			return b.Id
+		}
+	}
+	t.Fatalf("no individual board for challenge %s in %v", challengeID, res.Boards)
+	return ""
+}
+
+// wantRanking checks a two-person board: first and second with their
+// points, and whether it is final.
+func wantRanking(ctx context.Context, boards rallyev1connect.LeaderboardServiceClient, board, first string, firstPoints int64,
+	second string, secondPoints int64, final bool) error {
+	res, err := boards.GetRanking(ctx, &rallyev1.GetRankingRequest{BoardId: board, Around: 1})
+	if err != nil {
+		return err
+	}
+	r := res.Ranking
+	if len(r.Entries) != 2 || r.Board.Final != final {
+		return fmt.Errorf("ranking %v", r)
+	}
+	e0, e1 := r.Entries[0], r.Entries[1]
+	if e0.ParticipantId != first || e0.Points != firstPoints || e0.Rank != 1 || e1.ParticipantId != second || e1.Points != secondPoints || e1.Rank != 2 {
+		return fmt.Errorf("ranking %v", r.Entries)
+	}
+	if r.Placement.GetEntry().GetParticipantId() != first {
+		return fmt.Errorf("placement %v", r.Placement)
+	}
+	return nil
+}
 
 func durationOf(d time.Duration) *durationpb.Duration { return durationpb.New(d) }

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -33,6 +34,28 @@ func requestID(ctx context.Context) string { return infoFrom(ctx).id }
 type rpcMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// series caches the children per procedure and code: resolving label
+	// values costs hashing on every call.
+	series sync.Map // procedure + "\x00" + code -> rpcSeries
+}
+
+type rpcSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+func (m *rpcMetrics) observe(procedure, code string, elapsed time.Duration) {
+	key := procedure + "\x00" + code
+	s, ok := m.series.Load(key)
+	if !ok {
+		s, _ = m.series.LoadOrStore(key, rpcSeries{
+			requests: m.requests.WithLabelValues(procedure, code),
+			duration: m.duration.WithLabelValues(procedure, code),
+		})
+	}
+	rs := s.(rpcSeries)
+	rs.requests.Inc()
+	rs.duration.Observe(elapsed.Seconds())
 }
 
 func newRPCMetrics(reg prometheus.Registerer) *rpcMetrics {
@@ -59,12 +82,14 @@ type observer struct {
 	metrics *rpcMetrics
 }
 
-func (o *observer) begin(ctx context.Context, procedure string) (context.Context, *slog.Logger) {
-	log := o.log.With("request_id", requestID(ctx), "procedure", procedure)
-	return rallye.WithLogger(ctx, log), log
+func (o *observer) begin(ctx context.Context, procedure string) context.Context {
+	id := requestID(ctx)
+	return rallye.WithLazyLogger(ctx, func() *slog.Logger {
+		return o.log.With("request_id", id, "procedure", procedure)
+	})
 }
 
-func (o *observer) end(ctx context.Context, log *slog.Logger, procedure string, start time.Time, err error) error {
+func (o *observer) end(ctx context.Context, procedure string, start time.Time, err error) error {
 	code := "ok"
 	var out error
 	if err != nil {
@@ -73,8 +98,11 @@ func (o *observer) end(ctx context.Context, log *slog.Logger, procedure string, 
 		out = ce
 	}
 	elapsed := time.Since(start)
-	o.metrics.requests.WithLabelValues(procedure, code).Inc()
-	o.metrics.duration.WithLabelValues(procedure, code).Observe(elapsed.Seconds())
+	o.metrics.observe(procedure, code, elapsed)
+	if err == nil && !o.log.Enabled(ctx, slog.LevelDebug) {
+		return nil
+	}
+	log := rallye.Logger(ctx)
 	p := infoFrom(ctx).principal
 	attrs := []any{"code", code, "duration_ms", float64(elapsed.Microseconds()) / 1000}
 	if p.TenantID.String() != "00000000-0000-0000-0000-000000000000" {
@@ -95,9 +123,9 @@ func (o *observer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		start := time.Now()
 		procedure := req.Spec().Procedure
-		ctx, log := o.begin(ctx, procedure)
+		ctx = o.begin(ctx, procedure)
 		res, err := next(ctx, req)
-		return res, o.end(ctx, log, procedure, start, err)
+		return res, o.end(ctx, procedure, start, err)
 	}
 }
 
@@ -109,8 +137,8 @@ func (o *observer) WrapStreamingHandler(next connect.StreamingHandlerFunc) conne
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		start := time.Now()
 		procedure := conn.Spec().Procedure
-		ctx, log := o.begin(ctx, procedure)
-		return o.end(ctx, log, procedure, start, next(ctx, conn))
+		ctx = o.begin(ctx, procedure)
+		return o.end(ctx, procedure, start, next(ctx, conn))
 	}
 }
 

@@ -70,4 +70,9 @@ var rules = map[string][]rallye.Role{
 	rallyev1connect.MissionServiceApproveSubmissionProcedure: leads,
 	rallyev1connect.MissionServiceRejectSubmissionProcedure:  leads,
 	rallyev1connect.MissionServiceListSubmissionsProcedure:   people,
+
+	// Which boards a caller sees is the domain's rule (internal/leaderboard).
+	rallyev1connect.LeaderboardServiceListBoardsProcedure:   anyone,
+	rallyev1connect.LeaderboardServiceGetRankingProcedure:   anyone,
+	rallyev1connect.LeaderboardServiceWatchRankingProcedure: anyone,
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/rallyehq/rallye/internal/auth"
 	"github.com/rallyehq/rallye/internal/challenge"
 	"github.com/rallyehq/rallye/internal/event"
+	"github.com/rallyehq/rallye/internal/leaderboard"
 	"github.com/rallyehq/rallye/internal/org"
 )
 
@@ -37,6 +38,7 @@ type Deps struct {
 	Org      *org.Service
 	APIKeys  *auth.APIKeys
 	Events   *event.Store
+	Boards   *leaderboard.Service
 	// Challenges serves ChallengeService, ChallengeTemplateService and
 	// MissionService.
 	Challenges *challenge.Service
@@ -77,6 +79,10 @@ func NewHandler(d Deps) (http.Handler, error) {
 	mount(rallyev1connect.NewChallengeTemplateServiceHandler(challenges, opts))
 	mount(rallyev1connect.NewMissionServiceHandler(&missionHandler{svc: d.Challenges}, opts))
 	mux.Handle(WebhookPath, &eventWebhook{guard: grd, observer: obs, events: events, validator: validator, errors: connect.NewErrorWriter()})
+	// Rankings are read several times a second by every player: gzip would
+	// cost more CPU than the 1-3 KB it saves, so small responses go as is.
+	mount(rallyev1connect.NewLeaderboardServiceHandler(&leaderboardHandler{boards: d.Boards},
+		opts, connect.WithCompressMinBytes(leaderboardCompressMinBytes)))
 
 	mux.Handle(grpchealth.NewHandler(d.Health))
 	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName)...)
@@ -85,6 +91,10 @@ func NewHandler(d Deps) (http.Handler, error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry}))
 	return withRequestID(mux), nil
 }
+
+// leaderboardCompressMinBytes is the smallest leaderboard response that is
+// compressed when the client accepts it.
+const leaderboardCompressMinBytes = 8 << 10
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 

@@ -37,9 +37,9 @@ type eventWebhook struct {
 
 func (h *eventWebhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	ctx, log := h.observer.begin(r.Context(), WebhookPath)
+	ctx := h.observer.begin(r.Context(), WebhookPath)
 	fail := func(err error) {
-		err = h.observer.end(ctx, log, WebhookPath, start, err)
+		err = h.observer.end(ctx, WebhookPath, start, err)
 		_ = h.errors.Write(w, r, err)
 	}
 	if r.Method != http.MethodPost {
@@ -84,7 +84,7 @@ func (h *eventWebhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
-	h.observer.end(ctx, log, WebhookPath, start, nil)
+	h.observer.end(ctx, WebhookPath, start, nil)
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(out)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/rallyehq/rallye/internal/config"
 	"github.com/rallyehq/rallye/internal/event"
 	"github.com/rallyehq/rallye/internal/idempotency"
+	"github.com/rallyehq/rallye/internal/leaderboard"
 	"github.com/rallyehq/rallye/internal/org"
 	"github.com/rallyehq/rallye/internal/postgres"
 	"github.com/rallyehq/rallye/internal/redisdb"
@@ -46,6 +47,9 @@ type App struct {
 	APIKeys  *auth.APIKeys
 	Events   *event.Store
 	Feed     *event.Feed
+	// Boards is the leaderboards: the API reads them, the challenge area
+	// records points through Boards.Scores and Boards.Boards.
+	Boards *leaderboard.Service
 	// Challenges runs challenges; its progress consumer is registered on
 	// Feed and its lifecycle workers on River.
 	Challenges *challenge.Service
@@ -98,12 +102,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	// Durable background work. Domain areas add their workers to this bundle
 	// below, before the client starts in Serve; jobs are inserted with
 	// InsertTx inside the transaction of the change that causes them.
+	a.Boards = leaderboard.New(leaderboard.Deps{
+		DB: db, Redis: a.Redis, Keys: a.Keys, Log: log.With("component", "leaderboard"),
+	})
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &idempotency.PurgeWorker{DB: db})
-	// The leaderboard (Scores, Boards) is wired here when it lands; until
-	// then challenge points live in the challenge's own state only.
+	river.AddWorker(workers, a.Boards.RepairWorker())
+	river.AddWorker(workers, a.Boards.SweepWorker())
+	// Challenge points go to the leaderboard's ledger and boards.
+	seam := challenge.LeaderboardSeam{LB: a.Boards}
 	a.Challenges = challenge.New(challenge.Deps{
-		DB: db, Log: log.With("component", "challenges"), FinalizeRecheck: cfg.ChallengeFinalizeCheck,
+		DB: db, Log: log.With("component", "challenges"), Scores: seam, Boards: seam,
+		FinalizeRecheck: cfg.ChallengeFinalizeCheck,
 	})
 	challenge.AddWorkers(workers, a.Challenges)
 	a.River, err = river.NewClient(riverpgxv5.New(db.Pool), &river.Config{
@@ -114,11 +124,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 			river.NewPeriodicJob(river.PeriodicInterval(24*time.Hour),
 				func() (river.JobArgs, *river.InsertOpts) { return idempotency.PurgeArgs{}, nil },
 				&river.PeriodicJobOpts{RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(leaderboard.SweepInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return leaderboard.SweepArgs{}, nil }, nil),
 		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
+	a.Boards.SetJobs(a.River) // scoring transactions enqueue leaderboard repairs
 	a.Challenges.SetJobs(a.River)
 
 	var jwks keyfunc.Keyfunc
@@ -145,7 +158,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 
 	a.Handler, err = api.NewHandler(api.Deps{
 		Log: log, Registry: a.Registry, Auth: a.Auth, Health: &healthChecker{db: db, redis: a.Redis},
-		Org: a.Org, APIKeys: a.APIKeys, Events: a.Events, Challenges: a.Challenges,
+		Org: a.Org, APIKeys: a.APIKeys, Events: a.Events, Boards: a.Boards, Challenges: a.Challenges,
 	})
 	if err != nil {
 		return nil, err
@@ -168,6 +181,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	srv.RegisterOnShutdown(a.Boards.Close) // live streams end; their clients reconnect elsewhere
 	if err := a.River.Start(ctx); err != nil {
 		return fmt.Errorf("start job queue: %w", err)
 	}
@@ -207,6 +221,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 func (a *App) Close() {
 	if a.jwksCancel != nil {
 		a.jwksCancel()
+	}
+	if a.Boards != nil {
+		a.Boards.Close()
 	}
 	if a.Redis != nil {
 		_ = a.Redis.Close()

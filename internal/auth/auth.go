@@ -64,6 +64,16 @@ type Authenticator struct {
 	keys   *APIKeys
 	users  standingCache[userKey, Access]
 	apiKey standingCache[[32]byte, APIKey]
+	// tokens remembers verified tokens, so that a client calling several
+	// times a second is not verified (HMAC or RSA, JSON) every time; the
+	// person's standing is still checked on every call.
+	tokens standingCache[string, verifiedToken]
+}
+
+type verifiedToken struct {
+	tenant, user uuid.UUID
+	roles        []string
+	expires      time.Time
 }
 
 // standingCache is an expiring LRU, or nothing at all when the TTL is zero.
@@ -104,6 +114,7 @@ func NewAuthenticator(opts Options, people People, keys *APIKeys) *Authenticator
 		opts: opts, people: people, keys: keys,
 		users:  newStandingCache[userKey, Access](100_000, opts.CacheTTL),
 		apiKey: newStandingCache[[32]byte, APIKey](10_000, opts.CacheTTL),
+		tokens: newStandingCache[string, verifiedToken](100_000, opts.CacheTTL),
 	}
 	keys.onRevoke = a.apiKey.remove
 	return a
@@ -144,26 +155,19 @@ func (a *Authenticator) authenticateKey(ctx context.Context, secret string) (ral
 }
 
 func (a *Authenticator) authenticateToken(ctx context.Context, raw string) (rallye.Principal, error) {
-	var claims Claims
-	_, err := jwt.ParseWithClaims(raw, &claims, a.keyFor,
-		jwt.WithValidMethods([]string{"HS256", "RS256", "ES256"}),
-		jwt.WithIssuer(a.opts.Issuer),
-		jwt.WithAudience(a.opts.Audience),
-		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(30*time.Second),
-	)
-	if err != nil {
-		rallye.Logger(ctx).Debug("token rejected", "reason", err)
-		return rallye.Principal{}, errUnauthenticated
+	tok, ok := a.tokens.get(raw)
+	if !ok || !time.Now().Before(tok.expires) {
+		var err error
+		if tok, err = a.verify(ctx, raw); err != nil {
+			return rallye.Principal{}, err
+		}
+		a.tokens.add(raw, tok)
 	}
-	tenantID, err1 := uuid.Parse(claims.TenantID)
-	userID, err2 := uuid.Parse(claims.Subject)
-	if err1 != nil || err2 != nil {
-		return rallye.Principal{}, errUnauthenticated
-	}
+	tenantID, userID := tok.tenant, tok.user
 	key := userKey{tenantID, userID}
 	access, ok := a.users.get(key)
 	if !ok {
+		var err error
 		access, err = a.people.Access(ctx, tenantID, userID)
 		if rallye.ErrorCode(err) == rallye.CodeNotFound {
 			return rallye.Principal{}, errUnauthenticated
@@ -179,7 +183,7 @@ func (a *Authenticator) authenticateToken(ctx context.Context, raw string) (rall
 	// A token grants no more than the person holds now: a demoted manager
 	// loses manager rights without waiting for the token to expire.
 	var roles []rallye.Role
-	for _, r := range claims.Roles {
+	for _, r := range tok.roles {
 		role := rallye.Role(r)
 		if slices.Contains(access.Roles, role) && !slices.Contains(roles, role) {
 			roles = append(roles, role)
@@ -187,6 +191,32 @@ func (a *Authenticator) authenticateToken(ctx context.Context, raw string) (rall
 	}
 	return rallye.Principal{TenantID: tenantID, UserID: userID, Roles: roles}, nil
 }
+
+// verify checks a token's signature and claims.
+func (a *Authenticator) verify(ctx context.Context, raw string) (verifiedToken, error) {
+	var claims Claims
+	_, err := jwt.ParseWithClaims(raw, &claims, a.keyFor,
+		jwt.WithValidMethods([]string{"HS256", "RS256", "ES256"}),
+		jwt.WithIssuer(a.opts.Issuer),
+		jwt.WithAudience(a.opts.Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(tokenLeeway),
+	)
+	if err != nil {
+		rallye.Logger(ctx).Debug("token rejected", "reason", err)
+		return verifiedToken{}, errUnauthenticated
+	}
+	tenantID, err1 := uuid.Parse(claims.TenantID)
+	userID, err2 := uuid.Parse(claims.Subject)
+	if err1 != nil || err2 != nil {
+		return verifiedToken{}, errUnauthenticated
+	}
+	return verifiedToken{tenant: tenantID, user: userID, roles: claims.Roles,
+		expires: claims.ExpiresAt.Add(tokenLeeway)}, nil
+}
+
+// tokenLeeway absorbs clock skew between the token issuer and Rallye.
+const tokenLeeway = 30 * time.Second
 
 func (a *Authenticator) keyFor(t *jwt.Token) (any, error) {
 	switch t.Method.Alg() {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rallyehq/rallye/internal/challenge"
 	"github.com/rallyehq/rallye/internal/event"
+	"github.com/rallyehq/rallye/internal/leaderboard"
 	"github.com/rallyehq/rallye/internal/org"
 	"github.com/rallyehq/rallye/internal/postgres"
 	"github.com/rallyehq/rallye/internal/rallye"
@@ -42,141 +43,64 @@ func (c *clock) Set(t time.Time) {
 	c.mu.Unlock()
 }
 
-// fakeBoards stands in for the leaderboard (issue 5) in this package's
-// tests only: it enforces the same preconditions as the real one (boards
-// exist, people enrolled, not frozen) and keeps the ledger in memory,
-// idempotent on the entry key, applied at Publish (after commit).
-type fakeBoards struct {
-	mu     sync.Mutex
-	boards map[uuid.UUID]*fakeBoard
-	ledger map[string]challenge.Entry
-	// published counts Publish calls.
-	published int
+// boardsView reads what the leaderboard recorded for a challenge, from
+// PostgreSQL (its ledger and boards).
+type boardsView struct {
+	db     *postgres.DB
+	tenant uuid.UUID
 }
 
-type fakeBoard struct {
-	spec    challenge.BoardSpec
-	players map[uuid.UUID]uuid.UUID
-	frozen  bool
-	freezes int
-}
-
-func newFakeBoards() *fakeBoards {
-	return &fakeBoards{boards: map[uuid.UUID]*fakeBoard{}, ledger: map[string]challenge.Entry{}}
-}
-
-func (f *fakeBoards) CreateChallengeBoards(_ context.Context, _ pgx.Tx, _ uuid.UUID, b challenge.BoardSpec) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if old, ok := f.boards[b.ChallengeID]; ok {
-		if old.spec != b {
-			return rallye.Errorf(rallye.CodeAlreadyExists, "boards exist with other settings")
-		}
-		return nil
-	}
-	f.boards[b.ChallengeID] = &fakeBoard{spec: b, players: map[uuid.UUID]uuid.UUID{}}
-	return nil
-}
-
-func (f *fakeBoards) Enroll(_ context.Context, _ pgx.Tx, _ uuid.UUID, challengeID uuid.UUID, ps []challenge.Player) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	b := f.boards[challengeID]
-	if b == nil {
-		return rallye.NotFound("challenge boards")
-	}
-	if b.frozen {
-		return rallye.Errorf(rallye.CodeFailedPrecondition, "frozen")
-	}
-	for _, p := range ps {
-		if _, ok := b.players[p.UserID]; !ok {
-			b.players[p.UserID] = p.TeamID
-		}
-	}
-	return nil
-}
-
-func (f *fakeBoards) Freeze(_ context.Context, _ pgx.Tx, _ uuid.UUID, challengeID uuid.UUID) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	b := f.boards[challengeID]
-	if b == nil {
-		return rallye.NotFound("challenge boards")
-	}
-	b.frozen = true
-	b.freezes++
-	return nil
-}
-
-type fakeReceipt []challenge.Entry
-
-func (f *fakeBoards) Record(_ context.Context, _ pgx.Tx, _ uuid.UUID, entries []challenge.Entry) (challenge.Receipt, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(entries) > 1000 {
-		return nil, rallye.Invalid("entries", "too many")
-	}
-	for _, e := range entries {
-		if e.ChallengeID == uuid.Nil {
-			continue
-		}
-		b := f.boards[e.ChallengeID]
-		switch {
-		case b == nil:
-			return nil, rallye.NotFound("challenge boards")
-		case b.frozen:
-			return nil, rallye.Errorf(rallye.CodeFailedPrecondition, "BOARD_FROZEN")
-		}
-		if _, ok := b.players[e.UserID]; !ok {
-			return nil, rallye.Errorf(rallye.CodeFailedPrecondition, "NOT_ENROLLED %s", e.UserID)
-		}
-		if len(e.Key) > 200 {
-			return nil, rallye.Invalid("key", "too long")
-		}
-	}
-	return fakeReceipt(entries), nil
-}
-
-func (f *fakeBoards) Publish(_ context.Context, r challenge.Receipt) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.published++
-	for _, e := range r.(fakeReceipt) {
-		if _, ok := f.ledger[e.Key]; !ok {
-			f.ledger[e.Key] = e
-		}
+func (v boardsView) query(t *testing.T, sql string, dest any, args ...any) {
+	t.Helper()
+	err := v.db.ReadTenant(context.Background(), v.tenant, func(tx pgx.Tx) error {
+		return tx.QueryRow(context.Background(), sql, args...).Scan(dest)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
-// points is a person's total on a challenge's board.
-func (f *fakeBoards) points(challengeID, user uuid.UUID) int64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+// points is a person's total on a challenge's individual board.
+func (v boardsView) points(t *testing.T, challengeID, user uuid.UUID) int64 {
+	t.Helper()
 	var n int64
-	for _, e := range f.ledger {
-		if e.ChallengeID == challengeID && e.UserID == user {
-			n += e.Points
-		}
-	}
+	v.query(t, `SELECT coalesce(sum(points), 0)::bigint FROM points_ledger WHERE tenant_id = $1 AND challenge_id = $2 AND user_id = $3`,
+		&n, v.tenant, challengeID, user)
 	return n
 }
 
-func (f *fakeBoards) board(challengeID uuid.UUID) *fakeBoard {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.boards[challengeID]
+// players counts the people on a challenge's boards (-1: no boards).
+func (v boardsView) players(t *testing.T, challengeID uuid.UUID) int {
+	t.Helper()
+	var boards, n int
+	v.query(t, `SELECT count(*) FROM boards WHERE tenant_id = $1 AND challenge_id = $2`, &boards, v.tenant, challengeID)
+	if boards == 0 {
+		return -1
+	}
+	v.query(t, `SELECT count(*) FROM challenge_participants WHERE tenant_id = $1 AND challenge_id = $2`, &n, v.tenant, challengeID)
+	return n
+}
+
+// frozen reports whether every board of a challenge is frozen.
+func (v boardsView) frozen(t *testing.T, challengeID uuid.UUID) bool {
+	t.Helper()
+	var f bool
+	v.query(t, `SELECT coalesce(bool_and(frozen_at IS NOT NULL), false) FROM boards WHERE tenant_id = $1 AND challenge_id = $2`,
+		&f, v.tenant, challengeID)
+	return f
 }
 
 // bundle is a company with teams and people, the event store and feed, the
-// challenge service with a fake leaderboard and an injected clock, and a
-// River client that only inserts (tests run the jobs themselves).
+// challenge service wired to the real leaderboard (PostgreSQL and a private
+// Redis prefix) with an injected clock, and a River client that only
+// inserts (tests run the jobs themselves).
 type bundle struct {
 	db      *postgres.DB
 	org     *org.Service
 	svc     *challenge.Service
 	events  *event.Store
 	feed    *event.Feed
-	boards  *fakeBoards
+	boards  boardsView
 	clock   *clock
 	tenant  org.Tenant
 	admin   rallye.Principal
@@ -195,13 +119,19 @@ func setup(t *testing.T) *bundle {
 	t.Helper()
 	ctx := context.Background()
 	db := testutil.DB(t)
-	b := &bundle{db: db, org: org.NewService(db), events: event.NewStore(db), boards: newFakeBoards(), clock: &clock{t: t0}}
+	b := &bundle{db: db, org: org.NewService(db), events: event.NewStore(db), clock: &clock{t: t0}}
 	jobs, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.svc = challenge.New(challenge.Deps{DB: db, Jobs: jobs, Scores: b.boards, Boards: b.boards, Now: b.clock.Now})
-	b.feed = event.NewFeed(db, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rdb, keys := testutil.Redis(t)
+	lb := leaderboard.New(leaderboard.Deps{DB: db, Redis: rdb, Keys: keys, Log: quiet, Now: b.clock.Now})
+	lb.SetJobs(jobs)
+	t.Cleanup(lb.Close)
+	seam := challenge.LeaderboardSeam{LB: lb}
+	b.svc = challenge.New(challenge.Deps{DB: db, Jobs: jobs, Scores: seam, Boards: seam, Now: b.clock.Now})
+	b.feed = event.NewFeed(db, quiet)
 	b.feed.Register(b.svc.Progress())
 
 	var admin org.User
@@ -211,6 +141,7 @@ func setup(t *testing.T) *bundle {
 		t.Fatal(err)
 	}
 	b.admin = rallye.Principal{TenantID: b.tenant.ID, UserID: admin.ID, Roles: []rallye.Role{rallye.RoleAdmin}}
+	b.boards = boardsView{db: db, tenant: b.tenant.ID}
 	mk := func(name string, parent uuid.UUID) org.Team {
 		team, err := b.org.CreateTeam(ctx, b.admin, org.CreateTeamRequest{Name: name, ParentID: parent})
 		if err != nil {

@@ -52,8 +52,8 @@ func TestLifecycleAtBoundaryInstants(t *testing.T) {
 				t.Fatalf("state %s", state())
 			}
 		}
-		if bd := b.boards.board(c.ID); bd == nil || len(bd.players) != 2 {
-			t.Fatalf("boards not created with the two north reps: %+v", bd)
+		if n := b.boards.players(t, c.ID); n != 2 {
+			t.Fatalf("%d people on the boards, want the two north reps", n)
 		}
 	})
 	// Points for the rewards: rep0 first with 10, rep1 without points.
@@ -104,8 +104,8 @@ func TestLifecycleAtBoundaryInstants(t *testing.T) {
 		if !d.Challenge.Final() || !d.Challenge.FinalizedAt.Equal(at) {
 			t.Fatalf("not final at %v: %v", at, d.Challenge.FinalizedAt)
 		}
-		if bd := b.boards.board(c.ID); !bd.frozen || bd.freezes != 1 {
-			t.Fatalf("boards frozen %v, %d times", bd.frozen, bd.freezes)
+		if !b.boards.frozen(t, c.ID) {
+			t.Fatal("boards not frozen")
 		}
 		// Rank rewards once, and only with points: the trophy to rep0,
 		// no podium for rep1 (0 points).
@@ -254,7 +254,7 @@ func TestFinalWaitsForData(t *testing.T) {
 	if got := b.get(t, principal(rep), c.ID).Me.Points; got != 30 {
 		t.Fatalf("points moved after final: %d", got)
 	}
-	if got := b.boards.points(c.ID, rep.ID); got != 30 {
+	if got := b.boards.points(t, c.ID, rep.ID); got != 30 {
 		t.Fatalf("board points %d", got)
 	}
 }
@@ -287,17 +287,17 @@ func TestEndNowAndCancel(t *testing.T) {
 	c2 := b.upsell(t)
 	b.start(t, c2)
 	b.ingest(t, meetingHeld(rep, c2.StartsAt.Add(time.Hour)), dealWon(rep, c2.StartsAt.Add(time.Hour), 2_000_00, event.KindUpsell))
-	if got := b.boards.points(c2.ID, rep.ID); got != 30 {
+	if got := b.boards.points(t, c2.ID, rep.ID); got != 30 {
 		t.Fatalf("board points %d before cancel", got)
 	}
 	if _, err := b.svc.Cancel(ctx, principal(b.manager), c2.ID); err != nil {
 		t.Fatal(err)
 	}
-	if got := b.boards.points(c2.ID, rep.ID); got != 0 {
+	if got := b.boards.points(t, c2.ID, rep.ID); got != 0 {
 		t.Fatalf("board points %d after cancel", got)
 	}
 	b.ingest(t, meetingHeld(rep, c2.StartsAt.Add(2*time.Hour)))
-	if got := b.boards.points(c2.ID, rep.ID); got != 0 {
+	if got := b.boards.points(t, c2.ID, rep.ID); got != 0 {
 		t.Fatalf("a cancelled challenge still scores: %d", got)
 	}
 	if _, err := b.svc.Cancel(ctx, principal(b.manager), c2.ID); err != nil {

@@ -91,8 +91,8 @@ func TestManualMissions(t *testing.T) {
 		}
 	}
 	d := b.get(t, principal(rep), c.ID)
-	if m := mission(t, d, "case-study"); !m.Completed || d.Me.Points != 40 || b.boards.points(c.ID, rep.ID) != 40 {
-		t.Fatalf("after approval: %+v points %d board %d", m, d.Me.Points, b.boards.points(c.ID, rep.ID))
+	if m := mission(t, d, "case-study"); !m.Completed || d.Me.Points != 40 || b.boards.points(t, c.ID, rep.ID) != 40 {
+		t.Fatalf("after approval: %+v points %d board %d", m, d.Me.Points, b.boards.points(t, c.ID, rep.ID))
 	}
 	_, err = b.svc.Review(ctx, principal(b.manager), sub.ID, false, "")
 	wantCode(t, err, rallye.CodeFailedPrecondition)

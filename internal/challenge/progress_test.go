@@ -53,7 +53,7 @@ func TestProgressUpsell(t *testing.T) {
 	if !rev.Completed || rev.Missing != "" || rev.Percent != 100 || d.Me.Points != 22+90+300 {
 		t.Fatalf("after the big deal: points %d, %+v", d.Me.Points, rev)
 	}
-	if got := b.boards.points(c.ID, fr.ID); got != d.Me.Points {
+	if got := b.boards.points(t, c.ID, fr.ID); got != d.Me.Points {
 		t.Fatalf("board %d, challenge %d", got, d.Me.Points)
 	}
 
@@ -86,7 +86,7 @@ func TestProgressUpsell(t *testing.T) {
 	if rev = mission(t, d, "upsell-revenue"); !rev.Completed || d.Me.Points != 22+95+300 {
 		t.Fatalf("won again: points %d, %+v", d.Me.Points, rev)
 	}
-	if got := b.boards.points(c.ID, fr.ID); got != d.Me.Points {
+	if got := b.boards.points(t, c.ID, fr.ID); got != d.Me.Points {
 		t.Fatalf("board %d, challenge %d", got, d.Me.Points)
 	}
 	// Retracting the reopening counts the first win again (the version
@@ -95,8 +95,8 @@ func TestProgressUpsell(t *testing.T) {
 	undo.Revision, undo.Retracted = 1, true
 	b.ingest(t, undo)
 	d = b.get(t, principal(fr), c.ID)
-	if want := int64(22 + 45 + 95 + 300); d.Me.Points != want || b.boards.points(c.ID, fr.ID) != want {
-		t.Fatalf("after retracting the reopening: %d (board %d), want %d", d.Me.Points, b.boards.points(c.ID, fr.ID), want)
+	if want := int64(22 + 45 + 95 + 300); d.Me.Points != want || b.boards.points(t, c.ID, fr.ID) != want {
+		t.Fatalf("after retracting the reopening: %d (board %d), want %d", d.Me.Points, b.boards.points(t, c.ID, fr.ID), want)
 	}
 
 	// The other team's rep and events outside the window count for nothing.
@@ -140,7 +140,7 @@ func TestChangeAppliedOnce(t *testing.T) {
 	if got := b.get(t, principal(rep), c.ID).Me.Points; got != 15 {
 		t.Fatalf("points %d, want 15", got)
 	}
-	if got := b.boards.points(c.ID, rep.ID); got != 15 {
+	if got := b.boards.points(t, c.ID, rep.ID); got != 15 {
 		t.Fatalf("board %d", got)
 	}
 }
@@ -209,7 +209,7 @@ func TestConcurrentEvents(t *testing.T) {
 	if got := b.get(t, principal(rep), c.ID).Me.Points; got != want {
 		t.Fatalf("points %d, want %d", got, want)
 	}
-	if got := b.boards.points(c.ID, rep.ID); got != want {
+	if got := b.boards.points(t, c.ID, rep.ID); got != want {
 		t.Fatalf("board %d, want %d", got, want)
 	}
 }
@@ -307,7 +307,7 @@ func TestAgainstGroundTruth(t *testing.T) {
 		if math.Abs(rev.Current-r.revenue) > 1e-6 || rev.Completed != (r.revenue >= 10000) {
 			t.Errorf("%s: upsell revenue %v (completed %v), want %v", rep.ExternalID, rev.Current, rev.Completed, r.revenue)
 		}
-		if got := b.boards.points(c.ID, rep.ID); got != d.Me.Points {
+		if got := b.boards.points(t, c.ID, rep.ID); got != d.Me.Points {
 			t.Errorf("%s: board %d, challenge %d", rep.ExternalID, got, d.Me.Points)
 		}
 	}
@@ -369,8 +369,8 @@ func TestSequentialOnboarding(t *testing.T) {
 			t.Fatalf("%s still completed after the training was retracted", m.Key)
 		}
 	}
-	if d.Me.Points != 0 || b.boards.points(c.ID, rep.ID) != 0 {
-		t.Fatalf("points %d board %d after the cascade", d.Me.Points, b.boards.points(c.ID, rep.ID))
+	if d.Me.Points != 0 || b.boards.points(t, c.ID, rep.ID) != 0 {
+		t.Fatalf("points %d board %d after the cascade", d.Me.Points, b.boards.points(t, c.ID, rep.ID))
 	}
 }
 

@@ -43,7 +43,6 @@ type Option func(*config.Config)
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	cfg := config.Config{
-		DatabaseURL:        testutil.DatabaseURL(t),
 		DatabaseMaxConns:   10,
 		RedisURL:           testutil.RedisURL(),
 		RedisPrefix:        testutil.NewRedisPrefix(),
@@ -57,6 +56,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if cfg.DatabaseURL == "" {
+		cfg.DatabaseURL = testutil.DatabaseURL(t)
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -89,6 +91,15 @@ func Start(t testing.TB, opts ...Option) *Server {
 		a.Close()
 	})
 	return &Server{URL: "http://" + ln.Addr().String(), App: a}
+}
+
+// Sharing makes a server a second instance of other: same database, same
+// Redis key prefix (as instances behind one load balancer are).
+func Sharing(other *Server) Option {
+	return func(c *config.Config) {
+		c.DatabaseURL = other.App.Config.DatabaseURL
+		c.RedisPrefix = other.App.Config.RedisPrefix
+	}
 }
 
 // Protocol names a wire protocol the server speaks.
