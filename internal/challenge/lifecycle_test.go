@@ -2,6 +2,7 @@ package challenge_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -323,4 +324,50 @@ func TestEndNowAndCancel(t *testing.T) {
 			t.Fatalf("the late start job moved the ended challenge to %s", st)
 		}
 	})
+}
+
+// TestTwoServersEndOnce runs the end and finalize jobs on several
+// goroutines at once, as several servers would: one transition each, one
+// finalization job, rewards granted once.
+func TestTwoServersEndOnce(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	c := b.upsell(t)
+	b.start(t, c)
+	b.ingest(t, meetingHeld(b.reps[0], c.StartsAt.Add(time.Hour)), meetingHeld(b.reps[0], c.EndsAt.Add(time.Hour)))
+	var end challenge.EndArgs
+	b.job(t, "challenge.end", &end)
+	b.clock.Set(c.EndsAt)
+	run := func(fn func() error) {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for range 4 {
+			wg.Go(func() { errs <- fn() })
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	run(func() error { _, err := b.svc.End(ctx, end); return err })
+	if n := b.jobCount(t, "challenge.finalize"); n != 1 {
+		t.Fatalf("%d finalize jobs", n)
+	}
+	var fin challenge.FinalizeArgs
+	b.clock.Set(b.job(t, "challenge.finalize", &fin))
+	run(func() error { _, err := b.svc.Finalize(ctx, fin); return err })
+	var grants int
+	err := b.db.ReadTenant(ctx, b.tenant.ID, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT count(*) FROM challenge_reward_grants`).Scan(&grants)
+	})
+	if err != nil || grants != 1 {
+		t.Fatalf("%d grants, %v", grants, err)
+	}
+	if !b.get(t, b.admin, c.ID).Challenge.Final() || !b.boards.frozen(t, c.ID) {
+		t.Fatal("not final")
+	}
 }
