@@ -217,7 +217,7 @@ func (h *challengeHandler) SetParticipantTarget(ctx context.Context, req *rallye
 	if err != nil {
 		return nil, err
 	}
-	if err := h.svc.SetTarget(ctx, p, id, user, req.GetTargetPoints()); err != nil {
+	if err := h.svc.SetTarget(ctx, p, challenge.TargetRequest{ChallengeID: id, UserID: user, Points: req.GetTargetPoints()}); err != nil {
 		return nil, err
 	}
 	return &rallyev1.SetParticipantTargetResponse{}, nil
@@ -246,7 +246,7 @@ func (h *challengeHandler) ListMyChallenges(ctx context.Context, req *rallyev1.L
 		rallyev1.ChallengeWindow_CHALLENGE_WINDOW_PAST:     challenge.WindowPast,
 	}[req.GetWindow()]
 	size := sizeOf(req.GetPageSize(), 20, 50)
-	list, err := h.svc.ListMine(ctx, p, window, size, cursor)
+	list, err := h.svc.ListMine(ctx, p, challenge.ListMineRequest{Window: window, Size: size, Cursor: cursor})
 	if err != nil {
 		return nil, err
 	}
@@ -332,7 +332,7 @@ func (h *challengeHandler) ListChallengeParticipants(ctx context.Context, req *r
 		return nil, err
 	}
 	size := sizeOf(req.GetPageSize(), 50, 200)
-	rows, err := h.svc.Participants(ctx, p, id, team, size, cursor)
+	rows, err := h.svc.Participants(ctx, p, challenge.ParticipantsRequest{ChallengeID: id, TeamID: team, Size: size, Cursor: cursor})
 	if err != nil {
 		return nil, err
 	}
@@ -412,7 +412,7 @@ func (h *missionHandler) review(ctx context.Context, rawID, note string, approve
 	if err != nil {
 		return nil, err
 	}
-	s, err := h.svc.Review(ctx, p, id, approve, note)
+	s, err := h.svc.Review(ctx, p, challenge.ReviewRequest{SubmissionID: id, Approve: approve, Note: note})
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/rallyehq/rallye/internal/challenge"
 	"github.com/rallyehq/rallye/internal/org"
-	"github.com/rallyehq/rallye/internal/page"
 	"github.com/rallyehq/rallye/internal/rallye"
 )
 
@@ -93,7 +92,7 @@ func TestPermissions(t *testing.T) {
 		wantCode(t, err, rallye.CodeNotFound)
 	})
 	t.Run("Review/ErrOtherTenant", func(t *testing.T) {
-		_, err := b.svc.Review(ctx, stranger, uuid.New(), true, "")
+		_, err := b.svc.Review(ctx, stranger, challenge.ReviewRequest{SubmissionID: uuid.New(), Approve: true, Note: ""})
 		wantCode(t, err, rallye.CodeNotFound)
 	})
 	t.Run("List", func(t *testing.T) {
@@ -109,11 +108,11 @@ func TestPermissions(t *testing.T) {
 		}
 	})
 	t.Run("Participants/ErrRepsOfOtherTeams", func(t *testing.T) {
-		rows, err := b.svc.Participants(ctx, principal(b.hr), c.ID, uuid.Nil, 10, page.Cursor{})
+		rows, err := b.svc.Participants(ctx, principal(b.hr), challenge.ParticipantsRequest{ChallengeID: c.ID, Size: 10})
 		if err != nil || len(rows) != 2 {
 			t.Fatalf("HR sees %d participants, %v", len(rows), err)
 		}
-		_, err = b.svc.Participants(ctx, principal(south), c.ID, uuid.Nil, 10, page.Cursor{})
+		_, err = b.svc.Participants(ctx, principal(south), challenge.ParticipantsRequest{ChallengeID: c.ID, Size: 10})
 		wantCode(t, err, rallye.CodeNotFound)
 	})
 }

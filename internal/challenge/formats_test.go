@@ -90,8 +90,8 @@ func TestLeague(t *testing.T) {
 	b.start(t, c)
 	junior, senior := b.reps[0], b.reps[1]
 	// The north manager does not manage the whole sales team.
-	wantCode(t, b.svc.SetTarget(ctx, principal(b.manager), c.ID, junior.ID, 50), rallye.CodePermissionDenied)
-	if err := b.svc.SetTarget(ctx, b.admin, c.ID, junior.ID, 50); err != nil {
+	wantCode(t, b.svc.SetTarget(ctx, principal(b.manager), challenge.TargetRequest{ChallengeID: c.ID, UserID: junior.ID, Points: 50}), rallye.CodePermissionDenied)
+	if err := b.svc.SetTarget(ctx, b.admin, challenge.TargetRequest{ChallengeID: c.ID, UserID: junior.ID, Points: 50}); err != nil {
 		t.Fatal(err)
 	}
 	at := c.StartsAt.Add(time.Hour)
@@ -107,10 +107,10 @@ func TestLeague(t *testing.T) {
 	}
 	t.Run("ErrTargetOutsideLeague", func(t *testing.T) {
 		other := meetingsChallenge(t, b, challenge.FormatLeaderboard, nil)
-		wantCode(t, b.svc.SetTarget(ctx, b.admin, other.ID, junior.ID, 50), rallye.CodeFailedPrecondition)
+		wantCode(t, b.svc.SetTarget(ctx, b.admin, challenge.TargetRequest{ChallengeID: other.ID, UserID: junior.ID, Points: 50}), rallye.CodeFailedPrecondition)
 	})
 	t.Run("ErrTargetNotParticipant", func(t *testing.T) {
-		wantCode(t, b.svc.SetTarget(ctx, b.admin, c.ID, b.hr.ID, 50), rallye.CodeNotFound)
+		wantCode(t, b.svc.SetTarget(ctx, b.admin, challenge.TargetRequest{ChallengeID: c.ID, UserID: b.hr.ID, Points: 50}), rallye.CodeNotFound)
 	})
 }
 

@@ -165,6 +165,14 @@ func (s *Service) ensureEnrolled(ctx context.Context, tx pgx.Tx, c *Challenge, u
 	return failed("NOT_ENROLLED", "join the challenge first")
 }
 
+// ReviewRequest is a manager's decision on a submission.
+type ReviewRequest struct {
+	SubmissionID uuid.UUID
+	// Approve, or reject.
+	Approve bool
+	Note    string
+}
+
 // Review approves or rejects a pending submission. Approving completes the
 // mission (in a sequential challenge, once the previous one is completed)
 // and awards its points exactly once; reviewing again with the same
@@ -174,7 +182,8 @@ func (s *Service) ensureEnrolled(ctx context.Context, tx pgx.Tx, c *Challenge, u
 // CodePermissionDenied unless the caller manages the rep (or is an admin);
 // CodeFailedPrecondition when the opposite decision was taken
 // (ALREADY_REVIEWED) or the challenge is final or cancelled (FINAL).
-func (s *Service) Review(ctx context.Context, p rallye.Principal, id uuid.UUID, approve bool, note string) (Submission, error) {
+func (s *Service) Review(ctx context.Context, p rallye.Principal, req ReviewRequest) (Submission, error) {
+	id, approve, note := req.SubmissionID, req.Approve, req.Note
 	var out Submission
 	var receipts []Receipt
 	err := s.db.InTenant(ctx, p.TenantID, func(tx pgx.Tx) error {

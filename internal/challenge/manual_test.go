@@ -77,15 +77,15 @@ func TestManualMissions(t *testing.T) {
 
 	t.Run("ErrOtherManager", func(t *testing.T) {
 		south := b.person(t, "south-manager", org.LocaleEN, []rallye.Role{rallye.RoleManager}, b.south)
-		_, err := b.svc.Review(ctx, principal(south), sub.ID, true, "")
+		_, err := b.svc.Review(ctx, principal(south), challenge.ReviewRequest{SubmissionID: sub.ID, Approve: true, Note: ""})
 		wantCode(t, err, rallye.CodePermissionDenied)
 	})
 	t.Run("ErrRepReviews", func(t *testing.T) {
-		_, err := b.svc.Review(ctx, principal(rep), sub.ID, true, "")
+		_, err := b.svc.Review(ctx, principal(rep), challenge.ReviewRequest{SubmissionID: sub.ID, Approve: true, Note: ""})
 		wantCode(t, err, rallye.CodePermissionDenied)
 	})
 	for range 2 { // the same approval twice awards once
-		got, err := b.svc.Review(ctx, principal(b.manager), sub.ID, true, "bravo")
+		got, err := b.svc.Review(ctx, principal(b.manager), challenge.ReviewRequest{SubmissionID: sub.ID, Approve: true, Note: "bravo"})
 		if err != nil || got.State != "approved" {
 			t.Fatalf("approve: %+v %v", got, err)
 		}
@@ -94,7 +94,7 @@ func TestManualMissions(t *testing.T) {
 	if m := mission(t, d, "case-study"); !m.Completed || d.Me.Points != 40 || b.boards.points(t, c.ID, rep.ID) != 40 {
 		t.Fatalf("after approval: %+v points %d board %d", m, d.Me.Points, b.boards.points(t, c.ID, rep.ID))
 	}
-	_, err = b.svc.Review(ctx, principal(b.manager), sub.ID, false, "")
+	_, err = b.svc.Review(ctx, principal(b.manager), challenge.ReviewRequest{SubmissionID: sub.ID, Approve: false, Note: ""})
 	wantCode(t, err, rallye.CodeFailedPrecondition)
 
 	// The quiz is unlocked now; a rejection lets the rep try again.
@@ -102,7 +102,7 @@ func TestManualMissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.svc.Review(ctx, principal(b.manager), qs.ID, false, "question 2"); err != nil {
+	if _, err := b.svc.Review(ctx, principal(b.manager), challenge.ReviewRequest{SubmissionID: qs.ID, Approve: false, Note: "question 2"}); err != nil {
 		t.Fatal(err)
 	}
 	if m := mission(t, b.get(t, principal(rep), c.ID), "quiz"); m.Completed || m.Missing != "refusée : à soumettre de nouveau" {
@@ -117,7 +117,7 @@ func TestManualMissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.svc.Review(ctx, b.admin, qs2.ID, true, ""); err != nil {
+	if _, err := b.svc.Review(ctx, b.admin, challenge.ReviewRequest{SubmissionID: qs2.ID, Approve: true, Note: ""}); err != nil {
 		t.Fatal(err)
 	}
 	d = b.get(t, principal(rep), c.ID)

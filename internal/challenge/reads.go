@@ -289,10 +289,18 @@ type Summary struct {
 	Next time.Time
 }
 
+// ListMineRequest selects a page of the caller's challenges.
+type ListMineRequest struct {
+	Window Window
+	Size   int
+	Cursor page.Cursor
+}
+
 // ListMine returns the challenges the caller takes part in or may join,
 // in a window, newest first, with their points and (provisional or final)
 // rank.
-func (s *Service) ListMine(ctx context.Context, p rallye.Principal, w Window, size int, cursor page.Cursor) ([]Summary, error) {
+func (s *Service) ListMine(ctx context.Context, p rallye.Principal, req ListMineRequest) ([]Summary, error) {
+	w, size, cursor := req.Window, req.Size, req.Cursor
 	if !p.IsPerson() {
 		return nil, failed("NOT_A_PERSON", "this call is for people, not API keys")
 	}
@@ -467,11 +475,21 @@ type ParticipantRow struct {
 	DisplayName string
 }
 
+// ParticipantsRequest selects a page of a challenge's participants.
+type ParticipantsRequest struct {
+	ChallengeID uuid.UUID
+	// TeamID, when set, keeps the people playing for that team.
+	TeamID uuid.UUID
+	Size   int
+	Cursor page.Cursor
+}
+
 // Participants returns the participants of a challenge with their mission
 // progress, in user id order, one page at a time: all of them for HR, admins
 // and the challenge's managers; a manager who only shares some teams sees
 // the members of their teams.
-func (s *Service) Participants(ctx context.Context, p rallye.Principal, id, team uuid.UUID, size int, cursor page.Cursor) ([]ParticipantRow, error) {
+func (s *Service) Participants(ctx context.Context, p rallye.Principal, req ParticipantsRequest) ([]ParticipantRow, error) {
+	id, team, size, cursor := req.ChallengeID, req.TeamID, req.Size, req.Cursor
 	var out []ParticipantRow
 	err := s.db.ReadTenant(ctx, p.TenantID, func(tx pgx.Tx) error {
 		v := &viewer{p: p}

@@ -596,10 +596,17 @@ func (s *Service) Join(ctx context.Context, p rallye.Principal, id uuid.UUID) er
 	})
 }
 
+// TargetRequest sets a league participant's own target.
+type TargetRequest struct {
+	ChallengeID, UserID uuid.UUID
+	Points              int64
+}
+
 // SetTarget sets a participant's own target in points (league format).
 // Errors: CodeNotFound for someone not enrolled; CodeFailedPrecondition
 // once final or outside a league.
-func (s *Service) SetTarget(ctx context.Context, p rallye.Principal, id, user uuid.UUID, target int64) error {
+func (s *Service) SetTarget(ctx context.Context, p rallye.Principal, req TargetRequest) error {
+	id, user, target := req.ChallengeID, req.UserID, req.Points
 	if target <= 0 {
 		return rallye.Invalid("target_points", "must be positive")
 	}
