@@ -1386,10 +1386,10 @@ type ChallengeDefinition struct {
 	// Default length of the window, when end_time is not given.
 	Duration *durationpb.Duration `protobuf:"bytes,11,opt,name=duration,proto3" json:"duration,omitempty"`
 	// How long after the end events of the window still count (24 h when
-	// unset).
+	// unset or zero).
 	GracePeriod *durationpb.Duration `protobuf:"bytes,12,opt,name=grace_period,json=gracePeriod,proto3" json:"grace_period,omitempty"`
 	// How long after the end results wait at most for every source's data
-	// (72 h when unset; at least the grace period).
+	// (72 h when unset or zero; at least the grace period).
 	MaxDataWait   *durationpb.Duration `protobuf:"bytes,13,opt,name=max_data_wait,json=maxDataWait,proto3" json:"max_data_wait,omitempty"`
 	Missions      []*Mission           `protobuf:"bytes,14,rep,name=missions,proto3" json:"missions,omitempty"`
 	ScoringRules  []*ScoringRule       `protobuf:"bytes,15,rep,name=scoring_rules,json=scoringRules,proto3" json:"scoring_rules,omitempty"`
