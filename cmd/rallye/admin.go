@@ -9,8 +9,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
 	"github.com/rallyehq/rallye/internal/auth"
+	"github.com/rallyehq/rallye/internal/challenge"
 	"github.com/rallyehq/rallye/internal/demo"
+	"github.com/rallyehq/rallye/internal/event"
 	"github.com/rallyehq/rallye/internal/org"
 	"github.com/rallyehq/rallye/internal/postgres"
 )
@@ -170,15 +175,27 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	return printDemo(env, res)
+	// An insert-only job client: the challenge's start and end jobs run
+	// when a server runs.
+	jobs, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{})
+	if err != nil {
+		return err
+	}
+	c, err := demo.SeedChallenge(ctx, challenge.New(challenge.Deps{DB: db, Jobs: jobs}), event.NewStore(db), res)
+	if err != nil {
+		return err
+	}
+	return printDemo(env, res, c)
 }
 
-// printDemo prints the demo company's people with a token each.
-func printDemo(env *environment, res demo.Result) error {
+// printDemo prints the demo company's people with a token each, and its
+// running challenge.
+func printDemo(env *environment, res demo.Result, c *challenge.Challenge) error {
 	if env.cfg.JWTSecret == "" {
 		return fmt.Errorf("RALLYE_JWT_SECRET is needed to print demo tokens")
 	}
 	fmt.Printf("Demo company %q (%s), %d teams, %d people. Tokens valid 24h:\n", res.Tenant.Slug, res.Tenant.ID, len(res.Teams), len(res.People))
+	defer fmt.Printf("Running challenge %q (%s) until %s.\n", c.Definition.Name.EN, c.ID, c.EndsAt.Format(time.RFC3339))
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	for _, u := range res.People {
 		token, err := mint(env, u, 24*time.Hour)

@@ -29,7 +29,11 @@ func runServe(ctx context.Context, env *environment, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := printDemo(env, res); err != nil {
+		c, err := demo.SeedChallenge(ctx, a.Challenges, a.Events, res)
+		if err != nil {
+			return err
+		}
+		if err := printDemo(env, res, c); err != nil {
 			return err
 		}
 	}

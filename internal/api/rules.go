@@ -12,6 +12,10 @@ var (
 	staff  = []rallye.Role{rallye.RoleManager, rallye.RoleHR, rallye.RoleAdmin, rallye.RoleIntegration}
 	setup  = []rallye.Role{rallye.RoleAdmin, rallye.RoleIntegration}
 	admins = []rallye.Role{rallye.RoleAdmin}
+	// leads launch and change challenges (managers for their own teams).
+	leads = []rallye.Role{rallye.RoleManager, rallye.RoleAdmin}
+	// overseers follow challenges across teams.
+	overseers = []rallye.Role{rallye.RoleManager, rallye.RoleHR, rallye.RoleAdmin}
 )
 
 // rules says, for every procedure, which roles may call it. A procedure
@@ -41,6 +45,32 @@ var rules = map[string][]rallye.Role{
 	rallyev1connect.EventServiceIngestEventsProcedure:        setup,
 	rallyev1connect.EventServiceListEventsProcedure:          anyone,
 	rallyev1connect.EventServiceGetSourceWatermarksProcedure: staff,
+
+	rallyev1connect.ChallengeServiceCreateChallengeProcedure:             leads,
+	rallyev1connect.ChallengeServiceCreateChallengeFromTemplateProcedure: leads,
+	rallyev1connect.ChallengeServiceGetChallengeProcedure:                people,
+	rallyev1connect.ChallengeServiceUpdateChallengeProcedure:             leads,
+	rallyev1connect.ChallengeServicePublishChallengeProcedure:            leads,
+	rallyev1connect.ChallengeServiceExtendChallengeProcedure:             leads,
+	rallyev1connect.ChallengeServiceEndChallengeProcedure:                leads,
+	rallyev1connect.ChallengeServiceCancelChallengeProcedure:             leads,
+	rallyev1connect.ChallengeServiceJoinChallengeProcedure:               people,
+	rallyev1connect.ChallengeServiceSetParticipantTargetProcedure:        leads,
+	rallyev1connect.ChallengeServiceListMyChallengesProcedure:            people,
+	rallyev1connect.ChallengeServiceListChallengesProcedure:              overseers,
+	rallyev1connect.ChallengeServiceGetChallengeStandingsProcedure:       people,
+	rallyev1connect.ChallengeServiceListChallengeParticipantsProcedure:   overseers,
+
+	rallyev1connect.ChallengeTemplateServiceListChallengeTemplatesProcedure:  overseers,
+	rallyev1connect.ChallengeTemplateServiceGetChallengeTemplateProcedure:    overseers,
+	rallyev1connect.ChallengeTemplateServiceUpdateChallengeTemplateProcedure: admins,
+	rallyev1connect.ChallengeTemplateServiceResetChallengeTemplateProcedure:  admins,
+
+	rallyev1connect.MissionServiceSubmitMissionProcedure:     people,
+	rallyev1connect.MissionServiceApproveSubmissionProcedure: leads,
+	rallyev1connect.MissionServiceRejectSubmissionProcedure:  leads,
+	rallyev1connect.MissionServiceListSubmissionsProcedure:   people,
+
 	// Which boards a caller sees is the domain's rule (internal/leaderboard).
 	rallyev1connect.LeaderboardServiceListBoardsProcedure:   anyone,
 	rallyev1connect.LeaderboardServiceGetRankingProcedure:   anyone,

@@ -23,6 +23,7 @@ import (
 
 	"github.com/rallyehq/rallye/gen/rallye/v1/rallyev1connect"
 	"github.com/rallyehq/rallye/internal/auth"
+	"github.com/rallyehq/rallye/internal/challenge"
 	"github.com/rallyehq/rallye/internal/event"
 	"github.com/rallyehq/rallye/internal/leaderboard"
 	"github.com/rallyehq/rallye/internal/org"
@@ -38,6 +39,9 @@ type Deps struct {
 	APIKeys  *auth.APIKeys
 	Events   *event.Store
 	Boards   *leaderboard.Service
+	// Challenges serves ChallengeService, ChallengeTemplateService and
+	// MissionService.
+	Challenges *challenge.Service
 }
 
 // NewHandler returns the HTTP handler of the whole API.
@@ -70,6 +74,10 @@ func NewHandler(d Deps) (http.Handler, error) {
 	mount(rallyev1connect.NewAccessServiceHandler(&accessHandler{keys: d.APIKeys}, opts))
 	events := &eventHandler{store: d.Events, validator: validator}
 	mount(rallyev1connect.NewEventServiceHandler(events, opts))
+	challenges := &challengeHandler{svc: d.Challenges, validator: validator}
+	mount(rallyev1connect.NewChallengeServiceHandler(challenges, opts))
+	mount(rallyev1connect.NewChallengeTemplateServiceHandler(challenges, opts))
+	mount(rallyev1connect.NewMissionServiceHandler(&missionHandler{svc: d.Challenges}, opts))
 	mux.Handle(WebhookPath, &eventWebhook{guard: grd, observer: obs, events: events, validator: validator, errors: connect.NewErrorWriter()})
 	// Rankings are read several times a second by every player: gzip would
 	// cost more CPU than the 1-3 KB it saves, so small responses go as is.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/rallyehq/rallye/internal/api"
 	"github.com/rallyehq/rallye/internal/auth"
+	"github.com/rallyehq/rallye/internal/challenge"
 	"github.com/rallyehq/rallye/internal/config"
 	"github.com/rallyehq/rallye/internal/event"
 	"github.com/rallyehq/rallye/internal/idempotency"
@@ -48,8 +49,11 @@ type App struct {
 	Feed     *event.Feed
 	// Boards is the leaderboards: the API reads them, the challenge area
 	// records points through Boards.Scores and Boards.Boards.
-	Boards  *leaderboard.Service
-	Handler http.Handler
+	Boards *leaderboard.Service
+	// Challenges runs challenges; its progress consumer is registered on
+	// Feed and its lifecycle workers on River.
+	Challenges *challenge.Service
+	Handler    http.Handler
 
 	jwksCancel context.CancelFunc
 }
@@ -105,6 +109,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	river.AddWorker(workers, &idempotency.PurgeWorker{DB: db})
 	river.AddWorker(workers, a.Boards.RepairWorker())
 	river.AddWorker(workers, a.Boards.SweepWorker())
+	// Challenge points go to the leaderboard's ledger and boards.
+	seam := challenge.LeaderboardSeam{LB: a.Boards}
+	a.Challenges = challenge.New(challenge.Deps{
+		DB: db, Log: log.With("component", "challenges"), Scores: seam, Boards: seam,
+		FinalizeRecheck: cfg.ChallengeFinalizeCheck,
+	})
+	challenge.AddWorkers(workers, a.Challenges)
 	a.River, err = river.NewClient(riverpgxv5.New(db.Pool), &river.Config{
 		Logger:  log.With("component", "jobs"),
 		Workers: workers,
@@ -121,6 +132,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
 	a.Boards.SetJobs(a.River) // scoring transactions enqueue leaderboard repairs
+	a.Challenges.SetJobs(a.River)
 
 	var jwks keyfunc.Keyfunc
 	if cfg.JWKSURL != "" {
@@ -142,10 +154,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	a.Events = event.NewStore(db)
 	// Consumers of the change feed register here.
 	a.Feed = event.NewFeed(db, log.With("component", "feed"))
+	a.Feed.Register(a.Challenges.Progress())
 
 	a.Handler, err = api.NewHandler(api.Deps{
 		Log: log, Registry: a.Registry, Auth: a.Auth, Health: &healthChecker{db: db, redis: a.Redis},
-		Org: a.Org, APIKeys: a.APIKeys, Events: a.Events, Boards: a.Boards,
+		Org: a.Org, APIKeys: a.APIKeys, Events: a.Events, Boards: a.Boards, Challenges: a.Challenges,
 	})
 	if err != nil {
 		return nil, err

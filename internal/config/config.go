@@ -47,6 +47,10 @@ type Config struct {
 	// CredentialCacheTTL is how long a verified user or API key status (active,
 	// roles, revoked) is reused before it is read again.
 	CredentialCacheTTL time.Duration `env:"RALLYE_CREDENTIAL_CACHE_TTL" envDefault:"10s"`
+
+	// ChallengeFinalizeCheck is how often an ended challenge waiting for its
+	// sources' data checks again whether it can become final.
+	ChallengeFinalizeCheck time.Duration `env:"RALLYE_CHALLENGE_FINALIZE_CHECK" envDefault:"1m"`
 }
 
 // Load reads the environment and validates the result.
@@ -122,6 +126,9 @@ func (c Config) Validate() error {
 	}
 	if c.CredentialCacheTTL < 0 {
 		bad("RALLYE_CREDENTIAL_CACHE_TTL", "must not be negative")
+	}
+	if c.ChallengeFinalizeCheck < 0 {
+		bad("RALLYE_CHALLENGE_FINALIZE_CHECK", "must not be negative")
 	}
 	return errors.Join(errs...)
 }

@@ -4,7 +4,12 @@ import (
 	"context"
 	"testing"
 
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/rallyehq/rallye/internal/challenge"
 	"github.com/rallyehq/rallye/internal/demo"
+	"github.com/rallyehq/rallye/internal/event"
 	"github.com/rallyehq/rallye/internal/org"
 	"github.com/rallyehq/rallye/internal/rallye"
 	"github.com/rallyehq/rallye/internal/testutil"
@@ -40,5 +45,35 @@ func TestSeedIsIdempotent(t *testing.T) {
 		if roles[r] == 0 {
 			t.Errorf("the demo company has no %s", r)
 		}
+	}
+}
+
+func TestSeedChallengeIsIdempotent(t *testing.T) {
+	db := testutil.DB(t)
+	ctx := context.Background()
+	jobs, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := challenge.New(challenge.Deps{DB: db, Jobs: jobs})
+	res, err := demo.Seed(ctx, org.NewService(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := event.NewStore(db)
+	first, err := demo.SeedChallenge(ctx, svc, store, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := demo.SeedChallenge(ctx, svc, store, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.ID != second.ID || first.State != challenge.StateScheduled || first.TemplateKey != "upsell" {
+		t.Fatalf("seeding twice: %v then %v (%s)", first.ID, second.ID, first.State)
+	}
+	stored, err := store.List(ctx, rallye.Principal{TenantID: res.Tenant.ID, Roles: []rallye.Role{rallye.RoleAdmin}}, event.ListRequest{Size: 100})
+	if err != nil || len(stored) != 7 {
+		t.Fatalf("%d demo events, %v", len(stored), err)
 	}
 }

@@ -358,3 +358,19 @@ func (f *Feed) retryLater(ctx context.Context, id uuid.UUID, d time.Duration) {
 		}
 	})
 }
+
+// Pending reports whether a consumer has changes of the company left to
+// apply (committed changes beyond its cursor), inside the caller's
+// transaction: a challenge does not become final while its events are on
+// their way.
+func Pending(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, consumer string) (bool, error) {
+	var pending bool
+	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM event_changes c
+		WHERE c.tenant_id = $1 AND (c.xid, c.seq) > coalesce(
+			(SELECT (f.xid, f.seq) FROM feed_cursors f WHERE f.tenant_id = $1 AND f.consumer = $2), ('0'::xid8, 0::bigint)))`,
+		tenantID, consumer).Scan(&pending)
+	if err != nil {
+		return false, fmt.Errorf("feed pending: %w", err)
+	}
+	return pending, nil
+}

@@ -97,19 +97,59 @@ type Watermark struct {
 func (s *Store) Watermarks(ctx context.Context, tenantID uuid.UUID) ([]Watermark, error) {
 	var out []Watermark
 	err := s.db.ReadTenant(ctx, tenantID, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT source, newest_event_at, last_received_at, events
-			FROM event_sources WHERE tenant_id = $1 ORDER BY source`, tenantID)
-		if err != nil {
-			return err
-		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Watermark, error) {
-			var w Watermark
-			return w, r.Scan(&w.Source, &w.NewestEvent, &w.LastReceived, &w.Events)
-		})
+		var err error
+		out, err = SourceWatermarks(ctx, tx, tenantID)
 		return err
 	})
+	return out, err
+}
+
+// SourceWatermarks is Watermarks inside the caller's transaction.
+func SourceWatermarks(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID) ([]Watermark, error) {
+	rows, err := tx.Query(ctx, `SELECT source, newest_event_at, last_received_at, events
+		FROM event_sources WHERE tenant_id = $1 ORDER BY source`, tenantID)
 	if err != nil {
 		return nil, fmt.Errorf("source watermarks: %w", err)
 	}
-	return out, nil
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Watermark, error) {
+		var w Watermark
+		return w, r.Scan(&w.Source, &w.NewestEvent, &w.LastReceived, &w.Events)
+	})
+}
+
+// CountedQuery selects events that count now (current versions, neither
+// retracted nor withdrawn by a reopening).
+type CountedQuery struct {
+	Users    []uuid.UUID
+	Types    []Type
+	From, To time.Time // occurred_at in [From, To)
+}
+
+// Counted calls fn for every event of q, inside the caller's transaction:
+// baselines computed from history (a rep's average deal before a challenge).
+func Counted(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, q CountedQuery, fn func(Event) error) error {
+	types := make([]string, len(q.Types))
+	for i, t := range q.Types {
+		types[i] = string(t)
+	}
+	rows, err := tx.Query(ctx, `SELECT `+versionColumns+`
+		FROM events e JOIN event_versions v ON v.tenant_id = e.tenant_id AND v.id = e.version_id
+		WHERE e.tenant_id = $1 AND e.counted AND e.user_id = ANY($2) AND e.type = ANY($3)
+		  AND e.occurred_at >= $4 AND e.occurred_at < $5
+		ORDER BY e.occurred_at, e.version_id`, tenantID, q.Users, types, q.From, q.To)
+	if err != nil {
+		return fmt.Errorf("read counted events: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e Event
+		if err := scanVersion(rows, &e); err != nil {
+			return err
+		}
+		e.TenantID = tenantID
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
