@@ -61,16 +61,16 @@ CREATE INDEX events_deal ON events (tenant_id, source, opportunity_id) WHERE opp
 CREATE INDEX events_received ON events (tenant_id, version_id);
 
 -- The change feed: +1 when a version starts counting, -1 when it stops.
--- Consumers (KPI roll-ups, mission progress...) read it in order with their
--- own cursor. xid orders the rows by transaction so that a consumer never
--- skips a row whose transaction commits after a later one (see event.Feed).
+-- Consumers (KPI roll-ups, mission progress...) read it in seq order with
+-- their own cursor. Ingestion appends a company's changes last, under a
+-- transaction lock per company, so that they commit in seq order and a
+-- consumer never passes a seq whose transaction has yet to commit.
 CREATE TABLE event_changes (
     tenant_id  uuid NOT NULL,
-    xid        xid8 NOT NULL DEFAULT pg_current_xact_id(),
     seq        bigint GENERATED ALWAYS AS IDENTITY,
     version_id uuid NOT NULL,
     sign       smallint NOT NULL CHECK (sign IN (-1, 1)),
-    PRIMARY KEY (tenant_id, xid, seq)
+    PRIMARY KEY (tenant_id, seq)
 );
 
 -- Per source: how far its data goes (newest occurred_at delivered), when it
@@ -88,7 +88,6 @@ CREATE TABLE event_sources (
 CREATE TABLE feed_cursors (
     tenant_id  uuid NOT NULL REFERENCES tenants (id),
     consumer   text NOT NULL,
-    xid        xid8 NOT NULL DEFAULT '0',
     seq        bigint NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, consumer)

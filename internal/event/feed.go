@@ -29,11 +29,11 @@ type Consumer interface {
 
 // Feed hands each company's changes to the registered consumers.
 //
-// Ordering: rows are read by (transaction id, sequence) and only from
-// transactions older than every transaction still running
-// (pg_snapshot_xmin), so a consumer never moves its cursor past a change
-// whose transaction has yet to commit. Each consumer of a company runs under
-// a transaction advisory lock: several server instances share the work
+// Ordering: ingestion appends a company's changes as the last statement of
+// its transaction, under a transaction advisory lock per company, so a
+// company's changes commit in seq order and a consumer reading "seq after my
+// cursor" never passes a change still to commit. Each consumer of a company
+// runs under another advisory lock: several server instances share the work
 // without ever applying a change twice.
 type Feed struct {
 	db        *postgres.DB
@@ -64,9 +64,8 @@ func lockKey(tenantID uuid.UUID, consumer string) int64 {
 }
 
 // Drain runs every consumer of a company until it has caught up. It reports
-// pending when changes remain that could not be applied yet (their
-// transaction is not the oldest finished, or another instance holds the
-// consumer): the caller tries again shortly.
+// pending when another instance holds one of the consumers: the caller tries
+// again shortly.
 func (f *Feed) Drain(ctx context.Context, tenantID uuid.UUID) (pending bool, err error) {
 	var errs []error
 	for _, c := range f.consumers { // a failing consumer does not hold the others back
@@ -85,8 +84,8 @@ func (f *Feed) Drain(ctx context.Context, tenantID uuid.UUID) (pending bool, err
 	return pending, errors.Join(errs...)
 }
 
-// step applies one batch: it returns how many changes it applied, and, when
-// none, whether some are waiting.
+// step applies one batch: it returns how many changes it applied, and
+// whether another instance holds the consumer.
 func (f *Feed) step(ctx context.Context, tenantID uuid.UUID, c Consumer) (applied int, waiting bool, err error) {
 	var after func(context.Context)
 	err = f.db.InTenant(ctx, tenantID, func(tx pgx.Tx) error {
@@ -99,31 +98,24 @@ func (f *Feed) step(ctx context.Context, tenantID uuid.UUID, c Consumer) (applie
 			waiting = true
 			return nil
 		}
-		var xid string
 		var seq int64
-		err := tx.QueryRow(ctx, `SELECT xid::text, seq FROM feed_cursors WHERE tenant_id = $1 AND consumer = $2`,
-			tenantID, c.Name()).Scan(&xid, &seq)
-		if postgres.IsNoRows(err) {
-			xid, seq = "0", 0
-		} else if err != nil {
+		err := tx.QueryRow(ctx, `SELECT seq FROM feed_cursors WHERE tenant_id = $1 AND consumer = $2`,
+			tenantID, c.Name()).Scan(&seq)
+		if err != nil && !postgres.IsNoRows(err) {
 			return fmt.Errorf("read cursor: %w", err)
 		}
-		changes, lastXid, lastSeq, err := readChanges(ctx, tx, tenantID, xid, seq, f.BatchSize)
-		if err != nil {
+		changes, err := readChanges(ctx, tx, tenantID, seq, f.BatchSize)
+		if err != nil || len(changes) == 0 {
 			return err
-		}
-		if len(changes) == 0 {
-			return tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM event_changes
-				WHERE tenant_id = $1 AND (xid, seq) > ($2::xid8, $3))`, tenantID, xid, seq).Scan(&waiting)
 		}
 		if after, err = c.Consume(ctx, tx, tenantID, changes); err != nil {
 			return err
 		}
 		applied = len(changes)
-		_, err = tx.Exec(ctx, `INSERT INTO feed_cursors (tenant_id, consumer, xid, seq, updated_at)
-			VALUES ($1, $2, $3::xid8, $4, now())
-			ON CONFLICT (tenant_id, consumer) DO UPDATE SET xid = excluded.xid, seq = excluded.seq, updated_at = now()`,
-			tenantID, c.Name(), lastXid, lastSeq)
+		_, err = tx.Exec(ctx, `INSERT INTO feed_cursors (tenant_id, consumer, seq, updated_at)
+			VALUES ($1, $2, $3, now())
+			ON CONFLICT (tenant_id, consumer) DO UPDATE SET seq = excluded.seq, updated_at = now()`,
+			tenantID, c.Name(), changes[len(changes)-1].Seq)
 		return err
 	})
 	if err == nil && after != nil {
@@ -166,33 +158,30 @@ func scanVersion(r pgx.Row, e *Event, extra ...any) error {
 	return nil
 }
 
-func readChanges(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, xid string, seq int64, limit int) ([]Change, string, int64, error) {
+func readChanges(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, after int64, limit int) ([]Change, error) {
 	// The versions are fetched by primary key per change (LATERAL), so the
 	// plan does not depend on table statistics.
-	rows, err := tx.Query(ctx, `SELECT c.xid::text, c.seq, c.sign, `+versionColumns+`
-		FROM (SELECT xid, seq, sign, version_id FROM event_changes
-			WHERE tenant_id = $1 AND (xid, seq) > ($2::xid8, $3)
-			  AND xid < pg_snapshot_xmin(pg_current_snapshot())
-			ORDER BY xid, seq LIMIT $4) c
+	rows, err := tx.Query(ctx, `SELECT c.seq, c.sign, `+versionColumns+`
+		FROM (SELECT seq, sign, version_id FROM event_changes
+			WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3) c
 		CROSS JOIN LATERAL (SELECT * FROM event_versions WHERE tenant_id = $1 AND id = c.version_id) v
-		ORDER BY c.xid, c.seq`, tenantID, xid, seq, limit)
+		ORDER BY c.seq`, tenantID, after, limit)
 	if err != nil {
-		return nil, "", 0, fmt.Errorf("read feed: %w", err)
+		return nil, fmt.Errorf("read feed: %w", err)
 	}
 	defer rows.Close()
 	var out []Change
 	for rows.Next() {
 		var ch Change
 		var sign int16
-		if err := scanVersion(rows, &ch.Event, &xid, &ch.Seq, &sign); err != nil {
-			return nil, "", 0, err
+		if err := scanVersion(rows, &ch.Event, &ch.Seq, &sign); err != nil {
+			return nil, err
 		}
 		ch.Sign = int(sign)
 		ch.Event.TenantID = tenantID
 		out = append(out, ch)
-		seq = ch.Seq
 	}
-	return out, xid, seq, rows.Err()
+	return out, rows.Err()
 }
 
 // Notify marks a company as having changes, for Run to drain.
@@ -366,8 +355,8 @@ func (f *Feed) retryLater(ctx context.Context, id uuid.UUID, d time.Duration) {
 func Pending(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, consumer string) (bool, error) {
 	var pending bool
 	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM event_changes c
-		WHERE c.tenant_id = $1 AND (c.xid, c.seq) > coalesce(
-			(SELECT (f.xid, f.seq) FROM feed_cursors f WHERE f.tenant_id = $1 AND f.consumer = $2), ('0'::xid8, 0::bigint)))`,
+		WHERE c.tenant_id = $1 AND c.seq > coalesce(
+			(SELECT f.seq FROM feed_cursors f WHERE f.tenant_id = $1 AND f.consumer = $2), 0))`,
 		tenantID, consumer).Scan(&pending)
 	if err != nil {
 		return false, fmt.Errorf("feed pending: %w", err)

@@ -22,9 +22,10 @@ func (c *countingConsumer) Consume(_ context.Context, _ pgx.Tx, _ uuid.UUID, ch 
 	return nil, nil
 }
 
-// TestFeedWaitsForOlderTransactions commits a later batch while an earlier
-// one is still open: the consumer must not move past the open one.
-func TestFeedWaitsForOlderTransactions(t *testing.T) {
+// TestFeedCommitsInOrder holds a batch's transaction open after it wrote
+// its changes: a later batch waits for it, a consumer sees neither before
+// the first commits, and then sees them in seq order.
+func TestFeedCommitsInOrder(t *testing.T) {
 	db := testutil.DB(t)
 	ctx := context.Background()
 	tenant, _, err := org.NewService(db).CreateTenant(ctx, org.NewTenant{Name: "A", Slug: "acme", TimeZone: "UTC",
@@ -32,7 +33,7 @@ func TestFeedWaitsForOlderTransactions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Two sources: batches of one source take turns on its watermark row.
+	// Two sources: batches of one source also take turns on its watermark.
 	spend := func(id string) []Row {
 		return []Row{{HasAmount: true, Event: Event{Source: "ads-" + id, ExternalID: id, Type: MarketingSpend,
 			OccurredAt: time.Date(2026, 3, 3, 9, 0, 0, 0, time.UTC), Amount: 100, Currency: "EUR", Channel: "ads"}}}
@@ -41,41 +42,49 @@ func TestFeedWaitsForOlderTransactions(t *testing.T) {
 	feed := NewFeed(db, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	feed.Register(consumer)
 
-	openTx := make(chan struct{})
+	written := make(chan struct{})
 	release := make(chan struct{})
-	done := make(chan error, 1)
+	first := make(chan error, 1)
 	go func() {
-		done <- db.InTenant(ctx, tenant.ID, func(tx pgx.Tx) error {
+		first <- db.InTenant(ctx, tenant.ID, func(tx pgx.Tx) error {
 			if _, err := ingest(ctx, tx, tenant.ID, spend("early")); err != nil {
 				return err
 			}
-			close(openTx)
+			close(written)
 			<-release
 			return nil
 		})
 	}()
-	<-openTx
-	if err := db.InTenant(ctx, tenant.ID, func(tx pgx.Tx) error {
-		_, err := ingest(ctx, tx, tenant.ID, spend("late"))
-		return err
-	}); err != nil {
+	<-written
+	second := make(chan error, 1)
+	go func() {
+		second <- db.InTenant(ctx, tenant.ID, func(tx pgx.Tx) error {
+			_, err := ingest(ctx, tx, tenant.ID, spend("late"))
+			return err
+		})
+	}()
+	if _, err := feed.Drain(ctx, tenant.ID); err != nil {
 		t.Fatal(err)
 	}
-	pending, err := feed.Drain(ctx, tenant.ID)
-	if err != nil {
-		t.Fatal(err)
+	if len(consumer.seen) != 0 {
+		t.Fatalf("the consumer saw %d changes of uncommitted batches", len(consumer.seen))
 	}
-	if len(consumer.seen) != 0 || !pending {
-		t.Fatalf("with an older transaction open, the consumer saw %d changes (pending=%v)", len(consumer.seen), pending)
+	select {
+	case err := <-second:
+		t.Fatalf("the later batch committed (%v) while the earlier one held the feed", err)
+	default:
 	}
 	close(release)
-	if err := <-done; err != nil {
+	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	if pending, err = feed.Drain(ctx, tenant.ID); err != nil || pending {
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	if pending, err := feed.Drain(ctx, tenant.ID); err != nil || pending {
 		t.Fatalf("drain after commit: pending=%v err=%v", pending, err)
 	}
-	if len(consumer.seen) != 2 {
-		t.Fatalf("consumer saw %d changes, want 2", len(consumer.seen))
+	if len(consumer.seen) != 2 || consumer.seen[0].Event.ExternalID != "early" || consumer.seen[1].Seq <= consumer.seen[0].Seq {
+		t.Fatalf("consumer saw %+v, want early then late", consumer.seen)
 	}
 }

@@ -219,7 +219,10 @@ func ingest(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rows []Row) (Res
 			return res, err
 		}
 		if len(conflicts) == 0 {
-			return res, recordSources(ctx, tx, tenantID, best, order, touched)
+			if err := recordSources(ctx, tx, tenantID, best, order, touched); err != nil {
+				return res, err
+			}
+			return res, appendChanges(ctx, tx, tenantID, touched)
 		}
 		more, err := lockEvents(ctx, tx, tenantID, conflicts)
 		if err != nil {
@@ -313,6 +316,52 @@ func settle(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, b batch, res *Re
 		return nil, conflicts, err
 	}
 	return touched, nil, sp.Commit(ctx)
+}
+
+// appendChanges writes the feed: take back what each old version gave, give
+// what each new one gives. It is the transaction's last statement, under a
+// lock per company held until commit, so that a company's changes commit in
+// seq order (see Feed).
+func appendChanges(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, touched map[Key]*state) error {
+	keys := slices.SortedFunc(maps.Keys(touched), compareKeys)
+	var versions []uuid.UUID
+	var signs []int16
+	give := func(v uuid.UUID, sign int16) { versions, signs = append(versions, v), append(signs, sign) }
+	for _, k := range keys {
+		st := touched[k]
+		switch {
+		case st.version != st.oldVersion:
+			if !st.isNew && st.oldCounted {
+				give(st.oldVersion, -1)
+			}
+			if st.counted {
+				give(st.version, 1)
+			}
+		case st.counted && !st.oldCounted:
+			give(st.version, 1)
+		case !st.counted && st.oldCounted:
+			give(st.version, -1)
+		}
+	}
+	if len(versions) == 0 {
+		return nil
+	}
+	h := fnv.New64a()
+	h.Write([]byte("feed"))
+	h.Write(tenantID[:])
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64()))
+	if err != nil {
+		return fmt.Errorf("lock feed: %w", err)
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO event_changes (tenant_id, version_id, sign)
+		SELECT $1, * FROM unnest($2::uuid[], $3::smallint[])`, tenantID, versions, signs)
+	if err != nil {
+		return fmt.Errorf("insert feed changes: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, FeedChannel, tenantID.String()); err != nil {
+		return fmt.Errorf("notify feed: %w", err)
+	}
+	return nil
 }
 
 // recordSources advances each source's watermark, last in the transaction
@@ -547,8 +596,6 @@ func writeBatch(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, touched map[
 
 	var ins, upd eventRows
 	var versions versionRows
-	var changeVersions []uuid.UUID
-	var changeSigns []int16
 	for _, k := range keys {
 		st := touched[k]
 		if st.written != nil {
@@ -559,22 +606,6 @@ func writeBatch(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, touched map[
 			ins.add(st)
 		case st.version != st.oldVersion || st.counted != st.oldCounted:
 			upd.add(st)
-		}
-		// The feed: take back what the old version gave, give what the new
-		// one gives.
-		if st.version != st.oldVersion {
-			if !st.isNew && st.oldCounted {
-				changeVersions, changeSigns = append(changeVersions, st.oldVersion), append(changeSigns, -1)
-			}
-			if st.counted {
-				changeVersions, changeSigns = append(changeVersions, st.version), append(changeSigns, 1)
-			}
-		} else if st.counted != st.oldCounted {
-			sign := int16(-1)
-			if st.counted {
-				sign = 1
-			}
-			changeVersions, changeSigns = append(changeVersions, st.version), append(changeSigns, sign)
 		}
 	}
 
@@ -626,16 +657,6 @@ func writeBatch(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, touched map[
 	if len(versions.id) > 0 {
 		if _, err := tx.Exec(ctx, insertVersionsSQL, append([]any{tenantID}, versions.args()...)...); err != nil {
 			return nil, fmt.Errorf("insert event versions: %w", err)
-		}
-	}
-	if len(changeVersions) > 0 {
-		_, err := tx.Exec(ctx, `INSERT INTO event_changes (tenant_id, version_id, sign)
-			SELECT $1, * FROM unnest($2::uuid[], $3::smallint[])`, tenantID, changeVersions, changeSigns)
-		if err != nil {
-			return nil, fmt.Errorf("insert feed changes: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, FeedChannel, tenantID.String()); err != nil {
-			return nil, fmt.Errorf("notify feed: %w", err)
 		}
 	}
 	return nil, nil
