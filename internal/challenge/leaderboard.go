@@ -2,6 +2,7 @@ package challenge
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -56,4 +57,9 @@ func (s LeaderboardSeam) Enroll(ctx context.Context, tx pgx.Tx, tenantID, challe
 // Freeze implements Boards.
 func (s LeaderboardSeam) Freeze(ctx context.Context, tx pgx.Tx, tenantID, challengeID uuid.UUID) error {
 	return s.LB.Boards.Freeze(ctx, tx, tenantID, challengeID)
+}
+
+// Reschedule implements Boards.
+func (s LeaderboardSeam) Reschedule(ctx context.Context, tx pgx.Tx, tenantID, challengeID uuid.UUID, endsAt time.Time) error {
+	return s.LB.Boards.Reschedule(ctx, tx, tenantID, challengeID, endsAt)
 }

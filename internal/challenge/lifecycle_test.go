@@ -165,6 +165,16 @@ func TestStaleJobs(t *testing.T) {
 	if at := b.job(t, "challenge.end", &end); !at.Equal(newEnd) || end.Version != c3.Version || end.Version == oldEnd.Version {
 		t.Fatalf("extension scheduled the end at %v version %d", at, end.Version)
 	}
+	var boardEnd time.Time
+	if err := b.db.ReadTenant(ctx, c.TenantID, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT ends_at FROM boards WHERE tenant_id = $1 AND challenge_id = $2 AND kind = 'individual'`,
+			c.TenantID, c.ID).Scan(&boardEnd)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !boardEnd.Equal(newEnd.Truncate(time.Microsecond)) {
+		t.Fatalf("the extension left the board ending at %v, want %v", boardEnd, newEnd)
+	}
 	b.clock.Set(c2.EndsAt)
 	if retry, err := b.svc.End(ctx, oldEnd); err != nil || retry != 0 {
 		t.Fatal(retry, err)

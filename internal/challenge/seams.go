@@ -74,6 +74,8 @@ type Boards interface {
 	Enroll(ctx context.Context, tx pgx.Tx, tenantID, challengeID uuid.UUID, players []Player) error
 	// Freeze writes the final ranking into PostgreSQL; nothing moves after.
 	Freeze(ctx context.Context, tx pgx.Tx, tenantID, challengeID uuid.UUID) error
+	// Reschedule moves the boards' planned end (an extended challenge).
+	Reschedule(ctx context.Context, tx pgx.Tx, tenantID, challengeID uuid.UUID, endsAt time.Time) error
 }
 
 // Grant is a reward earned in a challenge.

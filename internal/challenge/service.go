@@ -423,6 +423,11 @@ func (s *Service) update(ctx context.Context, tx pgx.Tx, p rallye.Principal, c *
 	if c.State == StateDraft {
 		return replaceMissions(ctx, tx, c)
 	}
+	if windowMoved {
+		if err := s.boards.Reschedule(ctx, tx, c.TenantID, c.ID, c.EndsAt); err != nil {
+			return err
+		}
+	}
 	if err := loadMissions(ctx, tx, []*Challenge{c}); err != nil {
 		return err
 	}
@@ -478,6 +483,9 @@ func (s *Service) EndNow(ctx context.Context, p rallye.Principal, id uuid.UUID) 
 		if _, err := tx.Exec(ctx, `UPDATE challenges SET ends_at = $3, version = $4, updated_at = $5
 			WHERE tenant_id = $1 AND id = $2`, c.TenantID, c.ID, c.EndsAt, c.Version, now); err != nil {
 			return fmt.Errorf("end challenge: %w", err)
+		}
+		if err := s.boards.Reschedule(ctx, tx, c.TenantID, c.ID, c.EndsAt); err != nil {
+			return err
 		}
 		_, err := s.end(ctx, tx, c)
 		return err

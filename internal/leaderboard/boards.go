@@ -30,6 +30,32 @@ type ChallengeBoards struct {
 	EndsAt time.Time
 }
 
+// Reschedule moves the planned end of a challenge's boards, for a challenge
+// extended or ended early. Boards not created yet (the challenge has not
+// started) or frozen are left alone. The tie-break resolution stays the one
+// chosen at creation, so the live rankings stay consistent.
+func (bs *Boards) Reschedule(ctx context.Context, tx pgx.Tx, tenantID, challengeID uuid.UUID, endsAt time.Time) error {
+	var ends *time.Time
+	if !endsAt.IsZero() {
+		ends = &endsAt
+	}
+	rows, err := tx.Query(ctx, `UPDATE boards SET ends_at = $3
+		WHERE tenant_id = $1 AND challenge_id = $2 AND frozen_at IS NULL RETURNING id`, tenantID, challengeID, ends)
+	if err != nil {
+		return fmt.Errorf("reschedule challenge boards: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return fmt.Errorf("reschedule challenge boards: %w", err)
+	}
+	// Other instances see the new end within the board cache's lifetime; an
+	// early expiry there only costs a rebuild from PostgreSQL.
+	for _, id := range ids {
+		bs.s.forgetBoard(tenantID, id)
+	}
+	return nil
+}
+
 // Participant is a person enrolled in a challenge, with the team they play
 // for (uuid.Nil: none).
 type Participant struct {
