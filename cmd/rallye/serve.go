@@ -5,6 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
 
 	"github.com/rallyehq/rallye/internal/app"
 	"github.com/rallyehq/rallye/internal/demo"
@@ -37,9 +40,27 @@ func runServe(ctx context.Context, env *environment, args []string) error {
 			return err
 		}
 	}
+	if env.cfg.DebugAddr != "" {
+		go serveProfiler(env)
+	}
 	ln, err := net.Listen("tcp", env.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("RALLYE_ADDR %s: %w", env.cfg.Addr, err)
 	}
 	return a.Serve(ctx, ln)
+}
+
+// serveProfiler serves net/http/pprof on RALLYE_DEBUG_ADDR, apart from the API.
+func serveProfiler(env *environment) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: env.cfg.DebugAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	env.log.Info("profiler serving", "addr", env.cfg.DebugAddr)
+	if err := srv.ListenAndServe(); err != nil {
+		env.log.Error("profiler stopped", "error", err)
+	}
 }

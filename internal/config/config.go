@@ -32,6 +32,9 @@ type Config struct {
 
 	// Addr is the listen address of the API (Connect, gRPC, gRPC-Web, /metrics).
 	Addr string `env:"RALLYE_ADDR" envDefault:"127.0.0.1:8080"`
+	// DebugAddr, when set, serves Go's profiler (net/http/pprof) on a
+	// separate listener, for operators; keep it on a private interface.
+	DebugAddr string `env:"RALLYE_DEBUG_ADDR"`
 	// ShutdownTimeout bounds how long in-flight requests may run after SIGTERM.
 	ShutdownTimeout time.Duration `env:"RALLYE_SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	// LogLevel is debug, info, warn or error.
@@ -107,6 +110,11 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		bad("RALLYE_ADDR", "want host:port, got %q", c.Addr)
+	}
+	if c.DebugAddr != "" {
+		if _, _, err := net.SplitHostPort(c.DebugAddr); err != nil {
+			bad("RALLYE_DEBUG_ADDR", "want host:port, got %q", c.DebugAddr)
+		}
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("RALLYE_SHUTDOWN_TIMEOUT", "must be positive")
