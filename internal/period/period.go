@@ -76,7 +76,9 @@ func (p Period) Contains(t time.Time) bool { return !t.Before(p.Start) && t.Befo
 func (p Period) Next() Period { return Of(p.Kind, p.End, p.Start.Location()) }
 
 // Previous returns the period before p.
-func (p Period) Previous() Period { return Of(p.Kind, p.Start.Add(-time.Nanosecond), p.Start.Location()) }
+func (p Period) Previous() Period {
+	return Of(p.Kind, p.Start.Add(-time.Nanosecond), p.Start.Location())
+}
 
 // Elapsed returns the share of p elapsed at t, between 0 and 1.
 func (p Period) Elapsed(t time.Time) float64 {
