@@ -23,7 +23,9 @@ import (
 
 	"github.com/rallyehq/rallye/gen/rallye/v1/rallyev1connect"
 	"github.com/rallyehq/rallye/internal/auth"
+	"github.com/rallyehq/rallye/internal/dashboard"
 	"github.com/rallyehq/rallye/internal/event"
+	"github.com/rallyehq/rallye/internal/kpi"
 	"github.com/rallyehq/rallye/internal/org"
 )
 
@@ -36,6 +38,8 @@ type Deps struct {
 	Org      *org.Service
 	APIKeys  *auth.APIKeys
 	Events   *event.Store
+	KPI      *kpi.Service
+	Boards   *dashboard.Service
 }
 
 // NewHandler returns the HTTP handler of the whole API.
@@ -68,6 +72,8 @@ func NewHandler(d Deps) (http.Handler, error) {
 	mount(rallyev1connect.NewAccessServiceHandler(&accessHandler{keys: d.APIKeys}, opts))
 	events := &eventHandler{store: d.Events, validator: validator}
 	mount(rallyev1connect.NewEventServiceHandler(events, opts))
+	mount(rallyev1connect.NewKpiServiceHandler(&kpiHandler{kpi: d.KPI}, opts))
+	mount(rallyev1connect.NewDashboardServiceHandler(&dashboardHandler{dash: d.Boards}, opts))
 	mux.Handle(WebhookPath, &eventWebhook{guard: grd, observer: obs, events: events, validator: validator, errors: connect.NewErrorWriter()})
 
 	mux.Handle(grpchealth.NewHandler(d.Health))

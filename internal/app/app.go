@@ -24,8 +24,10 @@ import (
 	"github.com/rallyehq/rallye/internal/api"
 	"github.com/rallyehq/rallye/internal/auth"
 	"github.com/rallyehq/rallye/internal/config"
+	"github.com/rallyehq/rallye/internal/dashboard"
 	"github.com/rallyehq/rallye/internal/event"
 	"github.com/rallyehq/rallye/internal/idempotency"
+	"github.com/rallyehq/rallye/internal/kpi"
 	"github.com/rallyehq/rallye/internal/org"
 	"github.com/rallyehq/rallye/internal/postgres"
 	"github.com/rallyehq/rallye/internal/redisdb"
@@ -45,6 +47,9 @@ type App struct {
 	APIKeys  *auth.APIKeys
 	Events   *event.Store
 	Feed     *event.Feed
+	KPI      *kpi.Service
+	Hub      *dashboard.Hub
+	Boards   *dashboard.Service
 	Handler  http.Handler
 
 	jwksCancel context.CancelFunc
@@ -96,19 +101,23 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	// InsertTx inside the transaction of the change that causes them.
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &idempotency.PurgeWorker{DB: db})
+	a.KPI = kpi.NewService(db, nil, log.With("component", "kpi"))
+	periodic := []*river.PeriodicJob{
+		river.NewPeriodicJob(river.PeriodicInterval(24*time.Hour),
+			func() (river.JobArgs, *river.InsertOpts) { return idempotency.PurgeArgs{}, nil },
+			&river.PeriodicJobOpts{RunOnStart: true}),
+	}
+	periodic = append(periodic, kpi.AddWorkers(workers, a.KPI)...)
 	a.River, err = river.NewClient(riverpgxv5.New(db.Pool), &river.Config{
-		Logger:  log.With("component", "jobs"),
-		Workers: workers,
-		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 20}},
-		PeriodicJobs: []*river.PeriodicJob{
-			river.NewPeriodicJob(river.PeriodicInterval(24*time.Hour),
-				func() (river.JobArgs, *river.InsertOpts) { return idempotency.PurgeArgs{}, nil },
-				&river.PeriodicJobOpts{RunOnStart: true}),
-		},
+		Logger:       log.With("component", "jobs"),
+		Workers:      workers,
+		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 20}},
+		PeriodicJobs: periodic,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
+	a.KPI.SetJobs(a.River)
 
 	var jwks keyfunc.Keyfunc
 	if cfg.JWKSURL != "" {
@@ -130,10 +139,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	a.Events = event.NewStore(db)
 	// Consumers of the change feed register here.
 	a.Feed = event.NewFeed(db, log.With("component", "feed"))
+	a.Feed.Register(a.KPI.Rollups())
+	// Roll-up changes reach the live dashboards of every instance through
+	// Redis.
+	a.Hub = dashboard.NewHub(a.Redis, a.Keys, log.With("component", "dashboard"))
+	a.KPI.OnChange = a.Hub.Publish
+	a.Boards = dashboard.NewService(db, a.KPI, a.Org, a.Hub, log.With("component", "dashboard"))
 
 	a.Handler, err = api.NewHandler(api.Deps{
 		Log: log, Registry: a.Registry, Auth: a.Auth, Health: &healthChecker{db: db, redis: a.Redis},
-		Org: a.Org, APIKeys: a.APIKeys, Events: a.Events,
+		Org: a.Org, APIKeys: a.APIKeys, Events: a.Events, KPI: a.KPI, Boards: a.Boards,
 	})
 	if err != nil {
 		return nil, err
@@ -165,9 +180,15 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(feedDone)
 		a.Feed.Run(feedCtx, 2)
 	}()
+	hubDone := make(chan struct{})
+	go func() {
+		defer close(hubDone)
+		a.Hub.Run(feedCtx)
+	}()
 	defer func() {
 		stopFeed()
 		<-feedDone
+		<-hubDone
 	}()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -179,6 +200,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	a.Log.Info("shutting down", "timeout", a.Config.ShutdownTimeout)
+	a.Boards.Close() // live dashboard streams end; clients reconnect elsewhere
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.Config.ShutdownTimeout)
 	defer cancel()
 	err := srv.Shutdown(shutCtx)

@@ -264,9 +264,6 @@ func (d *Definition) validate(prefix string) error {
 	if d.Direction != HigherIsBetter && d.Direction != LowerIsBetter {
 		return rallye.Invalid(f("direction"), "is required")
 	}
-	if d.OwnerID == uuid.Nil {
-		return rallye.Invalid(f("owner_id"), "is required")
-	}
 	if len(d.Periods) == 0 {
 		return rallye.Invalid(f("periods"), "name at least one period")
 	}

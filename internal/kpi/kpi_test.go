@@ -146,11 +146,23 @@ func (b *bundle) ingest(t *testing.T, ds []eventgen.Delivery) {
 	}
 }
 
+// drain applies the feed. Changes stay pending while an older transaction
+// of the cluster (another test's) is running: retry until they pass.
 func (b *bundle) drain(t *testing.T) {
 	t.Helper()
-	pending, err := b.feed.Drain(context.Background(), b.op.TenantID)
-	if err != nil || pending {
-		t.Fatalf("drain: pending=%v err=%v", pending, err)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pending, err := b.feed.Drain(context.Background(), b.op.TenantID)
+		if err != nil {
+			t.Fatalf("drain: %v", err)
+		}
+		if !pending {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("drain: changes still pending after 30s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

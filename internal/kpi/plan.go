@@ -3,6 +3,7 @@ package kpi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -326,14 +327,19 @@ func (s *Service) RecordLearnings(ctx context.Context, p rallye.Principal, id uu
 	return out, err
 }
 
-// tooEarlyError: the plan's deadline has not come yet.
+// ErrTooEarly: an action plan was evaluated before its deadline.
+var ErrTooEarly = errors.New("kpi: the action plan's deadline has not come")
+
+// tooEarlyError tells how long until the deadline.
 type tooEarlyError struct{ wait time.Duration }
 
-func (e *tooEarlyError) Error() string { return fmt.Sprintf("deadline in %s", e.wait) }
+func (e *tooEarlyError) Error() string { return fmt.Sprintf("%v (in %s)", ErrTooEarly, e.wait) }
+
+func (e *tooEarlyError) Unwrap() error { return ErrTooEarly }
 
 // EvaluatePlan reads the plan's KPI at its deadline and records whether the
 // criterion held (idempotent: an evaluated plan is left as it is). Before the
-// deadline (by the service clock) it returns a *tooEarlyError.
+// deadline (by the service clock) it returns an error wrapping ErrTooEarly.
 func (s *Service) EvaluatePlan(ctx context.Context, tenantID, id uuid.UUID) (ActionPlan, error) {
 	var out ActionPlan
 	err := s.db.InTenant(ctx, tenantID, func(tx pgx.Tx) error {

@@ -23,7 +23,8 @@ type CreateRequest struct {
 	RequestID string
 }
 
-// Create creates a KPI with its first version. Errors: CodeInvalid (a
+// Create creates a KPI with its first version; without an owner, the
+// caller (or the first admin for an API key) owns it. Errors: CodeInvalid (a
 // field), CodeAlreadyExists (key), CodeNotFound (owner, scope team, a KPI a
 // composite reads), CodeFailedPrecondition (a deactivated owner or team).
 func (s *Service) Create(ctx context.Context, p rallye.Principal, req CreateRequest) (KPI, error) {
@@ -59,6 +60,12 @@ func (s *Service) Create(ctx context.Context, p rallye.Principal, req CreateRequ
 }
 
 func (s *Service) create(ctx context.Context, tx pgx.Tx, p rallye.Principal, id uuid.UUID, d Definition, all map[string]KPI) error {
+	if d.OwnerID == uuid.Nil {
+		var err error
+		if d.OwnerID, err = defaultOwner(ctx, tx, p); err != nil {
+			return err
+		}
+	}
 	if err := checkReferences(ctx, tx, p.TenantID, d, all, "kpi."); err != nil {
 		return err
 	}
@@ -69,8 +76,12 @@ func (s *Service) create(ctx context.Context, tx pgx.Tx, p rallye.Principal, id 
 	if err != nil {
 		return fmt.Errorf("insert kpi: %w", err)
 	}
-	return s.insertVersion(ctx, tx, p, id, 1, s.Now(), d)
+	return s.insertVersion(ctx, tx, p, id, 1, Beginning, d)
 }
+
+// Beginning is the first version's effective time: it applies to the whole
+// history, so a new KPI shows its past at once.
+var Beginning = time.Unix(0, 0).UTC()
 
 func (s *Service) insertVersion(ctx context.Context, tx pgx.Tx, p rallye.Principal, kpiID uuid.UUID, n int, from time.Time, d Definition) error {
 	b, err := json.Marshal(d)
@@ -231,6 +242,9 @@ func (s *Service) Update(ctx context.Context, p rallye.Principal, req UpdateRequ
 			return err
 		}
 		cur := k.Current()
+		if req.Definition.OwnerID == uuid.Nil {
+			req.Definition.OwnerID = cur.Definition.OwnerID
+		}
 		if !from.After(cur.EffectiveFrom) {
 			return rallye.Invalid("effective_from", "must be after the current version's (%s)", cur.EffectiveFrom.Format(time.RFC3339))
 		}
