@@ -414,6 +414,16 @@ func (s *Service) InstallModel(ctx context.Context, p rallye.Principal, owner uu
 	var res InstallResult
 	err := s.db.InTenant(ctx, p.TenantID, func(tx pgx.Tx) error {
 		res = InstallResult{}
+		if owner != uuid.Nil {
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2)`,
+				p.TenantID, owner).Scan(&exists); err != nil {
+				return err
+			}
+			if !exists {
+				return &rallye.Error{Code: rallye.CodeNotFound, Field: "owner_id", Message: "no such person in the company"}
+			}
+		}
 		if owner == uuid.Nil {
 			var err error
 			if owner, err = defaultOwner(ctx, tx, p); err != nil {
