@@ -6,6 +6,8 @@
 //	rallye tenant list        list companies
 //	rallye token ...          mint a development token for a person
 //	rallye demo               seed the demo company and print tokens
+//	rallye kpi install-model  install the seed article's KPI model for a company
+//	rallye load events        measure ingestion and dashboards under load
 //
 // Settings come from environment variables (see the README).
 package main
@@ -37,6 +39,8 @@ var commands = []command{
 	{"tenant", "create or list companies: tenant create|list", runTenant},
 	{"token", "mint a development token: token --tenant SLUG --user EMAIL", runToken},
 	{"demo", "seed the demo company and print a token per person", runDemo},
+	{"kpi", "install the ready-to-use KPI model: kpi install-model --tenant SLUG", runKPI},
+	{"load", "measure ingestion, roll-ups and dashboards: load events [flags]", runLoad},
 }
 
 // environment is what every command starts from.

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -362,7 +362,10 @@ func TestOtherCompanysObjectsAreNotFound(t *testing.T) {
 			_, err := k.SetTarget(ctx, &rallyev1.SetTargetRequest{KpiKey: "deals_won", Period: month, Scope: acmeTeam, Target: 1})
 			return err
 		}},
-		{"DeleteTarget", func() error { _, err := k.DeleteTarget(ctx, &rallyev1.DeleteTargetRequest{Id: target.ID.String()}); return err }},
+		{"DeleteTarget", func() error {
+			_, err := k.DeleteTarget(ctx, &rallyev1.DeleteTargetRequest{Id: target.ID.String()})
+			return err
+		}},
 		{"AcknowledgeAlert", func() error {
 			_, err := k.AcknowledgeAlert(ctx, &rallyev1.AcknowledgeAlertRequest{Id: alerts[0].ID.String()})
 			return err
@@ -380,14 +383,26 @@ func TestOtherCompanysObjectsAreNotFound(t *testing.T) {
 					Comparison: rallyev1.Comparison_COMPARISON_GREATER, Threshold: 1, Period: month}})
 			return err
 		}},
-		{"GetActionPlan", func() error { _, err := k.GetActionPlan(ctx, &rallyev1.GetActionPlanRequest{Id: plan.ID.String()}); return err }},
+		{"GetActionPlan", func() error {
+			_, err := k.GetActionPlan(ctx, &rallyev1.GetActionPlanRequest{Id: plan.ID.String()})
+			return err
+		}},
 		{"RecordLearnings", func() error {
 			_, err := k.RecordLearnings(ctx, &rallyev1.RecordLearningsRequest{Id: plan.ID.String(), Learnings: "x"})
 			return err
 		}},
-		{"GetLevel2", func() error { _, err := d.GetLevel2(ctx, &rallyev1.GetLevel2Request{TeamId: acme.north.ID.String()}); return err }},
-		{"GetLevel3Person", func() error { _, err := d.GetLevel3(ctx, &rallyev1.GetLevel3Request{UserId: acme.rep1.ID.String()}); return err }},
-		{"GetLevel3Team", func() error { _, err := d.GetLevel3(ctx, &rallyev1.GetLevel3Request{TeamId: acme.north.ID.String()}); return err }},
+		{"GetLevel2", func() error {
+			_, err := d.GetLevel2(ctx, &rallyev1.GetLevel2Request{TeamId: acme.north.ID.String()})
+			return err
+		}},
+		{"GetLevel3Person", func() error {
+			_, err := d.GetLevel3(ctx, &rallyev1.GetLevel3Request{UserId: acme.rep1.ID.String()})
+			return err
+		}},
+		{"GetLevel3Team", func() error {
+			_, err := d.GetLevel3(ctx, &rallyev1.GetLevel3Request{TeamId: acme.north.ID.String()})
+			return err
+		}},
 		{"Watch", func() error {
 			stream, err := d.Watch(ctx, &rallyev1.WatchRequest{Level: 3, UserId: acme.rep1.ID.String()})
 			if err != nil {

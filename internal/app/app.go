@@ -139,6 +139,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	a.Events = event.NewStore(db)
 	// Consumers of the change feed register here.
 	a.Feed = event.NewFeed(db, log.With("component", "feed"))
+	// Large batches when the feed has a backlog: the roll-up consumer
+	// collapses a batch in memory, so fewer, larger writes catch up faster
+	// (a small backlog is still read at once).
+	a.Feed.BatchSize = 20000
 	a.Feed.Register(a.KPI.Rollups())
 	// Roll-up changes reach the live dashboards of every instance through
 	// Redis.

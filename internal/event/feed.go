@@ -167,11 +167,15 @@ func scanVersion(r pgx.Row, e *Event, extra ...any) error {
 }
 
 func readChanges(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, xid string, seq int64, limit int) ([]Change, string, int64, error) {
+	// The batch is cut from the changes before joining their versions: a
+	// consumer that fell behind must not pay for its whole backlog per batch.
 	rows, err := tx.Query(ctx, `SELECT c.xid::text, c.seq, c.sign, `+versionColumns+`
-		FROM event_changes c JOIN event_versions v ON v.tenant_id = c.tenant_id AND v.id = c.version_id
-		WHERE c.tenant_id = $1 AND (c.xid, c.seq) > ($2::xid8, $3)
-		  AND c.xid < pg_snapshot_xmin(pg_current_snapshot())
-		ORDER BY c.xid, c.seq LIMIT $4`, tenantID, xid, seq, limit)
+		FROM (SELECT xid, seq, sign, version_id FROM event_changes
+		      WHERE tenant_id = $1 AND (xid, seq) > ($2::xid8, $3)
+		        AND xid < pg_snapshot_xmin(pg_current_snapshot())
+		      ORDER BY xid, seq LIMIT $4) c
+		JOIN event_versions v ON v.tenant_id = $1 AND v.id = c.version_id
+		ORDER BY c.xid, c.seq`, tenantID, xid, seq, limit)
 	if err != nil {
 		return nil, "", 0, fmt.Errorf("read feed: %w", err)
 	}

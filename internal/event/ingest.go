@@ -356,9 +356,12 @@ func lockEvents(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, keys []Key) 
 	for i, k := range keys {
 		sources[i], extIDs[i] = k.Source, k.ExternalID
 	}
-	rows, err := tx.Query(ctx, `SELECT `+stateColumns+` FROM events
-		WHERE tenant_id = $1 AND (source, external_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
-		ORDER BY source, external_id FOR UPDATE`, tenantID, sources, extIDs)
+	// One primary-key probe per key (LATERAL): an IN (SELECT unnest) here
+	// is planned as a scan of the company's events, which grows with them.
+	rows, err := tx.Query(ctx, `SELECT e.* FROM unnest($2::text[], $3::text[]) AS k(source, external_id)
+		CROSS JOIN LATERAL (SELECT `+stateColumns+` FROM events
+			WHERE tenant_id = $1 AND source = k.source AND external_id = k.external_id FOR UPDATE) e
+		ORDER BY e.source, e.external_id`, tenantID, sources, extIDs)
 	if err != nil {
 		return nil, fmt.Errorf("lock events: %w", err)
 	}
@@ -407,14 +410,22 @@ func loadDeals(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, deals map[dea
 	if len(deals) == 0 {
 		return nil
 	}
-	var sources, opps []string
+	keys := make([]dealKey, 0, len(deals))
 	for d := range deals {
+		keys = append(keys, d)
+	}
+	slices.SortFunc(keys, func(a, b dealKey) int { return compareKeys(Key{a.source, a.opp}, Key{b.source, b.opp}) })
+	var sources, opps []string
+	for _, d := range keys {
 		sources, opps = append(sources, d.source), append(opps, d.opp)
 	}
-	rows, err := tx.Query(ctx, `SELECT `+stateColumns+` FROM events
-		WHERE tenant_id = $1 AND (source, opportunity_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
-		  AND type IN ('deal.won', 'deal.lost', 'deal.reopened')
-		ORDER BY source, external_id FOR UPDATE`, tenantID, sources, opps)
+	// Index probes per deal, as in lockEvents.
+	rows, err := tx.Query(ctx, `SELECT e.* FROM unnest($2::text[], $3::text[]) AS k(source, opportunity_id)
+		CROSS JOIN LATERAL (SELECT `+stateColumns+` FROM events
+			WHERE tenant_id = $1 AND source = k.source AND opportunity_id = k.opportunity_id
+			  AND type IN ('deal.won', 'deal.lost', 'deal.reopened')
+			ORDER BY external_id FOR UPDATE) e
+		ORDER BY e.source, e.external_id`, tenantID, sources, opps)
 	if err != nil {
 		return fmt.Errorf("load deals: %w", err)
 	}

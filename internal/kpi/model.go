@@ -30,6 +30,12 @@ func distinct(f DistinctField, types ...event.Type) Selection {
 	return Selection{Types: types, Distinct: f}
 }
 
+// activeReps selects the reps who called, met or contacted someone: the
+// denominator of the per-rep KPIs (one shared measure).
+func activeReps() Selection {
+	return distinct(DistinctRep, event.CallLogged, event.MeetingScheduled, event.MeetingHeld, event.MeetingNoShow, event.LeadContacted)
+}
+
 func ratio(num, den Selection) Formula {
 	return Formula{Aggregation: Ratio, Events: num, Denominator: &den}
 }
@@ -171,8 +177,7 @@ func Model() []Definition {
 
 		// Level 3: per person.
 		def("content_adoption", 3, UnitPercent, HigherIsBetter, personal,
-			ratio(distinct(DistinctRep, event.ContentUsed),
-				distinct(DistinctRep, event.CallLogged, event.MeetingScheduled, held, event.LeadContacted)),
+			ratio(distinct(DistinctRep, event.ContentUsed), activeReps()),
 			"Adoption des contenus", "Content adoption",
 			"Part des commerciaux actifs (appels, rendez-vous, contacts) qui ont utilisé un contenu commercial.",
 			"Share of active reps (calls, meetings, contacts) who used a sales asset."),
@@ -182,7 +187,7 @@ func Model() []Definition {
 			"Heures moyennes entre la création d'un lead et son premier contact.",
 			"Average hours from a lead's creation to its first contact."),
 		def("meetings_per_rep", 3, UnitCount, HigherIsBetter, personal,
-			ratio(sel("", "", held), distinct(DistinctRep, event.CallLogged, event.MeetingScheduled, held, noShow, event.LeadContacted)),
+			ratio(sel("", "", held), activeReps()),
 			"Rendez-vous tenus par commercial", "Meetings held per rep",
 			"Rendez-vous tenus divisés par le nombre de commerciaux actifs.",
 			"Meetings held divided by the number of active reps."),

@@ -164,8 +164,12 @@ func applyOpportunities(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, chan
 		sources[i], opps[i] = k.source, k.opp
 	}
 	old := map[oppKey][]oppEvent{}
-	rows, err := tx.Query(ctx, `SELECT source, opportunity_id, events FROM kpi_opportunities
-		WHERE tenant_id = $1 AND (source, opportunity_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))`,
+	// Primary-key probes (LATERAL, with OFFSET 0 so that the planner keeps
+	// it a per-key subquery): a join is planned as a scan of every
+	// opportunity of the company.
+	rows, err := tx.Query(ctx, `SELECT o.* FROM unnest($2::text[], $3::text[]) AS k(source, opportunity_id)
+		CROSS JOIN LATERAL (SELECT source, opportunity_id, events FROM kpi_opportunities
+			WHERE tenant_id = $1 AND source = k.source AND opportunity_id = k.opportunity_id OFFSET 0) o`,
 		tenantID, sources, opps)
 	if err != nil {
 		return nil, fmt.Errorf("read opportunities: %w", err)
@@ -209,12 +213,7 @@ func applyOpportunities(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, chan
 	var derived []event.Change
 	var upSources, upOpps, upEvents, delSources, delOpps []string
 	for _, k := range keys {
-		for _, d := range derive(tenantID, k, old[k]) {
-			derived = append(derived, event.Change{Sign: -1, Event: d})
-		}
-		for _, d := range derive(tenantID, k, current[k]) {
-			derived = append(derived, event.Change{Sign: 1, Event: d})
-		}
+		derived = appendDiff(derived, derive(tenantID, k, old[k]), derive(tenantID, k, current[k]))
 		if len(current[k]) == 0 {
 			delSources, delOpps = append(delSources, k.source), append(delOpps, k.opp)
 			continue
@@ -235,11 +234,41 @@ func applyOpportunities(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, chan
 		}
 	}
 	if len(delSources) > 0 {
-		_, err := tx.Exec(ctx, `DELETE FROM kpi_opportunities WHERE tenant_id = $1
-			AND (source, opportunity_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))`, tenantID, delSources, delOpps)
+		_, err := tx.Exec(ctx, `DELETE FROM kpi_opportunities o USING unnest($2::text[], $3::text[]) AS k(source, opportunity_id)
+			WHERE o.tenant_id = $1 AND o.source = k.source AND o.opportunity_id = k.opportunity_id`, tenantID, delSources, delOpps)
 		if err != nil {
 			return nil, fmt.Errorf("delete opportunities: %w", err)
 		}
 	}
 	return derived, nil
+}
+
+// derivedKey is what a derived event contributes through: two derived
+// events with the same key give every measure the same contribution.
+func derivedKey(e event.Event) string {
+	return fmt.Sprintf("%s|%d|%s|%v|%s|%s|%s", e.Type, e.OccurredAt.UnixNano(), e.UserID, e.TeamIDs, e.Segment, e.Product, e.AccountID)
+}
+
+// appendDiff appends -1 changes for the derived events of old that new
+// lacks and +1 changes for those of new that old lacks: most of an
+// opportunity's derived events survive a new event unchanged.
+func appendDiff(out []event.Change, old, new []event.Event) []event.Change {
+	left := map[string]int{}
+	for _, e := range old {
+		left[derivedKey(e)]++
+	}
+	for _, e := range new {
+		if k := derivedKey(e); left[k] > 0 {
+			left[k]--
+			continue
+		}
+		out = append(out, event.Change{Sign: 1, Event: e})
+	}
+	for _, e := range old {
+		if k := derivedKey(e); left[k] > 0 {
+			left[k]--
+			out = append(out, event.Change{Sign: -1, Event: e})
+		}
+	}
+	return out
 }

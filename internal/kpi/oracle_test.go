@@ -369,7 +369,7 @@ func (o *oracle) expect(key string, s kpi.ScopeRef, p period.Period) expectation
 		}
 	case "content_adoption":
 		x.value = div(distinctReps(o, o.in(s, p, event.ContentUsed)),
-			distinctReps(o, o.in(s, p, event.CallLogged, event.MeetingScheduled, held, event.LeadContacted)))
+			distinctReps(o, o.in(s, p, event.CallLogged, event.MeetingScheduled, held, noShow, event.LeadContacted)))
 	case "average_response_hours":
 		x.value = mean(values(o.in(s, p, event.LeadContacted), func(e event.Event) float64 {
 			return e.OccurredAt.Sub(e.LeadCreatedAt).Hours()

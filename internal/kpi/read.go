@@ -495,7 +495,10 @@ func (r *reader) fetch(ctx context.Context, nd needs, gs groupSet, periods []per
 	}
 	bounds := dates(periods, r.loc)
 	from, to := bounds[0], bounds[len(bounds)-1]
-	join := `JOIN unnest($2::uuid[], $3::int[]) AS g(sid, gi) ON t.scope_id = g.sid`
+	// Storage scopes drive the reads (LATERAL, fenced with OFFSET 0 so that
+	// it is not flattened into a join): one index range per scope, whatever
+	// the planner's estimates.
+	scopes := `unnest($2::uuid[], $3::int[]) AS g(sid, gi)`
 
 	if len(nd.flow) > 0 {
 		grain := grainDay
@@ -503,9 +506,9 @@ func (r *reader) fetch(ctx context.Context, nd needs, gs groupSet, periods []per
 			grain = grainMonth
 		}
 		rows, err := r.tx.Query(ctx, `SELECT g.gi, t.measure_id, t.dim, width_bucket(t.bucket, $7::date[]), sum(t.n)::bigint, sum(t.total)
-			FROM kpi_sums t `+join+`
-			WHERE t.tenant_id = $1 AND t.scope_kind = $4 AND t.grain = $5 AND t.measure_id = ANY($6)
-			  AND t.bucket >= $8 AND t.bucket < $9
+			FROM `+scopes+` CROSS JOIN LATERAL (SELECT measure_id, dim, bucket, n, total FROM kpi_sums
+				WHERE tenant_id = $1 AND scope_kind = $4 AND scope_id = g.sid AND grain = $5 AND measure_id = ANY($6)
+				  AND bucket >= $8 AND bucket < $9 OFFSET 0) t
 			GROUP BY 1, 2, 3, 4`, r.tenant, sids, gis, gs.kind, grain, ids(nd.flow), bounds, from, to)
 		if err != nil {
 			return nil, fmt.Errorf("read sums: %w", err)
@@ -538,14 +541,15 @@ func (r *reader) fetch(ctx context.Context, nd needs, gs groupSet, periods []per
 		if !gs.monthly {
 			first = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
 		}
-		rows, err := r.tx.Query(ctx, `SELECT gi, measure_id, dim, b, sum(n)::bigint, sum(total) FROM (
-				SELECT g.gi, t.measure_id, t.dim, 0 AS b, t.n, t.total FROM kpi_sums t `+join+`
-				WHERE t.tenant_id = $1 AND t.scope_kind = $4 AND t.grain = 1 AND t.measure_id = ANY($5) AND t.bucket < $7
+		rows, err := r.tx.Query(ctx, `SELECT g.gi, t.measure_id, t.dim, t.b, sum(t.n)::bigint, sum(t.total)
+			FROM `+scopes+` CROSS JOIN LATERAL (
+				SELECT measure_id, dim, 0 AS b, n, total FROM kpi_sums
+				WHERE tenant_id = $1 AND scope_kind = $4 AND scope_id = g.sid AND grain = 1 AND measure_id = ANY($5) AND bucket < $7
 				UNION ALL
-				SELECT g.gi, t.measure_id, t.dim, width_bucket(t.bucket, $6::date[]), t.n, t.total FROM kpi_sums t `+join+`
-				WHERE t.tenant_id = $1 AND t.scope_kind = $4 AND t.grain = 0 AND t.measure_id = ANY($5)
-				  AND t.bucket >= $7 AND t.bucket < $8
-			) x GROUP BY 1, 2, 3, 4`, r.tenant, sids, gis, gs.kind, ids(nd.stock), uniq, first, uniq[len(uniq)-1])
+				SELECT measure_id, dim, width_bucket(bucket, $6::date[]), n, total FROM kpi_sums
+				WHERE tenant_id = $1 AND scope_kind = $4 AND scope_id = g.sid AND grain = 0 AND measure_id = ANY($5)
+				  AND bucket >= $7 AND bucket < $8 OFFSET 0) t
+			GROUP BY 1, 2, 3, 4`, r.tenant, sids, gis, gs.kind, ids(nd.stock), uniq, first, uniq[len(uniq)-1])
 		if err != nil {
 			return nil, fmt.Errorf("read stocks: %w", err)
 		}
@@ -599,8 +603,10 @@ func (r *reader) fetch(ctx context.Context, nd needs, gs groupSet, periods []per
 		}
 		rows, err := r.tx.Query(ctx, `SELECT g.gi, t.measure_id, width_bucket(t.day, $6::date[]), coalesce(t.dim, ''), GROUPING(t.dim),
 				count(*), percentile_cont($9::float8[]) WITHIN GROUP (ORDER BY t.value)
-			FROM kpi_values t `+join+` CROSS JOIN LATERAL generate_series(1, t.n) AS rep(i)
-			WHERE t.tenant_id = $1 AND t.scope_kind = $4 AND t.measure_id = ANY($5) AND t.day >= $7 AND t.day < $8 AND t.n > 0
+			FROM `+scopes+` CROSS JOIN LATERAL (SELECT measure_id, day, dim, value, n FROM kpi_values
+				WHERE tenant_id = $1 AND scope_kind = $4 AND scope_id = g.sid AND measure_id = ANY($5)
+				  AND day >= $7 AND day < $8 AND n > 0 OFFSET 0) t
+			CROSS JOIN LATERAL generate_series(1, t.n) AS rep(i)
 			GROUP BY GROUPING SETS ((g.gi, t.measure_id, width_bucket(t.day, $6::date[]), t.dim),
 				(g.gi, t.measure_id, width_bucket(t.day, $6::date[])))`,
 			r.tenant, sids, gis, gs.kind, dm, bounds, from, to, qs)
@@ -643,8 +649,9 @@ func (r *reader) fetch(ctx context.Context, nd needs, gs groupSet, periods []per
 	if len(nd.keys) > 0 {
 		rows, err := r.tx.Query(ctx, `SELECT g.gi, t.measure_id, width_bucket(t.day, $6::date[]), coalesce(t.dim, ''), GROUPING(t.dim),
 				count(DISTINCT t.key)
-			FROM kpi_keys t `+join+`
-			WHERE t.tenant_id = $1 AND t.scope_kind = $4 AND t.measure_id = ANY($5) AND t.day >= $7 AND t.day < $8 AND t.n > 0
+			FROM `+scopes+` CROSS JOIN LATERAL (SELECT measure_id, day, dim, key FROM kpi_keys
+				WHERE tenant_id = $1 AND scope_kind = $4 AND scope_id = g.sid AND measure_id = ANY($5)
+				  AND day >= $7 AND day < $8 AND n > 0 OFFSET 0) t
 			GROUP BY GROUPING SETS ((g.gi, t.measure_id, width_bucket(t.day, $6::date[]), t.dim),
 				(g.gi, t.measure_id, width_bucket(t.day, $6::date[])))`,
 			r.tenant, sids, gis, gs.kind, ids(nd.keys), bounds, from, to)

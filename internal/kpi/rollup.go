@@ -6,6 +6,7 @@ import (
 	"crypto/sha1"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -43,6 +44,7 @@ func (r Rollups) Name() string { return ConsumerName }
 // signed contributions per measure, scope, breakdown value and day (and
 // month), then writes them with one statement per table.
 func (r Rollups) Consume(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, changes []event.Change) (func(context.Context), error) {
+	started := time.Now()
 	loc, err := tenantLocation(ctx, tx, tenantID)
 	if err != nil {
 		return nil, err
@@ -62,8 +64,14 @@ func (r Rollups) Consume(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, cha
 			agg.add(byType[batch[i].Event.Type], &batch[i].Event, batch[i].Sign)
 		}
 	}
+	evaluated := time.Now()
 	if err := agg.write(ctx, tx, tenantID); err != nil {
 		return nil, err
+	}
+	if r.s.log != nil && r.s.log.Enabled(ctx, slog.LevelDebug) {
+		r.s.log.Debug("roll-up batch", "tenant_id", tenantID, "changes", len(changes), "derived", len(derived),
+			"sums", len(agg.sums), "values", len(agg.values), "keys", len(agg.keys),
+			"evaluate_ms", evaluated.Sub(started).Milliseconds(), "write_ms", time.Since(evaluated).Milliseconds())
 	}
 	changed := agg.changedMeasures()
 	if len(changed) == 0 {
