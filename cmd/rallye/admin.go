@@ -9,8 +9,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/rallyehq/rallye/internal/auth"
 	"github.com/rallyehq/rallye/internal/demo"
+	"github.com/rallyehq/rallye/internal/event"
+	"github.com/rallyehq/rallye/internal/kpi"
 	"github.com/rallyehq/rallye/internal/org"
 	"github.com/rallyehq/rallye/internal/postgres"
 )
@@ -168,6 +172,25 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	defer db.Close()
 	res, err := demo.Seed(ctx, org.NewService(db))
 	if err != nil {
+		return err
+	}
+	// No server runs: apply the change feed and compute the KPIs here.
+	kpis := kpi.NewService(db, nil, env.log)
+	feed := event.NewFeed(db, env.log)
+	feed.Register(kpis.Rollups())
+	drain := func(ctx context.Context, tenantID uuid.UUID) error {
+		for {
+			pending, err := feed.Drain(ctx, tenantID)
+			if err != nil {
+				return err
+			}
+			if !pending {
+				return kpis.Backfill(ctx, tenantID)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if err := demo.SeedKPIs(ctx, res, demo.Activity{KPI: kpis, Events: event.NewStore(db), Drain: drain, Now: time.Now()}); err != nil {
 		return err
 	}
 	return printDemo(env, res)

@@ -24,7 +24,7 @@ func runLoad(ctx context.Context, env *environment, args []string) error {
 	fs.IntVar(&cfg.Reads, "reads", 400, "level-1 dashboard reads measured at the end")
 	fs.IntVar(&cfg.ProbeEvery, "probe-every", 10, "one batch in this many carries a probe timed to the dashboard")
 	fs.StringVar(&cfg.Target, "target", "", "base URL of a running server sharing DATABASE_URL and RALLYE_JWT_SECRET (default: a server in-process on a fresh database, dropped afterwards)")
-	fs.BoolVar(&cfg.Shard, "shard", false, "give each client a contiguous part of the history (default: clients take the next batch of one stream)")
+	fs.BoolVar(&cfg.Shard, "shard", true, "give each client its own contiguous part of the history; --shard=false makes clients take the next batch of one stream")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the fresh database")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run (client and in-process server) to this file")
 	if err := parseFlags(fs, args[1:]); err != nil {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/rallyehq/rallye/internal/app"
 	"github.com/rallyehq/rallye/internal/demo"
@@ -29,9 +30,14 @@ func runServe(ctx context.Context, env *environment, args []string) error {
 		if err != nil {
 			return err
 		}
+		// The server's feed and jobs compute the KPIs once it serves.
+		if err := demo.SeedKPIs(ctx, res, demo.Activity{KPI: a.KPI, Events: a.Events, Now: time.Now()}); err != nil {
+			return err
+		}
 		if err := printDemo(env, res); err != nil {
 			return err
 		}
+		go demo.Stream(ctx, a.Events, res, 5*time.Second)
 	}
 	ln, err := net.Listen("tcp", env.cfg.Addr)
 	if err != nil {
