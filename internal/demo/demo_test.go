@@ -13,8 +13,8 @@ import (
 	"github.com/rallyehq/rallye/internal/demo"
 	"github.com/rallyehq/rallye/internal/event"
 	"github.com/rallyehq/rallye/internal/kpi"
-	"github.com/rallyehq/rallye/internal/period"
 	"github.com/rallyehq/rallye/internal/org"
+	"github.com/rallyehq/rallye/internal/period"
 	"github.com/rallyehq/rallye/internal/rallye"
 	"github.com/rallyehq/rallye/internal/testutil"
 )
