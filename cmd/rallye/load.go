@@ -25,6 +25,7 @@ func runLoad(ctx context.Context, env *environment, args []string) error {
 	fs.IntVar(&cfg.ProbeEvery, "probe-every", 10, "one batch in this many carries a probe timed to the dashboard")
 	fs.StringVar(&cfg.Target, "target", "", "base URL of a running server sharing DATABASE_URL and RALLYE_JWT_SECRET (default: a server in-process on a fresh database, dropped afterwards)")
 	fs.BoolVar(&cfg.Shard, "shard", true, "give each client its own contiguous part of the history; --shard=false makes clients take the next batch of one stream")
+	fs.IntVar(&cfg.Rate, "rate", 0, "pace ingestion at this many events/s (0: as fast as the server takes them)")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the fresh database")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run (client and in-process server) to this file")
 	if err := parseFlags(fs, args[1:]); err != nil {

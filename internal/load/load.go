@@ -56,6 +56,8 @@ type Config struct {
 	Clients    int
 	Reads      int
 	ProbeEvery int
+	// Rate paces ingestion (events/s); 0 sends as fast as the server takes.
+	Rate int
 	// Shard gives each client a contiguous part of the history instead of
 	// the next batch of one stream.
 	Shard bool
@@ -458,7 +460,8 @@ func (r *run) ingest(ctx context.Context, ds []eventgen.Delivery) (ingestResult,
 	client := rallyev1connect.NewEventServiceClient(httpClient(), r.baseURL, bearer(r.key))
 	accepted := map[string]time.Time{}
 	var acceptedMu sync.Mutex
-	var rejected, sent atomic.Int64
+	var rejected, sent, reserved atomic.Int64
+	start := time.Now()
 	// Interleaved: clients take the next batch of the stream, so concurrent
 	// batches are neighbours in time (they share deals and re-sent events,
 	// and wait for each other's locks). Sharded: each client streams its own
@@ -477,6 +480,10 @@ func (r *run) ingest(ctx context.Context, ds []eventgen.Delivery) (ingestResult,
 		work := queues[c]
 		wg.Go(func() {
 			for b := range work {
+				if r.cfg.Rate > 0 { // pace the clients together at Rate events/s
+					due := start.Add(time.Duration(float64(reserved.Add(int64(len(b.rows)))) / float64(r.cfg.Rate) * float64(time.Second)))
+					time.Sleep(time.Until(due))
+				}
 				rows := b.rows
 				if b.probe != "" {
 					rows = append(slices.Clone(rows), probeEvent(b.probe))
@@ -497,7 +504,6 @@ func (r *run) ingest(ctx context.Context, ds []eventgen.Delivery) (ingestResult,
 			}
 		})
 	}
-	start := time.Now()
 	stopProgress := make(chan struct{})
 	go func() {
 		t := time.NewTicker(10 * time.Second)
@@ -728,6 +734,9 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Micros
 func (r *run) report(ing ingestResult, reads []readResult, raw rawResult) {
 	rate := float64(ing.events) / ing.elapsed.Seconds()
 	mode := "interleaved: the next batch of one stream"
+	if r.cfg.Rate > 0 {
+		defer r.printf("(paced at %d events/s)\n", r.cfg.Rate)
+	}
 	if r.cfg.Shard {
 		mode = "sharded: each its own part of the history"
 	}
