@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/rallyehq/rallye/internal/challenge"
 	"github.com/rallyehq/rallye/internal/demo"
 	"github.com/rallyehq/rallye/internal/event"
+	"github.com/rallyehq/rallye/internal/kpi"
 	"github.com/rallyehq/rallye/internal/org"
 	"github.com/rallyehq/rallye/internal/postgres"
 )
@@ -175,8 +177,28 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	// An insert-only job client: the challenge's start and end jobs run
-	// when a server runs.
+	// No server runs: apply the change feed and compute the KPIs here; the
+	// challenge's progress and its start and end jobs follow when a server
+	// runs.
+	kpis := kpi.NewService(db, nil, env.log)
+	feed := event.NewFeed(db, env.log)
+	feed.Register(kpis.Rollups())
+	drain := func(ctx context.Context, tenantID uuid.UUID) error {
+		for {
+			pending, err := feed.Drain(ctx, tenantID)
+			if err != nil {
+				return err
+			}
+			if !pending {
+				return kpis.Backfill(ctx, tenantID)
+			}
+			time.Sleep(50 * time.Millisecond) // another instance holds a consumer
+		}
+	}
+	if err := demo.SeedKPIs(ctx, res, demo.Activity{KPI: kpis, Events: event.NewStore(db), Drain: drain, Now: time.Now()}); err != nil {
+		return err
+	}
+	// An insert-only job client: the challenge's jobs are inserted here.
 	jobs, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{})
 	if err != nil {
 		return err

@@ -11,11 +11,8 @@ import (
 	"github.com/rallyehq/rallye/internal/leaderboard/loadtest"
 )
 
-// runLoad dispatches load commands (only `load leaderboard` so far).
-func runLoad(ctx context.Context, env *environment, args []string) error {
-	if len(args) == 0 || args[0] != "leaderboard" {
-		return fmt.Errorf("usage: rallye load leaderboard [flags]")
-	}
+// runLoadLeaderboard measures the leaderboards at a million participants.
+func runLoadLeaderboard(ctx context.Context, env *environment, args []string) error {
 	fs := flag.NewFlagSet("load leaderboard", flag.ContinueOnError)
 	c := loadtest.Config{
 		AdminDatabaseURL: env.cfg.DatabaseURL, RedisURL: env.cfg.RedisURL, Out: os.Stdout, Log: env.log,

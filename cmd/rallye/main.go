@@ -8,6 +8,8 @@
 //	rallye demo               seed the demo company and print tokens
 //	rallye leaderboard rebuild rebuild live rankings from PostgreSQL
 //	rallye load leaderboard   measure the leaderboards under load
+//	rallye kpi install-model  install the seed article's KPI model for a company
+//	rallye load events        measure ingestion and dashboards under load
 //
 // Settings come from environment variables (see the README).
 package main
@@ -40,7 +42,8 @@ var commands = []command{
 	{"token", "mint a development token: token --tenant SLUG --user EMAIL", runToken},
 	{"demo", "seed the demo company and print a token per person", runDemo},
 	{"leaderboard", "rebuild live rankings from PostgreSQL: leaderboard rebuild [--tenant SLUG] [--board ID]", runLeaderboard},
-	{"load", "measure under load (minutes, not for CI): load leaderboard [flags]", runLoad},
+	{"kpi", "install the ready-to-use KPI model: kpi install-model --tenant SLUG", runKPI},
+	{"load", "measure under load (minutes, not for CI): load events|leaderboard [flags]", runLoad},
 }
 
 // environment is what every command starts from.

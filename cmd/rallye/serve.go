@@ -32,6 +32,10 @@ func runServe(ctx context.Context, env *environment, args []string) error {
 		if err != nil {
 			return err
 		}
+		// The server's feed and jobs compute the KPIs once it serves.
+		if err := demo.SeedKPIs(ctx, res, demo.Activity{KPI: a.KPI, Events: a.Events, Now: time.Now()}); err != nil {
+			return err
+		}
 		c, err := demo.SeedChallenge(ctx, a.Challenges, a.Events, res)
 		if err != nil {
 			return err
@@ -39,6 +43,7 @@ func runServe(ctx context.Context, env *environment, args []string) error {
 		if err := printDemo(env, res, c); err != nil {
 			return err
 		}
+		go demo.Stream(ctx, a.Events, res, 5*time.Second)
 	}
 	if env.cfg.DebugAddr != "" {
 		go serveProfiler(env)

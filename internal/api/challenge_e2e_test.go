@@ -222,7 +222,9 @@ func TestChallengeEndToEnd(t *testing.T) {
 	}
 	endAt := ended.Challenge.EndTime.AsTime()
 	late := deal("d-4", camille, 2500, "upsell")
-	late.OccurredAt = timestamppb.New(endAt.Add(-time.Second))
+	// Inside the window however short the test ran: between start and end.
+	startAt := ended.Challenge.StartTime.AsTime()
+	late.OccurredAt = timestamppb.New(startAt.Add(endAt.Sub(startAt) / 2))
 	if _, err := crm.IngestEvents(ctx, &rallyev1.IngestEventsRequest{Events: []*rallyev1.SalesEvent{late}}); err != nil {
 		t.Fatal(err)
 	}

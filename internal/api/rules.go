@@ -16,6 +16,10 @@ var (
 	leads = []rallye.Role{rallye.RoleManager, rallye.RoleAdmin}
 	// overseers follow challenges across teams.
 	overseers = []rallye.Role{rallye.RoleManager, rallye.RoleHR, rallye.RoleAdmin}
+	// leaders read the company and team dashboards; planners decide
+	// action plans.
+	leaders  = []rallye.Role{rallye.RoleManager, rallye.RoleHR, rallye.RoleAdmin}
+	planners = []rallye.Role{rallye.RoleManager, rallye.RoleAdmin}
 )
 
 // rules says, for every procedure, which roles may call it. A procedure
@@ -75,4 +79,25 @@ var rules = map[string][]rallye.Role{
 	rallyev1connect.LeaderboardServiceListBoardsProcedure:   anyone,
 	rallyev1connect.LeaderboardServiceGetRankingProcedure:   anyone,
 	rallyev1connect.LeaderboardServiceWatchRankingProcedure: anyone,
+
+	rallyev1connect.KpiServiceCreateKpiProcedure:        setup,
+	rallyev1connect.KpiServiceUpdateKpiProcedure:        setup,
+	rallyev1connect.KpiServiceGetKpiProcedure:           anyone,
+	rallyev1connect.KpiServiceListKpisProcedure:         anyone,
+	rallyev1connect.KpiServiceArchiveKpiProcedure:       setup,
+	rallyev1connect.KpiServiceInstallModelProcedure:     setup,
+	rallyev1connect.KpiServiceSetTargetProcedure:        setup,
+	rallyev1connect.KpiServiceListTargetsProcedure:      staff,
+	rallyev1connect.KpiServiceDeleteTargetProcedure:     setup,
+	rallyev1connect.KpiServiceListAlertsProcedure:       people,
+	rallyev1connect.KpiServiceAcknowledgeAlertProcedure: people,
+	rallyev1connect.KpiServiceCreateActionPlanProcedure: planners,
+	rallyev1connect.KpiServiceGetActionPlanProcedure:    people,
+	rallyev1connect.KpiServiceListActionPlansProcedure:  people,
+	rallyev1connect.KpiServiceRecordLearningsProcedure:  people,
+
+	rallyev1connect.DashboardServiceGetLevel1Procedure: leaders,
+	rallyev1connect.DashboardServiceGetLevel2Procedure: leaders,
+	rallyev1connect.DashboardServiceGetLevel3Procedure: people,
+	rallyev1connect.DashboardServiceWatchProcedure:     people,
 }

@@ -24,7 +24,9 @@ import (
 	"github.com/rallyehq/rallye/gen/rallye/v1/rallyev1connect"
 	"github.com/rallyehq/rallye/internal/auth"
 	"github.com/rallyehq/rallye/internal/challenge"
+	"github.com/rallyehq/rallye/internal/dashboard"
 	"github.com/rallyehq/rallye/internal/event"
+	"github.com/rallyehq/rallye/internal/kpi"
 	"github.com/rallyehq/rallye/internal/leaderboard"
 	"github.com/rallyehq/rallye/internal/org"
 )
@@ -42,6 +44,8 @@ type Deps struct {
 	// Challenges serves ChallengeService, ChallengeTemplateService and
 	// MissionService.
 	Challenges *challenge.Service
+	KPI        *kpi.Service
+	Dashboards *dashboard.Service
 }
 
 // NewHandler returns the HTTP handler of the whole API.
@@ -78,6 +82,8 @@ func NewHandler(d Deps) (http.Handler, error) {
 	mount(rallyev1connect.NewChallengeServiceHandler(challenges, opts))
 	mount(rallyev1connect.NewChallengeTemplateServiceHandler(challenges, opts))
 	mount(rallyev1connect.NewMissionServiceHandler(&missionHandler{svc: d.Challenges}, opts))
+	mount(rallyev1connect.NewKpiServiceHandler(&kpiHandler{kpi: d.KPI}, opts))
+	mount(rallyev1connect.NewDashboardServiceHandler(&dashboardHandler{dash: d.Dashboards}, opts))
 	mux.Handle(WebhookPath, &eventWebhook{guard: grd, observer: obs, events: events, validator: validator, errors: connect.NewErrorWriter()})
 	// Rankings are read several times a second by every player: gzip would
 	// cost more CPU than the 1-3 KB it saves, so small responses go as is.

@@ -25,8 +25,10 @@ import (
 	"github.com/rallyehq/rallye/internal/auth"
 	"github.com/rallyehq/rallye/internal/challenge"
 	"github.com/rallyehq/rallye/internal/config"
+	"github.com/rallyehq/rallye/internal/dashboard"
 	"github.com/rallyehq/rallye/internal/event"
 	"github.com/rallyehq/rallye/internal/idempotency"
+	"github.com/rallyehq/rallye/internal/kpi"
 	"github.com/rallyehq/rallye/internal/leaderboard"
 	"github.com/rallyehq/rallye/internal/org"
 	"github.com/rallyehq/rallye/internal/postgres"
@@ -53,6 +55,11 @@ type App struct {
 	// Challenges runs challenges; its progress consumer is registered on
 	// Feed and its lifecycle workers on River.
 	Challenges *challenge.Service
+	// KPI computes KPIs from the feed; Dashboards reads them by level and
+	// Hub carries their changes to every instance's Watch streams.
+	KPI        *kpi.Service
+	Hub        *dashboard.Hub
+	Dashboards *dashboard.Service
 	Handler    http.Handler
 
 	jwksCancel context.CancelFunc
@@ -116,23 +123,27 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		FinalizeRecheck: cfg.ChallengeFinalizeCheck,
 	})
 	challenge.AddWorkers(workers, a.Challenges)
+	a.KPI = kpi.NewService(db, nil, log.With("component", "kpi"))
+	periodic := []*river.PeriodicJob{
+		river.NewPeriodicJob(river.PeriodicInterval(24*time.Hour),
+			func() (river.JobArgs, *river.InsertOpts) { return idempotency.PurgeArgs{}, nil },
+			&river.PeriodicJobOpts{RunOnStart: true}),
+		river.NewPeriodicJob(river.PeriodicInterval(leaderboard.SweepInterval),
+			func() (river.JobArgs, *river.InsertOpts) { return leaderboard.SweepArgs{}, nil }, nil),
+	}
+	periodic = append(periodic, kpi.AddWorkers(workers, a.KPI)...)
 	a.River, err = river.NewClient(riverpgxv5.New(db.Pool), &river.Config{
-		Logger:  log.With("component", "jobs"),
-		Workers: workers,
-		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 20}},
-		PeriodicJobs: []*river.PeriodicJob{
-			river.NewPeriodicJob(river.PeriodicInterval(24*time.Hour),
-				func() (river.JobArgs, *river.InsertOpts) { return idempotency.PurgeArgs{}, nil },
-				&river.PeriodicJobOpts{RunOnStart: true}),
-			river.NewPeriodicJob(river.PeriodicInterval(leaderboard.SweepInterval),
-				func() (river.JobArgs, *river.InsertOpts) { return leaderboard.SweepArgs{}, nil }, nil),
-		},
+		Logger:       log.With("component", "jobs"),
+		Workers:      workers,
+		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 20}},
+		PeriodicJobs: periodic,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
 	a.Boards.SetJobs(a.River) // scoring transactions enqueue leaderboard repairs
 	a.Challenges.SetJobs(a.River)
+	a.KPI.SetJobs(a.River)
 
 	var jwks keyfunc.Keyfunc
 	if cfg.JWKSURL != "" {
@@ -154,11 +165,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	a.Events = event.NewStore(db)
 	// Consumers of the change feed register here.
 	a.Feed = event.NewFeed(db, log.With("component", "feed"))
+	// Large batches when the feed has a backlog: the roll-up consumer
+	// collapses a batch in memory, so fewer, larger writes catch up faster
+	// (a small backlog is still read at once).
+	a.Feed.BatchSize = 20000
+	a.Feed.Register(a.KPI.Rollups())
 	a.Feed.Register(a.Challenges.Progress())
+	// Roll-up changes reach the live dashboards of every instance through
+	// Redis.
+	a.Hub = dashboard.NewHub(a.Redis, a.Keys, log.With("component", "dashboard"))
+	a.KPI.OnChange = a.Hub.Publish
+	a.Dashboards = dashboard.NewService(db, a.KPI, a.Org, a.Hub, log.With("component", "dashboard"))
 
 	a.Handler, err = api.NewHandler(api.Deps{
 		Log: log, Registry: a.Registry, Auth: a.Auth, Health: &healthChecker{db: db, redis: a.Redis},
 		Org: a.Org, APIKeys: a.APIKeys, Events: a.Events, Boards: a.Boards, Challenges: a.Challenges,
+		KPI: a.KPI, Dashboards: a.Dashboards,
 	})
 	if err != nil {
 		return nil, err
@@ -191,9 +213,15 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(feedDone)
 		a.Feed.Run(feedCtx, 2)
 	}()
+	hubDone := make(chan struct{})
+	go func() {
+		defer close(hubDone)
+		a.Hub.Run(feedCtx)
+	}()
 	defer func() {
 		stopFeed()
 		<-feedDone
+		<-hubDone
 	}()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -205,6 +233,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	a.Log.Info("shutting down", "timeout", a.Config.ShutdownTimeout)
+	a.Boards.Close() // live dashboard streams end; clients reconnect elsewhere
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.Config.ShutdownTimeout)
 	defer cancel()
 	err := srv.Shutdown(shutCtx)

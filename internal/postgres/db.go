@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/google/uuid"
@@ -31,6 +32,10 @@ func Open(ctx context.Context, url string, maxConns int32) (*DB, error) {
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
+	}
+	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
+		RegisterTypes(c.TypeMap())
+		return nil
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -80,7 +85,12 @@ func (db *DB) AcrossTenants(ctx context.Context, fn TxFunc) error {
 	return db.run(ctx, pgx.TxOptions{}, "", true, fn)
 }
 
-const maxAttempts = 4
+// maxAttempts bounds the runs of a transaction body. Conflicts between
+// concurrent writers of the same rows (serialization failures,
+// deadlocks) clear once one of them commits, but with many concurrent
+// writers a run can meet a new one; the randomised backoff keeps them from
+// colliding again in step.
+const maxAttempts = 10
 
 func (db *DB) run(ctx context.Context, opts pgx.TxOptions, tenant string, all bool, fn TxFunc) error {
 	var err error
@@ -89,7 +99,8 @@ func (db *DB) run(ctx context.Context, opts pgx.TxOptions, tenant string, all bo
 		if err == nil || !retryable(err) || ctx.Err() != nil {
 			return err
 		}
-		time.Sleep(time.Duration(attempt*attempt) * 5 * time.Millisecond)
+		backoff := time.Duration(min(attempt*attempt, 25)) * 5 * time.Millisecond
+		time.Sleep(backoff/2 + rand.N(backoff/2+1))
 	}
 	return err
 }

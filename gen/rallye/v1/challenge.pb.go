@@ -814,59 +814,6 @@ func (ChallengeWindow) EnumDescriptor() ([]byte, []int) {
 	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{13}
 }
 
-// LocalizedText is a user-facing text in French and English.
-type LocalizedText struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Fr            string                 `protobuf:"bytes,1,opt,name=fr,proto3" json:"fr,omitempty"`
-	En            string                 `protobuf:"bytes,2,opt,name=en,proto3" json:"en,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *LocalizedText) Reset() {
-	*x = LocalizedText{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[0]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *LocalizedText) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*LocalizedText) ProtoMessage() {}
-
-func (x *LocalizedText) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[0]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use LocalizedText.ProtoReflect.Descriptor instead.
-func (*LocalizedText) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{0}
-}
-
-func (x *LocalizedText) GetFr() string {
-	if x != nil {
-		return x.Fr
-	}
-	return ""
-}
-
-func (x *LocalizedText) GetEn() string {
-	if x != nil {
-		return x.En
-	}
-	return ""
-}
-
 // Mission is one mission of a challenge or a template.
 type Mission struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -891,7 +838,7 @@ type Mission struct {
 
 func (x *Mission) Reset() {
 	*x = Mission{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[1]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +850,7 @@ func (x *Mission) String() string {
 func (*Mission) ProtoMessage() {}
 
 func (x *Mission) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[1]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +863,7 @@ func (x *Mission) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mission.ProtoReflect.Descriptor instead.
 func (*Mission) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{1}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *Mission) GetId() string {
@@ -1036,7 +983,7 @@ type AutoCondition struct {
 
 func (x *AutoCondition) Reset() {
 	*x = AutoCondition{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[2]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +995,7 @@ func (x *AutoCondition) String() string {
 func (*AutoCondition) ProtoMessage() {}
 
 func (x *AutoCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[2]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1008,7 @@ func (x *AutoCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AutoCondition.ProtoReflect.Descriptor instead.
 func (*AutoCondition) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{2}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *AutoCondition) GetAggregate() Aggregate {
@@ -1152,7 +1099,7 @@ type ManualCondition struct {
 
 func (x *ManualCondition) Reset() {
 	*x = ManualCondition{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[3]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1111,7 @@ func (x *ManualCondition) String() string {
 func (*ManualCondition) ProtoMessage() {}
 
 func (x *ManualCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[3]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1124,7 @@ func (x *ManualCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManualCondition.ProtoReflect.Descriptor instead.
 func (*ManualCondition) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{3}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ManualCondition) GetKind() ManualKind {
@@ -1207,7 +1154,7 @@ type ScoringRule struct {
 
 func (x *ScoringRule) Reset() {
 	*x = ScoringRule{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[4]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1166,7 @@ func (x *ScoringRule) String() string {
 func (*ScoringRule) ProtoMessage() {}
 
 func (x *ScoringRule) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[4]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1179,7 @@ func (x *ScoringRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoringRule.ProtoReflect.Descriptor instead.
 func (*ScoringRule) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{4}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ScoringRule) GetEventTypes() []string {
@@ -1294,7 +1241,7 @@ type RewardRule struct {
 
 func (x *RewardRule) Reset() {
 	*x = RewardRule{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[5]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1253,7 @@ func (x *RewardRule) String() string {
 func (*RewardRule) ProtoMessage() {}
 
 func (x *RewardRule) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[5]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1266,7 @@ func (x *RewardRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RewardRule.ProtoReflect.Descriptor instead.
 func (*RewardRule) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{5}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RewardRule) GetKind() RewardKind {
@@ -1400,7 +1347,7 @@ type ChallengeDefinition struct {
 
 func (x *ChallengeDefinition) Reset() {
 	*x = ChallengeDefinition{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[6]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1359,7 @@ func (x *ChallengeDefinition) String() string {
 func (*ChallengeDefinition) ProtoMessage() {}
 
 func (x *ChallengeDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[6]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1372,7 @@ func (x *ChallengeDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeDefinition.ProtoReflect.Descriptor instead.
 func (*ChallengeDefinition) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{6}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ChallengeDefinition) GetName() *LocalizedText {
@@ -1576,7 +1523,7 @@ type Challenge struct {
 
 func (x *Challenge) Reset() {
 	*x = Challenge{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[7]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1535,7 @@ func (x *Challenge) String() string {
 func (*Challenge) ProtoMessage() {}
 
 func (x *Challenge) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[7]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1548,7 @@ func (x *Challenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Challenge.ProtoReflect.Descriptor instead.
 func (*Challenge) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{7}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Challenge) GetId() string {
@@ -1771,7 +1718,7 @@ type MissionProgress struct {
 
 func (x *MissionProgress) Reset() {
 	*x = MissionProgress{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[8]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1783,7 +1730,7 @@ func (x *MissionProgress) String() string {
 func (*MissionProgress) ProtoMessage() {}
 
 func (x *MissionProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[8]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1796,7 +1743,7 @@ func (x *MissionProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MissionProgress.ProtoReflect.Descriptor instead.
 func (*MissionProgress) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{8}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MissionProgress) GetMissionId() string {
@@ -1927,7 +1874,7 @@ type Duel struct {
 
 func (x *Duel) Reset() {
 	*x = Duel{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[9]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +1886,7 @@ func (x *Duel) String() string {
 func (*Duel) ProtoMessage() {}
 
 func (x *Duel) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[9]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +1899,7 @@ func (x *Duel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Duel.ProtoReflect.Descriptor instead.
 func (*Duel) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{9}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Duel) GetUserId() string {
@@ -2025,7 +1972,7 @@ type Participation struct {
 
 func (x *Participation) Reset() {
 	*x = Participation{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[10]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2037,7 +1984,7 @@ func (x *Participation) String() string {
 func (*Participation) ProtoMessage() {}
 
 func (x *Participation) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[10]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2050,7 +1997,7 @@ func (x *Participation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Participation.ProtoReflect.Descriptor instead.
 func (*Participation) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{10}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Participation) GetUserId() string {
@@ -2151,7 +2098,7 @@ type SourceCompleteness struct {
 
 func (x *SourceCompleteness) Reset() {
 	*x = SourceCompleteness{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[11]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2163,7 +2110,7 @@ func (x *SourceCompleteness) String() string {
 func (*SourceCompleteness) ProtoMessage() {}
 
 func (x *SourceCompleteness) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[11]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2176,7 +2123,7 @@ func (x *SourceCompleteness) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceCompleteness.ProtoReflect.Descriptor instead.
 func (*SourceCompleteness) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{11}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SourceCompleteness) GetSource() string {
@@ -2221,7 +2168,7 @@ type DataCompleteness struct {
 
 func (x *DataCompleteness) Reset() {
 	*x = DataCompleteness{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[12]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2233,7 +2180,7 @@ func (x *DataCompleteness) String() string {
 func (*DataCompleteness) ProtoMessage() {}
 
 func (x *DataCompleteness) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[12]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2246,7 +2193,7 @@ func (x *DataCompleteness) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataCompleteness.ProtoReflect.Descriptor instead.
 func (*DataCompleteness) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{12}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DataCompleteness) GetSources() []*SourceCompleteness {
@@ -2298,7 +2245,7 @@ type CreateChallengeRequest struct {
 
 func (x *CreateChallengeRequest) Reset() {
 	*x = CreateChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[13]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2257,7 @@ func (x *CreateChallengeRequest) String() string {
 func (*CreateChallengeRequest) ProtoMessage() {}
 
 func (x *CreateChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[13]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2270,7 @@ func (x *CreateChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateChallengeRequest.ProtoReflect.Descriptor instead.
 func (*CreateChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{13}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateChallengeRequest) GetDefinition() *ChallengeDefinition {
@@ -2384,7 +2331,7 @@ type CreateChallengeResponse struct {
 
 func (x *CreateChallengeResponse) Reset() {
 	*x = CreateChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[14]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2396,7 +2343,7 @@ func (x *CreateChallengeResponse) String() string {
 func (*CreateChallengeResponse) ProtoMessage() {}
 
 func (x *CreateChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[14]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2409,7 +2356,7 @@ func (x *CreateChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateChallengeResponse.ProtoReflect.Descriptor instead.
 func (*CreateChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{14}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateChallengeResponse) GetChallenge() *Challenge {
@@ -2434,7 +2381,7 @@ type MissionAdjustment struct {
 
 func (x *MissionAdjustment) Reset() {
 	*x = MissionAdjustment{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[15]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2446,7 +2393,7 @@ func (x *MissionAdjustment) String() string {
 func (*MissionAdjustment) ProtoMessage() {}
 
 func (x *MissionAdjustment) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[15]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2459,7 +2406,7 @@ func (x *MissionAdjustment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MissionAdjustment.ProtoReflect.Descriptor instead.
 func (*MissionAdjustment) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{15}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MissionAdjustment) GetKey() string {
@@ -2518,7 +2465,7 @@ type CreateChallengeFromTemplateRequest struct {
 
 func (x *CreateChallengeFromTemplateRequest) Reset() {
 	*x = CreateChallengeFromTemplateRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[16]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2530,7 +2477,7 @@ func (x *CreateChallengeFromTemplateRequest) String() string {
 func (*CreateChallengeFromTemplateRequest) ProtoMessage() {}
 
 func (x *CreateChallengeFromTemplateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[16]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2543,7 +2490,7 @@ func (x *CreateChallengeFromTemplateRequest) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use CreateChallengeFromTemplateRequest.ProtoReflect.Descriptor instead.
 func (*CreateChallengeFromTemplateRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{16}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateChallengeFromTemplateRequest) GetTemplateKey() string {
@@ -2625,7 +2572,7 @@ type CreateChallengeFromTemplateResponse struct {
 
 func (x *CreateChallengeFromTemplateResponse) Reset() {
 	*x = CreateChallengeFromTemplateResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[17]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2584,7 @@ func (x *CreateChallengeFromTemplateResponse) String() string {
 func (*CreateChallengeFromTemplateResponse) ProtoMessage() {}
 
 func (x *CreateChallengeFromTemplateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[17]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2597,7 @@ func (x *CreateChallengeFromTemplateResponse) ProtoReflect() protoreflect.Messag
 
 // Deprecated: Use CreateChallengeFromTemplateResponse.ProtoReflect.Descriptor instead.
 func (*CreateChallengeFromTemplateResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{17}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateChallengeFromTemplateResponse) GetChallenge() *Challenge {
@@ -2669,7 +2616,7 @@ type GetChallengeRequest struct {
 
 func (x *GetChallengeRequest) Reset() {
 	*x = GetChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[18]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2681,7 +2628,7 @@ func (x *GetChallengeRequest) String() string {
 func (*GetChallengeRequest) ProtoMessage() {}
 
 func (x *GetChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[18]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2694,7 +2641,7 @@ func (x *GetChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeRequest.ProtoReflect.Descriptor instead.
 func (*GetChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{18}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetChallengeRequest) GetChallengeId() string {
@@ -2720,7 +2667,7 @@ type GetChallengeResponse struct {
 
 func (x *GetChallengeResponse) Reset() {
 	*x = GetChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[19]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2732,7 +2679,7 @@ func (x *GetChallengeResponse) String() string {
 func (*GetChallengeResponse) ProtoMessage() {}
 
 func (x *GetChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[19]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2745,7 +2692,7 @@ func (x *GetChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeResponse.ProtoReflect.Descriptor instead.
 func (*GetChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{19}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetChallengeResponse) GetChallenge() *Challenge {
@@ -2807,7 +2754,7 @@ type UpdateChallengeRequest struct {
 
 func (x *UpdateChallengeRequest) Reset() {
 	*x = UpdateChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[20]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2819,7 +2766,7 @@ func (x *UpdateChallengeRequest) String() string {
 func (*UpdateChallengeRequest) ProtoMessage() {}
 
 func (x *UpdateChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[20]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2832,7 +2779,7 @@ func (x *UpdateChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChallengeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{20}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateChallengeRequest) GetChallengeId() string {
@@ -2893,7 +2840,7 @@ type UpdateChallengeResponse struct {
 
 func (x *UpdateChallengeResponse) Reset() {
 	*x = UpdateChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[21]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2905,7 +2852,7 @@ func (x *UpdateChallengeResponse) String() string {
 func (*UpdateChallengeResponse) ProtoMessage() {}
 
 func (x *UpdateChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[21]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2918,7 +2865,7 @@ func (x *UpdateChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChallengeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{21}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdateChallengeResponse) GetChallenge() *Challenge {
@@ -2937,7 +2884,7 @@ type PublishChallengeRequest struct {
 
 func (x *PublishChallengeRequest) Reset() {
 	*x = PublishChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[22]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2949,7 +2896,7 @@ func (x *PublishChallengeRequest) String() string {
 func (*PublishChallengeRequest) ProtoMessage() {}
 
 func (x *PublishChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[22]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2962,7 +2909,7 @@ func (x *PublishChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishChallengeRequest.ProtoReflect.Descriptor instead.
 func (*PublishChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{22}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PublishChallengeRequest) GetChallengeId() string {
@@ -2981,7 +2928,7 @@ type PublishChallengeResponse struct {
 
 func (x *PublishChallengeResponse) Reset() {
 	*x = PublishChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[23]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2993,7 +2940,7 @@ func (x *PublishChallengeResponse) String() string {
 func (*PublishChallengeResponse) ProtoMessage() {}
 
 func (x *PublishChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[23]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3006,7 +2953,7 @@ func (x *PublishChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishChallengeResponse.ProtoReflect.Descriptor instead.
 func (*PublishChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{23}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PublishChallengeResponse) GetChallenge() *Challenge {
@@ -3026,7 +2973,7 @@ type ExtendChallengeRequest struct {
 
 func (x *ExtendChallengeRequest) Reset() {
 	*x = ExtendChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[24]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3038,7 +2985,7 @@ func (x *ExtendChallengeRequest) String() string {
 func (*ExtendChallengeRequest) ProtoMessage() {}
 
 func (x *ExtendChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[24]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3051,7 +2998,7 @@ func (x *ExtendChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendChallengeRequest.ProtoReflect.Descriptor instead.
 func (*ExtendChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{24}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ExtendChallengeRequest) GetChallengeId() string {
@@ -3077,7 +3024,7 @@ type ExtendChallengeResponse struct {
 
 func (x *ExtendChallengeResponse) Reset() {
 	*x = ExtendChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[25]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3089,7 +3036,7 @@ func (x *ExtendChallengeResponse) String() string {
 func (*ExtendChallengeResponse) ProtoMessage() {}
 
 func (x *ExtendChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[25]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3102,7 +3049,7 @@ func (x *ExtendChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendChallengeResponse.ProtoReflect.Descriptor instead.
 func (*ExtendChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{25}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ExtendChallengeResponse) GetChallenge() *Challenge {
@@ -3121,7 +3068,7 @@ type EndChallengeRequest struct {
 
 func (x *EndChallengeRequest) Reset() {
 	*x = EndChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[26]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3133,7 +3080,7 @@ func (x *EndChallengeRequest) String() string {
 func (*EndChallengeRequest) ProtoMessage() {}
 
 func (x *EndChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[26]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3146,7 +3093,7 @@ func (x *EndChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndChallengeRequest.ProtoReflect.Descriptor instead.
 func (*EndChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{26}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *EndChallengeRequest) GetChallengeId() string {
@@ -3165,7 +3112,7 @@ type EndChallengeResponse struct {
 
 func (x *EndChallengeResponse) Reset() {
 	*x = EndChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[27]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3177,7 +3124,7 @@ func (x *EndChallengeResponse) String() string {
 func (*EndChallengeResponse) ProtoMessage() {}
 
 func (x *EndChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[27]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3190,7 +3137,7 @@ func (x *EndChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndChallengeResponse.ProtoReflect.Descriptor instead.
 func (*EndChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{27}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EndChallengeResponse) GetChallenge() *Challenge {
@@ -3209,7 +3156,7 @@ type CancelChallengeRequest struct {
 
 func (x *CancelChallengeRequest) Reset() {
 	*x = CancelChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[28]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3221,7 +3168,7 @@ func (x *CancelChallengeRequest) String() string {
 func (*CancelChallengeRequest) ProtoMessage() {}
 
 func (x *CancelChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[28]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3234,7 +3181,7 @@ func (x *CancelChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelChallengeRequest.ProtoReflect.Descriptor instead.
 func (*CancelChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{28}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CancelChallengeRequest) GetChallengeId() string {
@@ -3253,7 +3200,7 @@ type CancelChallengeResponse struct {
 
 func (x *CancelChallengeResponse) Reset() {
 	*x = CancelChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[29]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3265,7 +3212,7 @@ func (x *CancelChallengeResponse) String() string {
 func (*CancelChallengeResponse) ProtoMessage() {}
 
 func (x *CancelChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[29]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3278,7 +3225,7 @@ func (x *CancelChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelChallengeResponse.ProtoReflect.Descriptor instead.
 func (*CancelChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{29}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CancelChallengeResponse) GetChallenge() *Challenge {
@@ -3297,7 +3244,7 @@ type JoinChallengeRequest struct {
 
 func (x *JoinChallengeRequest) Reset() {
 	*x = JoinChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[30]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3309,7 +3256,7 @@ func (x *JoinChallengeRequest) String() string {
 func (*JoinChallengeRequest) ProtoMessage() {}
 
 func (x *JoinChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[30]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3322,7 +3269,7 @@ func (x *JoinChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinChallengeRequest.ProtoReflect.Descriptor instead.
 func (*JoinChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{30}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JoinChallengeRequest) GetChallengeId() string {
@@ -3341,7 +3288,7 @@ type JoinChallengeResponse struct {
 
 func (x *JoinChallengeResponse) Reset() {
 	*x = JoinChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[31]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3353,7 +3300,7 @@ func (x *JoinChallengeResponse) String() string {
 func (*JoinChallengeResponse) ProtoMessage() {}
 
 func (x *JoinChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[31]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3366,7 +3313,7 @@ func (x *JoinChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinChallengeResponse.ProtoReflect.Descriptor instead.
 func (*JoinChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{31}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JoinChallengeResponse) GetMe() *Participation {
@@ -3387,7 +3334,7 @@ type SetParticipantTargetRequest struct {
 
 func (x *SetParticipantTargetRequest) Reset() {
 	*x = SetParticipantTargetRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[32]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3399,7 +3346,7 @@ func (x *SetParticipantTargetRequest) String() string {
 func (*SetParticipantTargetRequest) ProtoMessage() {}
 
 func (x *SetParticipantTargetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[32]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3412,7 +3359,7 @@ func (x *SetParticipantTargetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetParticipantTargetRequest.ProtoReflect.Descriptor instead.
 func (*SetParticipantTargetRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{32}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SetParticipantTargetRequest) GetChallengeId() string {
@@ -3444,7 +3391,7 @@ type SetParticipantTargetResponse struct {
 
 func (x *SetParticipantTargetResponse) Reset() {
 	*x = SetParticipantTargetResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[33]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3456,7 +3403,7 @@ func (x *SetParticipantTargetResponse) String() string {
 func (*SetParticipantTargetResponse) ProtoMessage() {}
 
 func (x *SetParticipantTargetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[33]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3469,7 +3416,7 @@ func (x *SetParticipantTargetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetParticipantTargetResponse.ProtoReflect.Descriptor instead.
 func (*SetParticipantTargetResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{33}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{32}
 }
 
 type ListMyChallengesRequest struct {
@@ -3484,7 +3431,7 @@ type ListMyChallengesRequest struct {
 
 func (x *ListMyChallengesRequest) Reset() {
 	*x = ListMyChallengesRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[34]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3496,7 +3443,7 @@ func (x *ListMyChallengesRequest) String() string {
 func (*ListMyChallengesRequest) ProtoMessage() {}
 
 func (x *ListMyChallengesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[34]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3509,7 +3456,7 @@ func (x *ListMyChallengesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyChallengesRequest.ProtoReflect.Descriptor instead.
 func (*ListMyChallengesRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{34}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListMyChallengesRequest) GetWindow() ChallengeWindow {
@@ -3547,7 +3494,7 @@ type ChallengeSummary struct {
 
 func (x *ChallengeSummary) Reset() {
 	*x = ChallengeSummary{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[35]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3559,7 +3506,7 @@ func (x *ChallengeSummary) String() string {
 func (*ChallengeSummary) ProtoMessage() {}
 
 func (x *ChallengeSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[35]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3572,7 +3519,7 @@ func (x *ChallengeSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeSummary.ProtoReflect.Descriptor instead.
 func (*ChallengeSummary) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{35}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ChallengeSummary) GetChallenge() *Challenge {
@@ -3606,7 +3553,7 @@ type ListMyChallengesResponse struct {
 
 func (x *ListMyChallengesResponse) Reset() {
 	*x = ListMyChallengesResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[36]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3618,7 +3565,7 @@ func (x *ListMyChallengesResponse) String() string {
 func (*ListMyChallengesResponse) ProtoMessage() {}
 
 func (x *ListMyChallengesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[36]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3631,7 +3578,7 @@ func (x *ListMyChallengesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyChallengesResponse.ProtoReflect.Descriptor instead.
 func (*ListMyChallengesResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{36}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListMyChallengesResponse) GetChallenges() []*ChallengeSummary {
@@ -3663,7 +3610,7 @@ type ListChallengesRequest struct {
 
 func (x *ListChallengesRequest) Reset() {
 	*x = ListChallengesRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[37]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3675,7 +3622,7 @@ func (x *ListChallengesRequest) String() string {
 func (*ListChallengesRequest) ProtoMessage() {}
 
 func (x *ListChallengesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[37]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3688,7 +3635,7 @@ func (x *ListChallengesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChallengesRequest.ProtoReflect.Descriptor instead.
 func (*ListChallengesRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{37}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListChallengesRequest) GetStates() []ChallengeState {
@@ -3735,7 +3682,7 @@ type ChallengeOverview struct {
 
 func (x *ChallengeOverview) Reset() {
 	*x = ChallengeOverview{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[38]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3747,7 +3694,7 @@ func (x *ChallengeOverview) String() string {
 func (*ChallengeOverview) ProtoMessage() {}
 
 func (x *ChallengeOverview) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[38]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3760,7 +3707,7 @@ func (x *ChallengeOverview) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeOverview.ProtoReflect.Descriptor instead.
 func (*ChallengeOverview) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{38}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ChallengeOverview) GetChallenge() *Challenge {
@@ -3808,7 +3755,7 @@ type ListChallengesResponse struct {
 
 func (x *ListChallengesResponse) Reset() {
 	*x = ListChallengesResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[39]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3820,7 +3767,7 @@ func (x *ListChallengesResponse) String() string {
 func (*ListChallengesResponse) ProtoMessage() {}
 
 func (x *ListChallengesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[39]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3833,7 +3780,7 @@ func (x *ListChallengesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChallengesResponse.ProtoReflect.Descriptor instead.
 func (*ListChallengesResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{39}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListChallengesResponse) GetChallenges() []*ChallengeOverview {
@@ -3859,7 +3806,7 @@ type GetChallengeStandingsRequest struct {
 
 func (x *GetChallengeStandingsRequest) Reset() {
 	*x = GetChallengeStandingsRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[40]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3871,7 +3818,7 @@ func (x *GetChallengeStandingsRequest) String() string {
 func (*GetChallengeStandingsRequest) ProtoMessage() {}
 
 func (x *GetChallengeStandingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[40]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3884,7 +3831,7 @@ func (x *GetChallengeStandingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeStandingsRequest.ProtoReflect.Descriptor instead.
 func (*GetChallengeStandingsRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{40}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetChallengeStandingsRequest) GetChallengeId() string {
@@ -3910,7 +3857,7 @@ type Standing struct {
 
 func (x *Standing) Reset() {
 	*x = Standing{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[41]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3922,7 +3869,7 @@ func (x *Standing) String() string {
 func (*Standing) ProtoMessage() {}
 
 func (x *Standing) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[41]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3935,7 +3882,7 @@ func (x *Standing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Standing.ProtoReflect.Descriptor instead.
 func (*Standing) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{41}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Standing) GetRank() int32 {
@@ -4001,7 +3948,7 @@ type TeamStanding struct {
 
 func (x *TeamStanding) Reset() {
 	*x = TeamStanding{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[42]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4013,7 +3960,7 @@ func (x *TeamStanding) String() string {
 func (*TeamStanding) ProtoMessage() {}
 
 func (x *TeamStanding) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[42]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4026,7 +3973,7 @@ func (x *TeamStanding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeamStanding.ProtoReflect.Descriptor instead.
 func (*TeamStanding) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{42}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TeamStanding) GetRank() int32 {
@@ -4079,7 +4026,7 @@ type GetChallengeStandingsResponse struct {
 
 func (x *GetChallengeStandingsResponse) Reset() {
 	*x = GetChallengeStandingsResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[43]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4091,7 +4038,7 @@ func (x *GetChallengeStandingsResponse) String() string {
 func (*GetChallengeStandingsResponse) ProtoMessage() {}
 
 func (x *GetChallengeStandingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[43]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4104,7 +4051,7 @@ func (x *GetChallengeStandingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeStandingsResponse.ProtoReflect.Descriptor instead.
 func (*GetChallengeStandingsResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{43}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetChallengeStandingsResponse) GetFormat() ChallengeFormat {
@@ -4155,7 +4102,7 @@ type ListChallengeParticipantsRequest struct {
 
 func (x *ListChallengeParticipantsRequest) Reset() {
 	*x = ListChallengeParticipantsRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[44]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4167,7 +4114,7 @@ func (x *ListChallengeParticipantsRequest) String() string {
 func (*ListChallengeParticipantsRequest) ProtoMessage() {}
 
 func (x *ListChallengeParticipantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[44]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4180,7 +4127,7 @@ func (x *ListChallengeParticipantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChallengeParticipantsRequest.ProtoReflect.Descriptor instead.
 func (*ListChallengeParticipantsRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{44}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListChallengeParticipantsRequest) GetChallengeId() string {
@@ -4222,7 +4169,7 @@ type ParticipantProgress struct {
 
 func (x *ParticipantProgress) Reset() {
 	*x = ParticipantProgress{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[45]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4234,7 +4181,7 @@ func (x *ParticipantProgress) String() string {
 func (*ParticipantProgress) ProtoMessage() {}
 
 func (x *ParticipantProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[45]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4247,7 +4194,7 @@ func (x *ParticipantProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParticipantProgress.ProtoReflect.Descriptor instead.
 func (*ParticipantProgress) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{45}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ParticipantProgress) GetDisplayName() string {
@@ -4274,7 +4221,7 @@ type ListChallengeParticipantsResponse struct {
 
 func (x *ListChallengeParticipantsResponse) Reset() {
 	*x = ListChallengeParticipantsResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[46]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4286,7 +4233,7 @@ func (x *ListChallengeParticipantsResponse) String() string {
 func (*ListChallengeParticipantsResponse) ProtoMessage() {}
 
 func (x *ListChallengeParticipantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[46]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4299,7 +4246,7 @@ func (x *ListChallengeParticipantsResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ListChallengeParticipantsResponse.ProtoReflect.Descriptor instead.
 func (*ListChallengeParticipantsResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{46}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListChallengeParticipantsResponse) GetParticipants() []*ParticipantProgress {
@@ -4320,10 +4267,7 @@ var File_rallye_v1_challenge_proto protoreflect.FileDescriptor
 
 const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\n" +
-	"\x19rallye/v1/challenge.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17rallye/v1/mission.proto\"C\n" +
-	"\rLocalizedText\x12\x18\n" +
-	"\x02fr\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\x02fr\x12\x18\n" +
-	"\x02en\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\x02en\"\x97\x03\n" +
+	"\x19rallye/v1/challenge.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16rallye/v1/common.proto\x1a\x17rallye/v1/mission.proto\"\x97\x03\n" +
 	"\aMission\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\x03key\x18\x02 \x01(\tB \xbaH\x1dr\x1b2\x19^[a-z0-9][a-z0-9-]{0,62}$R\x03key\x124\n" +
@@ -4766,7 +4710,7 @@ func file_rallye_v1_challenge_proto_rawDescGZIP() []byte {
 }
 
 var file_rallye_v1_challenge_proto_enumTypes = make([]protoimpl.EnumInfo, 14)
-var file_rallye_v1_challenge_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_rallye_v1_challenge_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_rallye_v1_challenge_proto_goTypes = []any{
 	(ChallengeKind)(0),                          // 0: rallye.v1.ChallengeKind
 	(ChallengeMode)(0),                          // 1: rallye.v1.ChallengeMode
@@ -4782,73 +4726,73 @@ var file_rallye_v1_challenge_proto_goTypes = []any{
 	(RewardKind)(0),                             // 11: rallye.v1.RewardKind
 	(DuelOutcome)(0),                            // 12: rallye.v1.DuelOutcome
 	(ChallengeWindow)(0),                        // 13: rallye.v1.ChallengeWindow
-	(*LocalizedText)(nil),                       // 14: rallye.v1.LocalizedText
-	(*Mission)(nil),                             // 15: rallye.v1.Mission
-	(*AutoCondition)(nil),                       // 16: rallye.v1.AutoCondition
-	(*ManualCondition)(nil),                     // 17: rallye.v1.ManualCondition
-	(*ScoringRule)(nil),                         // 18: rallye.v1.ScoringRule
-	(*RewardRule)(nil),                          // 19: rallye.v1.RewardRule
-	(*ChallengeDefinition)(nil),                 // 20: rallye.v1.ChallengeDefinition
-	(*Challenge)(nil),                           // 21: rallye.v1.Challenge
-	(*MissionProgress)(nil),                     // 22: rallye.v1.MissionProgress
-	(*Duel)(nil),                                // 23: rallye.v1.Duel
-	(*Participation)(nil),                       // 24: rallye.v1.Participation
-	(*SourceCompleteness)(nil),                  // 25: rallye.v1.SourceCompleteness
-	(*DataCompleteness)(nil),                    // 26: rallye.v1.DataCompleteness
-	(*CreateChallengeRequest)(nil),              // 27: rallye.v1.CreateChallengeRequest
-	(*CreateChallengeResponse)(nil),             // 28: rallye.v1.CreateChallengeResponse
-	(*MissionAdjustment)(nil),                   // 29: rallye.v1.MissionAdjustment
-	(*CreateChallengeFromTemplateRequest)(nil),  // 30: rallye.v1.CreateChallengeFromTemplateRequest
-	(*CreateChallengeFromTemplateResponse)(nil), // 31: rallye.v1.CreateChallengeFromTemplateResponse
-	(*GetChallengeRequest)(nil),                 // 32: rallye.v1.GetChallengeRequest
-	(*GetChallengeResponse)(nil),                // 33: rallye.v1.GetChallengeResponse
-	(*UpdateChallengeRequest)(nil),              // 34: rallye.v1.UpdateChallengeRequest
-	(*UpdateChallengeResponse)(nil),             // 35: rallye.v1.UpdateChallengeResponse
-	(*PublishChallengeRequest)(nil),             // 36: rallye.v1.PublishChallengeRequest
-	(*PublishChallengeResponse)(nil),            // 37: rallye.v1.PublishChallengeResponse
-	(*ExtendChallengeRequest)(nil),              // 38: rallye.v1.ExtendChallengeRequest
-	(*ExtendChallengeResponse)(nil),             // 39: rallye.v1.ExtendChallengeResponse
-	(*EndChallengeRequest)(nil),                 // 40: rallye.v1.EndChallengeRequest
-	(*EndChallengeResponse)(nil),                // 41: rallye.v1.EndChallengeResponse
-	(*CancelChallengeRequest)(nil),              // 42: rallye.v1.CancelChallengeRequest
-	(*CancelChallengeResponse)(nil),             // 43: rallye.v1.CancelChallengeResponse
-	(*JoinChallengeRequest)(nil),                // 44: rallye.v1.JoinChallengeRequest
-	(*JoinChallengeResponse)(nil),               // 45: rallye.v1.JoinChallengeResponse
-	(*SetParticipantTargetRequest)(nil),         // 46: rallye.v1.SetParticipantTargetRequest
-	(*SetParticipantTargetResponse)(nil),        // 47: rallye.v1.SetParticipantTargetResponse
-	(*ListMyChallengesRequest)(nil),             // 48: rallye.v1.ListMyChallengesRequest
-	(*ChallengeSummary)(nil),                    // 49: rallye.v1.ChallengeSummary
-	(*ListMyChallengesResponse)(nil),            // 50: rallye.v1.ListMyChallengesResponse
-	(*ListChallengesRequest)(nil),               // 51: rallye.v1.ListChallengesRequest
-	(*ChallengeOverview)(nil),                   // 52: rallye.v1.ChallengeOverview
-	(*ListChallengesResponse)(nil),              // 53: rallye.v1.ListChallengesResponse
-	(*GetChallengeStandingsRequest)(nil),        // 54: rallye.v1.GetChallengeStandingsRequest
-	(*Standing)(nil),                            // 55: rallye.v1.Standing
-	(*TeamStanding)(nil),                        // 56: rallye.v1.TeamStanding
-	(*GetChallengeStandingsResponse)(nil),       // 57: rallye.v1.GetChallengeStandingsResponse
-	(*ListChallengeParticipantsRequest)(nil),    // 58: rallye.v1.ListChallengeParticipantsRequest
-	(*ParticipantProgress)(nil),                 // 59: rallye.v1.ParticipantProgress
-	(*ListChallengeParticipantsResponse)(nil),   // 60: rallye.v1.ListChallengeParticipantsResponse
+	(*Mission)(nil),                             // 14: rallye.v1.Mission
+	(*AutoCondition)(nil),                       // 15: rallye.v1.AutoCondition
+	(*ManualCondition)(nil),                     // 16: rallye.v1.ManualCondition
+	(*ScoringRule)(nil),                         // 17: rallye.v1.ScoringRule
+	(*RewardRule)(nil),                          // 18: rallye.v1.RewardRule
+	(*ChallengeDefinition)(nil),                 // 19: rallye.v1.ChallengeDefinition
+	(*Challenge)(nil),                           // 20: rallye.v1.Challenge
+	(*MissionProgress)(nil),                     // 21: rallye.v1.MissionProgress
+	(*Duel)(nil),                                // 22: rallye.v1.Duel
+	(*Participation)(nil),                       // 23: rallye.v1.Participation
+	(*SourceCompleteness)(nil),                  // 24: rallye.v1.SourceCompleteness
+	(*DataCompleteness)(nil),                    // 25: rallye.v1.DataCompleteness
+	(*CreateChallengeRequest)(nil),              // 26: rallye.v1.CreateChallengeRequest
+	(*CreateChallengeResponse)(nil),             // 27: rallye.v1.CreateChallengeResponse
+	(*MissionAdjustment)(nil),                   // 28: rallye.v1.MissionAdjustment
+	(*CreateChallengeFromTemplateRequest)(nil),  // 29: rallye.v1.CreateChallengeFromTemplateRequest
+	(*CreateChallengeFromTemplateResponse)(nil), // 30: rallye.v1.CreateChallengeFromTemplateResponse
+	(*GetChallengeRequest)(nil),                 // 31: rallye.v1.GetChallengeRequest
+	(*GetChallengeResponse)(nil),                // 32: rallye.v1.GetChallengeResponse
+	(*UpdateChallengeRequest)(nil),              // 33: rallye.v1.UpdateChallengeRequest
+	(*UpdateChallengeResponse)(nil),             // 34: rallye.v1.UpdateChallengeResponse
+	(*PublishChallengeRequest)(nil),             // 35: rallye.v1.PublishChallengeRequest
+	(*PublishChallengeResponse)(nil),            // 36: rallye.v1.PublishChallengeResponse
+	(*ExtendChallengeRequest)(nil),              // 37: rallye.v1.ExtendChallengeRequest
+	(*ExtendChallengeResponse)(nil),             // 38: rallye.v1.ExtendChallengeResponse
+	(*EndChallengeRequest)(nil),                 // 39: rallye.v1.EndChallengeRequest
+	(*EndChallengeResponse)(nil),                // 40: rallye.v1.EndChallengeResponse
+	(*CancelChallengeRequest)(nil),              // 41: rallye.v1.CancelChallengeRequest
+	(*CancelChallengeResponse)(nil),             // 42: rallye.v1.CancelChallengeResponse
+	(*JoinChallengeRequest)(nil),                // 43: rallye.v1.JoinChallengeRequest
+	(*JoinChallengeResponse)(nil),               // 44: rallye.v1.JoinChallengeResponse
+	(*SetParticipantTargetRequest)(nil),         // 45: rallye.v1.SetParticipantTargetRequest
+	(*SetParticipantTargetResponse)(nil),        // 46: rallye.v1.SetParticipantTargetResponse
+	(*ListMyChallengesRequest)(nil),             // 47: rallye.v1.ListMyChallengesRequest
+	(*ChallengeSummary)(nil),                    // 48: rallye.v1.ChallengeSummary
+	(*ListMyChallengesResponse)(nil),            // 49: rallye.v1.ListMyChallengesResponse
+	(*ListChallengesRequest)(nil),               // 50: rallye.v1.ListChallengesRequest
+	(*ChallengeOverview)(nil),                   // 51: rallye.v1.ChallengeOverview
+	(*ListChallengesResponse)(nil),              // 52: rallye.v1.ListChallengesResponse
+	(*GetChallengeStandingsRequest)(nil),        // 53: rallye.v1.GetChallengeStandingsRequest
+	(*Standing)(nil),                            // 54: rallye.v1.Standing
+	(*TeamStanding)(nil),                        // 55: rallye.v1.TeamStanding
+	(*GetChallengeStandingsResponse)(nil),       // 56: rallye.v1.GetChallengeStandingsResponse
+	(*ListChallengeParticipantsRequest)(nil),    // 57: rallye.v1.ListChallengeParticipantsRequest
+	(*ParticipantProgress)(nil),                 // 58: rallye.v1.ParticipantProgress
+	(*ListChallengeParticipantsResponse)(nil),   // 59: rallye.v1.ListChallengeParticipantsResponse
+	(*LocalizedText)(nil),                       // 60: rallye.v1.LocalizedText
 	(*durationpb.Duration)(nil),                 // 61: google.protobuf.Duration
 	(*timestamppb.Timestamp)(nil),               // 62: google.protobuf.Timestamp
 	(SubmissionState)(0),                        // 63: rallye.v1.SubmissionState
 	(*fieldmaskpb.FieldMask)(nil),               // 64: google.protobuf.FieldMask
 }
 var file_rallye_v1_challenge_proto_depIdxs = []int32{
-	14,  // 0: rallye.v1.Mission.name:type_name -> rallye.v1.LocalizedText
-	14,  // 1: rallye.v1.Mission.description:type_name -> rallye.v1.LocalizedText
+	60,  // 0: rallye.v1.Mission.name:type_name -> rallye.v1.LocalizedText
+	60,  // 1: rallye.v1.Mission.description:type_name -> rallye.v1.LocalizedText
 	6,   // 2: rallye.v1.Mission.scope:type_name -> rallye.v1.MissionScope
-	16,  // 3: rallye.v1.Mission.auto:type_name -> rallye.v1.AutoCondition
-	17,  // 4: rallye.v1.Mission.manual:type_name -> rallye.v1.ManualCondition
+	15,  // 3: rallye.v1.Mission.auto:type_name -> rallye.v1.AutoCondition
+	16,  // 4: rallye.v1.Mission.manual:type_name -> rallye.v1.ManualCondition
 	7,   // 5: rallye.v1.AutoCondition.aggregate:type_name -> rallye.v1.Aggregate
 	8,   // 6: rallye.v1.AutoCondition.comparison:type_name -> rallye.v1.Comparison
 	9,   // 7: rallye.v1.AutoCondition.unit:type_name -> rallye.v1.MissionUnit
 	10,  // 8: rallye.v1.ManualCondition.kind:type_name -> rallye.v1.ManualKind
-	14,  // 9: rallye.v1.ScoringRule.label:type_name -> rallye.v1.LocalizedText
+	60,  // 9: rallye.v1.ScoringRule.label:type_name -> rallye.v1.LocalizedText
 	11,  // 10: rallye.v1.RewardRule.kind:type_name -> rallye.v1.RewardKind
-	14,  // 11: rallye.v1.RewardRule.label:type_name -> rallye.v1.LocalizedText
-	14,  // 12: rallye.v1.ChallengeDefinition.name:type_name -> rallye.v1.LocalizedText
-	14,  // 13: rallye.v1.ChallengeDefinition.description:type_name -> rallye.v1.LocalizedText
+	60,  // 11: rallye.v1.RewardRule.label:type_name -> rallye.v1.LocalizedText
+	60,  // 12: rallye.v1.ChallengeDefinition.name:type_name -> rallye.v1.LocalizedText
+	60,  // 13: rallye.v1.ChallengeDefinition.description:type_name -> rallye.v1.LocalizedText
 	0,   // 14: rallye.v1.ChallengeDefinition.kind:type_name -> rallye.v1.ChallengeKind
 	1,   // 15: rallye.v1.ChallengeDefinition.mode:type_name -> rallye.v1.ChallengeMode
 	2,   // 16: rallye.v1.ChallengeDefinition.format:type_name -> rallye.v1.ChallengeFormat
@@ -4857,10 +4801,10 @@ var file_rallye_v1_challenge_proto_depIdxs = []int32{
 	61,  // 19: rallye.v1.ChallengeDefinition.duration:type_name -> google.protobuf.Duration
 	61,  // 20: rallye.v1.ChallengeDefinition.grace_period:type_name -> google.protobuf.Duration
 	61,  // 21: rallye.v1.ChallengeDefinition.max_data_wait:type_name -> google.protobuf.Duration
-	15,  // 22: rallye.v1.ChallengeDefinition.missions:type_name -> rallye.v1.Mission
-	18,  // 23: rallye.v1.ChallengeDefinition.scoring_rules:type_name -> rallye.v1.ScoringRule
-	19,  // 24: rallye.v1.ChallengeDefinition.rewards:type_name -> rallye.v1.RewardRule
-	20,  // 25: rallye.v1.Challenge.definition:type_name -> rallye.v1.ChallengeDefinition
+	14,  // 22: rallye.v1.ChallengeDefinition.missions:type_name -> rallye.v1.Mission
+	17,  // 23: rallye.v1.ChallengeDefinition.scoring_rules:type_name -> rallye.v1.ScoringRule
+	18,  // 24: rallye.v1.ChallengeDefinition.rewards:type_name -> rallye.v1.RewardRule
+	19,  // 25: rallye.v1.Challenge.definition:type_name -> rallye.v1.ChallengeDefinition
 	5,   // 26: rallye.v1.Challenge.state:type_name -> rallye.v1.ChallengeState
 	62,  // 27: rallye.v1.Challenge.start_time:type_name -> google.protobuf.Timestamp
 	62,  // 28: rallye.v1.Challenge.end_time:type_name -> google.protobuf.Timestamp
@@ -4878,81 +4822,81 @@ var file_rallye_v1_challenge_proto_depIdxs = []int32{
 	12,  // 40: rallye.v1.Duel.outcome:type_name -> rallye.v1.DuelOutcome
 	62,  // 41: rallye.v1.Participation.counts_from:type_name -> google.protobuf.Timestamp
 	62,  // 42: rallye.v1.Participation.target_reach_time:type_name -> google.protobuf.Timestamp
-	23,  // 43: rallye.v1.Participation.duel:type_name -> rallye.v1.Duel
-	22,  // 44: rallye.v1.Participation.missions:type_name -> rallye.v1.MissionProgress
+	22,  // 43: rallye.v1.Participation.duel:type_name -> rallye.v1.Duel
+	21,  // 44: rallye.v1.Participation.missions:type_name -> rallye.v1.MissionProgress
 	62,  // 45: rallye.v1.SourceCompleteness.newest_event_time:type_name -> google.protobuf.Timestamp
 	62,  // 46: rallye.v1.SourceCompleteness.last_receive_time:type_name -> google.protobuf.Timestamp
-	25,  // 47: rallye.v1.DataCompleteness.sources:type_name -> rallye.v1.SourceCompleteness
+	24,  // 47: rallye.v1.DataCompleteness.sources:type_name -> rallye.v1.SourceCompleteness
 	62,  // 48: rallye.v1.DataCompleteness.earliest_final_time:type_name -> google.protobuf.Timestamp
 	62,  // 49: rallye.v1.DataCompleteness.latest_final_time:type_name -> google.protobuf.Timestamp
-	20,  // 50: rallye.v1.CreateChallengeRequest.definition:type_name -> rallye.v1.ChallengeDefinition
+	19,  // 50: rallye.v1.CreateChallengeRequest.definition:type_name -> rallye.v1.ChallengeDefinition
 	62,  // 51: rallye.v1.CreateChallengeRequest.start_time:type_name -> google.protobuf.Timestamp
 	62,  // 52: rallye.v1.CreateChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
-	21,  // 53: rallye.v1.CreateChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	20,  // 53: rallye.v1.CreateChallengeResponse.challenge:type_name -> rallye.v1.Challenge
 	62,  // 54: rallye.v1.CreateChallengeFromTemplateRequest.start_time:type_name -> google.protobuf.Timestamp
 	62,  // 55: rallye.v1.CreateChallengeFromTemplateRequest.end_time:type_name -> google.protobuf.Timestamp
-	20,  // 56: rallye.v1.CreateChallengeFromTemplateRequest.overrides:type_name -> rallye.v1.ChallengeDefinition
+	19,  // 56: rallye.v1.CreateChallengeFromTemplateRequest.overrides:type_name -> rallye.v1.ChallengeDefinition
 	64,  // 57: rallye.v1.CreateChallengeFromTemplateRequest.override_mask:type_name -> google.protobuf.FieldMask
-	29,  // 58: rallye.v1.CreateChallengeFromTemplateRequest.mission_adjustments:type_name -> rallye.v1.MissionAdjustment
-	21,  // 59: rallye.v1.CreateChallengeFromTemplateResponse.challenge:type_name -> rallye.v1.Challenge
-	21,  // 60: rallye.v1.GetChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	24,  // 61: rallye.v1.GetChallengeResponse.me:type_name -> rallye.v1.Participation
-	26,  // 62: rallye.v1.GetChallengeResponse.completeness:type_name -> rallye.v1.DataCompleteness
-	20,  // 63: rallye.v1.UpdateChallengeRequest.definition:type_name -> rallye.v1.ChallengeDefinition
+	28,  // 58: rallye.v1.CreateChallengeFromTemplateRequest.mission_adjustments:type_name -> rallye.v1.MissionAdjustment
+	20,  // 59: rallye.v1.CreateChallengeFromTemplateResponse.challenge:type_name -> rallye.v1.Challenge
+	20,  // 60: rallye.v1.GetChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	23,  // 61: rallye.v1.GetChallengeResponse.me:type_name -> rallye.v1.Participation
+	25,  // 62: rallye.v1.GetChallengeResponse.completeness:type_name -> rallye.v1.DataCompleteness
+	19,  // 63: rallye.v1.UpdateChallengeRequest.definition:type_name -> rallye.v1.ChallengeDefinition
 	62,  // 64: rallye.v1.UpdateChallengeRequest.start_time:type_name -> google.protobuf.Timestamp
 	62,  // 65: rallye.v1.UpdateChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
 	64,  // 66: rallye.v1.UpdateChallengeRequest.update_mask:type_name -> google.protobuf.FieldMask
-	21,  // 67: rallye.v1.UpdateChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	21,  // 68: rallye.v1.PublishChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	20,  // 67: rallye.v1.UpdateChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	20,  // 68: rallye.v1.PublishChallengeResponse.challenge:type_name -> rallye.v1.Challenge
 	62,  // 69: rallye.v1.ExtendChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
-	21,  // 70: rallye.v1.ExtendChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	21,  // 71: rallye.v1.EndChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	21,  // 72: rallye.v1.CancelChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	24,  // 73: rallye.v1.JoinChallengeResponse.me:type_name -> rallye.v1.Participation
+	20,  // 70: rallye.v1.ExtendChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	20,  // 71: rallye.v1.EndChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	20,  // 72: rallye.v1.CancelChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	23,  // 73: rallye.v1.JoinChallengeResponse.me:type_name -> rallye.v1.Participation
 	13,  // 74: rallye.v1.ListMyChallengesRequest.window:type_name -> rallye.v1.ChallengeWindow
-	21,  // 75: rallye.v1.ChallengeSummary.challenge:type_name -> rallye.v1.Challenge
-	24,  // 76: rallye.v1.ChallengeSummary.me:type_name -> rallye.v1.Participation
+	20,  // 75: rallye.v1.ChallengeSummary.challenge:type_name -> rallye.v1.Challenge
+	23,  // 76: rallye.v1.ChallengeSummary.me:type_name -> rallye.v1.Participation
 	62,  // 77: rallye.v1.ChallengeSummary.next_time:type_name -> google.protobuf.Timestamp
-	49,  // 78: rallye.v1.ListMyChallengesResponse.challenges:type_name -> rallye.v1.ChallengeSummary
+	48,  // 78: rallye.v1.ListMyChallengesResponse.challenges:type_name -> rallye.v1.ChallengeSummary
 	5,   // 79: rallye.v1.ListChallengesRequest.states:type_name -> rallye.v1.ChallengeState
-	21,  // 80: rallye.v1.ChallengeOverview.challenge:type_name -> rallye.v1.Challenge
+	20,  // 80: rallye.v1.ChallengeOverview.challenge:type_name -> rallye.v1.Challenge
 	62,  // 81: rallye.v1.ChallengeOverview.next_time:type_name -> google.protobuf.Timestamp
-	52,  // 82: rallye.v1.ListChallengesResponse.challenges:type_name -> rallye.v1.ChallengeOverview
+	51,  // 82: rallye.v1.ListChallengesResponse.challenges:type_name -> rallye.v1.ChallengeOverview
 	62,  // 83: rallye.v1.Standing.target_reach_time:type_name -> google.protobuf.Timestamp
 	2,   // 84: rallye.v1.GetChallengeStandingsResponse.format:type_name -> rallye.v1.ChallengeFormat
-	55,  // 85: rallye.v1.GetChallengeStandingsResponse.people:type_name -> rallye.v1.Standing
-	56,  // 86: rallye.v1.GetChallengeStandingsResponse.teams:type_name -> rallye.v1.TeamStanding
-	23,  // 87: rallye.v1.GetChallengeStandingsResponse.duels:type_name -> rallye.v1.Duel
-	24,  // 88: rallye.v1.ParticipantProgress.participation:type_name -> rallye.v1.Participation
-	59,  // 89: rallye.v1.ListChallengeParticipantsResponse.participants:type_name -> rallye.v1.ParticipantProgress
-	27,  // 90: rallye.v1.ChallengeService.CreateChallenge:input_type -> rallye.v1.CreateChallengeRequest
-	30,  // 91: rallye.v1.ChallengeService.CreateChallengeFromTemplate:input_type -> rallye.v1.CreateChallengeFromTemplateRequest
-	32,  // 92: rallye.v1.ChallengeService.GetChallenge:input_type -> rallye.v1.GetChallengeRequest
-	34,  // 93: rallye.v1.ChallengeService.UpdateChallenge:input_type -> rallye.v1.UpdateChallengeRequest
-	36,  // 94: rallye.v1.ChallengeService.PublishChallenge:input_type -> rallye.v1.PublishChallengeRequest
-	38,  // 95: rallye.v1.ChallengeService.ExtendChallenge:input_type -> rallye.v1.ExtendChallengeRequest
-	40,  // 96: rallye.v1.ChallengeService.EndChallenge:input_type -> rallye.v1.EndChallengeRequest
-	42,  // 97: rallye.v1.ChallengeService.CancelChallenge:input_type -> rallye.v1.CancelChallengeRequest
-	44,  // 98: rallye.v1.ChallengeService.JoinChallenge:input_type -> rallye.v1.JoinChallengeRequest
-	46,  // 99: rallye.v1.ChallengeService.SetParticipantTarget:input_type -> rallye.v1.SetParticipantTargetRequest
-	48,  // 100: rallye.v1.ChallengeService.ListMyChallenges:input_type -> rallye.v1.ListMyChallengesRequest
-	51,  // 101: rallye.v1.ChallengeService.ListChallenges:input_type -> rallye.v1.ListChallengesRequest
-	54,  // 102: rallye.v1.ChallengeService.GetChallengeStandings:input_type -> rallye.v1.GetChallengeStandingsRequest
-	58,  // 103: rallye.v1.ChallengeService.ListChallengeParticipants:input_type -> rallye.v1.ListChallengeParticipantsRequest
-	28,  // 104: rallye.v1.ChallengeService.CreateChallenge:output_type -> rallye.v1.CreateChallengeResponse
-	31,  // 105: rallye.v1.ChallengeService.CreateChallengeFromTemplate:output_type -> rallye.v1.CreateChallengeFromTemplateResponse
-	33,  // 106: rallye.v1.ChallengeService.GetChallenge:output_type -> rallye.v1.GetChallengeResponse
-	35,  // 107: rallye.v1.ChallengeService.UpdateChallenge:output_type -> rallye.v1.UpdateChallengeResponse
-	37,  // 108: rallye.v1.ChallengeService.PublishChallenge:output_type -> rallye.v1.PublishChallengeResponse
-	39,  // 109: rallye.v1.ChallengeService.ExtendChallenge:output_type -> rallye.v1.ExtendChallengeResponse
-	41,  // 110: rallye.v1.ChallengeService.EndChallenge:output_type -> rallye.v1.EndChallengeResponse
-	43,  // 111: rallye.v1.ChallengeService.CancelChallenge:output_type -> rallye.v1.CancelChallengeResponse
-	45,  // 112: rallye.v1.ChallengeService.JoinChallenge:output_type -> rallye.v1.JoinChallengeResponse
-	47,  // 113: rallye.v1.ChallengeService.SetParticipantTarget:output_type -> rallye.v1.SetParticipantTargetResponse
-	50,  // 114: rallye.v1.ChallengeService.ListMyChallenges:output_type -> rallye.v1.ListMyChallengesResponse
-	53,  // 115: rallye.v1.ChallengeService.ListChallenges:output_type -> rallye.v1.ListChallengesResponse
-	57,  // 116: rallye.v1.ChallengeService.GetChallengeStandings:output_type -> rallye.v1.GetChallengeStandingsResponse
-	60,  // 117: rallye.v1.ChallengeService.ListChallengeParticipants:output_type -> rallye.v1.ListChallengeParticipantsResponse
+	54,  // 85: rallye.v1.GetChallengeStandingsResponse.people:type_name -> rallye.v1.Standing
+	55,  // 86: rallye.v1.GetChallengeStandingsResponse.teams:type_name -> rallye.v1.TeamStanding
+	22,  // 87: rallye.v1.GetChallengeStandingsResponse.duels:type_name -> rallye.v1.Duel
+	23,  // 88: rallye.v1.ParticipantProgress.participation:type_name -> rallye.v1.Participation
+	58,  // 89: rallye.v1.ListChallengeParticipantsResponse.participants:type_name -> rallye.v1.ParticipantProgress
+	26,  // 90: rallye.v1.ChallengeService.CreateChallenge:input_type -> rallye.v1.CreateChallengeRequest
+	29,  // 91: rallye.v1.ChallengeService.CreateChallengeFromTemplate:input_type -> rallye.v1.CreateChallengeFromTemplateRequest
+	31,  // 92: rallye.v1.ChallengeService.GetChallenge:input_type -> rallye.v1.GetChallengeRequest
+	33,  // 93: rallye.v1.ChallengeService.UpdateChallenge:input_type -> rallye.v1.UpdateChallengeRequest
+	35,  // 94: rallye.v1.ChallengeService.PublishChallenge:input_type -> rallye.v1.PublishChallengeRequest
+	37,  // 95: rallye.v1.ChallengeService.ExtendChallenge:input_type -> rallye.v1.ExtendChallengeRequest
+	39,  // 96: rallye.v1.ChallengeService.EndChallenge:input_type -> rallye.v1.EndChallengeRequest
+	41,  // 97: rallye.v1.ChallengeService.CancelChallenge:input_type -> rallye.v1.CancelChallengeRequest
+	43,  // 98: rallye.v1.ChallengeService.JoinChallenge:input_type -> rallye.v1.JoinChallengeRequest
+	45,  // 99: rallye.v1.ChallengeService.SetParticipantTarget:input_type -> rallye.v1.SetParticipantTargetRequest
+	47,  // 100: rallye.v1.ChallengeService.ListMyChallenges:input_type -> rallye.v1.ListMyChallengesRequest
+	50,  // 101: rallye.v1.ChallengeService.ListChallenges:input_type -> rallye.v1.ListChallengesRequest
+	53,  // 102: rallye.v1.ChallengeService.GetChallengeStandings:input_type -> rallye.v1.GetChallengeStandingsRequest
+	57,  // 103: rallye.v1.ChallengeService.ListChallengeParticipants:input_type -> rallye.v1.ListChallengeParticipantsRequest
+	27,  // 104: rallye.v1.ChallengeService.CreateChallenge:output_type -> rallye.v1.CreateChallengeResponse
+	30,  // 105: rallye.v1.ChallengeService.CreateChallengeFromTemplate:output_type -> rallye.v1.CreateChallengeFromTemplateResponse
+	32,  // 106: rallye.v1.ChallengeService.GetChallenge:output_type -> rallye.v1.GetChallengeResponse
+	34,  // 107: rallye.v1.ChallengeService.UpdateChallenge:output_type -> rallye.v1.UpdateChallengeResponse
+	36,  // 108: rallye.v1.ChallengeService.PublishChallenge:output_type -> rallye.v1.PublishChallengeResponse
+	38,  // 109: rallye.v1.ChallengeService.ExtendChallenge:output_type -> rallye.v1.ExtendChallengeResponse
+	40,  // 110: rallye.v1.ChallengeService.EndChallenge:output_type -> rallye.v1.EndChallengeResponse
+	42,  // 111: rallye.v1.ChallengeService.CancelChallenge:output_type -> rallye.v1.CancelChallengeResponse
+	44,  // 112: rallye.v1.ChallengeService.JoinChallenge:output_type -> rallye.v1.JoinChallengeResponse
+	46,  // 113: rallye.v1.ChallengeService.SetParticipantTarget:output_type -> rallye.v1.SetParticipantTargetResponse
+	49,  // 114: rallye.v1.ChallengeService.ListMyChallenges:output_type -> rallye.v1.ListMyChallengesResponse
+	52,  // 115: rallye.v1.ChallengeService.ListChallenges:output_type -> rallye.v1.ListChallengesResponse
+	56,  // 116: rallye.v1.ChallengeService.GetChallengeStandings:output_type -> rallye.v1.GetChallengeStandingsResponse
+	59,  // 117: rallye.v1.ChallengeService.ListChallengeParticipants:output_type -> rallye.v1.ListChallengeParticipantsResponse
 	104, // [104:118] is the sub-list for method output_type
 	90,  // [90:104] is the sub-list for method input_type
 	90,  // [90:90] is the sub-list for extension type_name
@@ -4965,19 +4909,20 @@ func file_rallye_v1_challenge_proto_init() {
 	if File_rallye_v1_challenge_proto != nil {
 		return
 	}
+	file_rallye_v1_common_proto_init()
 	file_rallye_v1_mission_proto_init()
-	file_rallye_v1_challenge_proto_msgTypes[1].OneofWrappers = []any{
+	file_rallye_v1_challenge_proto_msgTypes[0].OneofWrappers = []any{
 		(*Mission_Auto)(nil),
 		(*Mission_Manual)(nil),
 	}
-	file_rallye_v1_challenge_proto_msgTypes[15].OneofWrappers = []any{}
+	file_rallye_v1_challenge_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rallye_v1_challenge_proto_rawDesc), len(file_rallye_v1_challenge_proto_rawDesc)),
 			NumEnums:      14,
-			NumMessages:   47,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -7,6 +7,7 @@
 package rallyev1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -200,15 +201,71 @@ func (x *RowError) GetMessage() string {
 	return ""
 }
 
+// LocalizedText is a user-facing text in French and English.
+type LocalizedText struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Fr            string                 `protobuf:"bytes,1,opt,name=fr,proto3" json:"fr,omitempty"`
+	En            string                 `protobuf:"bytes,2,opt,name=en,proto3" json:"en,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocalizedText) Reset() {
+	*x = LocalizedText{}
+	mi := &file_rallye_v1_common_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocalizedText) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocalizedText) ProtoMessage() {}
+
+func (x *LocalizedText) ProtoReflect() protoreflect.Message {
+	mi := &file_rallye_v1_common_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocalizedText.ProtoReflect.Descriptor instead.
+func (*LocalizedText) Descriptor() ([]byte, []int) {
+	return file_rallye_v1_common_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LocalizedText) GetFr() string {
+	if x != nil {
+		return x.Fr
+	}
+	return ""
+}
+
+func (x *LocalizedText) GetEn() string {
+	if x != nil {
+		return x.En
+	}
+	return ""
+}
+
 var File_rallye_v1_common_proto protoreflect.FileDescriptor
 
 const file_rallye_v1_common_proto_rawDesc = "" +
 	"\n" +
-	"\x16rallye/v1/common.proto\x12\trallye.v1\"P\n" +
+	"\x16rallye/v1/common.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\"P\n" +
 	"\bRowError\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage*o\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"C\n" +
+	"\rLocalizedText\x12\x18\n" +
+	"\x02fr\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\x02fr\x12\x18\n" +
+	"\x02en\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\x02en*o\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bROLE_REP\x10\x01\x12\x10\n" +
@@ -237,11 +294,12 @@ func file_rallye_v1_common_proto_rawDescGZIP() []byte {
 }
 
 var file_rallye_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rallye_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_rallye_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_rallye_v1_common_proto_goTypes = []any{
-	(Role)(0),        // 0: rallye.v1.Role
-	(Locale)(0),      // 1: rallye.v1.Locale
-	(*RowError)(nil), // 2: rallye.v1.RowError
+	(Role)(0),             // 0: rallye.v1.Role
+	(Locale)(0),           // 1: rallye.v1.Locale
+	(*RowError)(nil),      // 2: rallye.v1.RowError
+	(*LocalizedText)(nil), // 3: rallye.v1.LocalizedText
 }
 var file_rallye_v1_common_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -262,7 +320,7 @@ func file_rallye_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rallye_v1_common_proto_rawDesc), len(file_rallye_v1_common_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/pprof"
+
+	"github.com/rallyehq/rallye/internal/load"
+)
+
+// runLoad dispatches the load commands: measurements that take minutes and
+// print figures, never run by CI.
+func runLoad(ctx context.Context, env *environment, args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "events":
+			return runLoadEvents(ctx, env, args)
+		case "leaderboard":
+			return runLoadLeaderboard(ctx, env, args)
+		}
+	}
+	return fmt.Errorf("usage: rallye load events|leaderboard [flags]")
+}
+
+// runLoadEvents measures ingestion, roll-ups and dashboards.
+func runLoadEvents(ctx context.Context, env *environment, args []string) error {
+	fs := flag.NewFlagSet("load events", flag.ContinueOnError)
+	cfg := load.Config{App: env.cfg, Out: os.Stdout}
+	fs.IntVar(&cfg.Events, "events", 1_000_000, "events to ingest")
+	fs.IntVar(&cfg.Users, "users", 500, "reps generating them")
+	fs.IntVar(&cfg.Batch, "batch", 1000, "events per IngestEvents call")
+	fs.IntVar(&cfg.Clients, "clients", 4, "concurrent ingesting clients")
+	fs.IntVar(&cfg.Reads, "reads", 400, "level-1 dashboard reads measured at the end")
+	fs.IntVar(&cfg.ProbeEvery, "probe-every", 10, "one batch in this many carries a probe timed to the dashboard")
+	fs.StringVar(&cfg.Target, "target", "", "base URL of a running server sharing DATABASE_URL and RALLYE_JWT_SECRET (default: a server in-process on a fresh database, dropped afterwards)")
+	fs.BoolVar(&cfg.Shard, "shard", true, "give each client its own contiguous part of the history; --shard=false makes clients take the next batch of one stream")
+	fs.IntVar(&cfg.Rate, "rate", 0, "pace ingestion at this many events/s (0: as fast as the server takes them)")
+	fs.BoolVar(&cfg.Keep, "keep", false, "keep the fresh database")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run (client and in-process server) to this file")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	if cfg.Events < 1 || cfg.Users < 1 || cfg.Batch < 2 || cfg.Batch > 1000 || cfg.Clients < 1 || cfg.ProbeEvery < 1 {
+		return fmt.Errorf("events, users, clients and probe-every must be positive, batch between 2 and 1000")
+	}
+	// The in-process server logs warnings only: the figures go to stdout.
+	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	return load.Run(ctx, cfg)
+}
