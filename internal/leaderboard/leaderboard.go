@@ -133,8 +133,12 @@ type Service struct {
 	// Boards creates, fills and freezes challenge boards.
 	Boards *Boards
 
-	db     *postgres.DB
-	redis  redis.UniversalClient
+	db    *postgres.DB
+	redis redis.UniversalClient
+	// reads carries the read path's scripts: concurrent requests share
+	// pipelines, so under load one write and one read on the socket serve
+	// many of them (and Redis parses them in one go).
+	reads  redis.UniversalClient
 	keys   redisdb.Keyspace
 	log    *slog.Logger
 	events Events
@@ -170,7 +174,7 @@ const (
 // New returns the service. Call SetJobs before recording points.
 func New(d Deps) *Service {
 	s := &Service{
-		db: d.DB, redis: d.Redis, keys: d.Keys, log: d.Log, events: d.Events, now: d.Now,
+		db: d.DB, redis: d.Redis, reads: d.Redis, keys: d.Keys, log: d.Log, events: d.Events, now: d.Now,
 		boardCache:  newTTLCache[boardKey, Board](100_000, boardTTL),
 		accessCache: newTTLCache[accessKey, access](100_000, accessTTL),
 		nameCache:   newTTLCache[boardKey, string](100_000, nameTTL),
@@ -179,6 +183,11 @@ func New(d Deps) *Service {
 	}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	if ap, err := d.Redis.AutoPipeline(); err == nil {
+		s.reads = ap
+	} else {
+		s.log.Warn("leaderboard: reads not pipelined", "error", err)
 	}
 	if s.now == nil {
 		s.now = time.Now

@@ -162,7 +162,7 @@ func (s *Service) readLive(ctx context.Context, b Board, offset, size int, who u
 	call := scriptCall{script: readView, keys: []string{k.ready, k.z},
 		args: []any{offset, size, me, around, tieRange, flag(b.SharedRanks)}}
 	for attempt := 0; ; attempt++ {
-		res, err := eval(ctx, s.redis, call)
+		res, err := eval(ctx, s.reads, call)
 		if err != nil {
 			return Ranking{}, fmt.Errorf("read ranking: %w", err)
 		}

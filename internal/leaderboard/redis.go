@@ -268,7 +268,7 @@ func evalAll(ctx context.Context, rdb redis.UniversalClient, calls []scriptCall)
 	return cmds, err
 }
 
-// eval runs one script call (without a pipeline: it is the read path).
+// eval runs one script call, loading the script again if Redis forgot it.
 func eval(ctx context.Context, rdb redis.UniversalClient, c scriptCall) (any, error) {
 	res, err := c.script.EvalSha(ctx, rdb, c.keys, c.args...).Result()
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
