@@ -166,8 +166,11 @@ func TestDraftEditsAndPublish(t *testing.T) {
 	if _, err := b.svc.Publish(ctx, m, d.ID); err != nil {
 		t.Fatal(err)
 	}
+	// Published without a start: it starts now (to the second), and reads
+	// show it running before the start job has run.
 	p, err := b.svc.Get(ctx, m, d.ID)
-	if err != nil || p.Challenge.State != challenge.StateScheduled || !p.Challenge.StartsAt.Equal(b.clock.Now().Truncate(time.Second)) || p.Participants != 2 {
+	if err != nil || p.Challenge.State != challenge.StateActive || b.stored(t, d.ID) != challenge.StateScheduled ||
+		!p.Challenge.StartsAt.Equal(b.clock.Now().Truncate(time.Second)) || p.Participants != 2 {
 		t.Fatalf("published: %+v, %v", p, err)
 	}
 	_, err = b.svc.Publish(ctx, m, d.ID)

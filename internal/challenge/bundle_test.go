@@ -311,6 +311,20 @@ func (b *bundle) start(t *testing.T, c *challenge.Challenge) {
 	}
 }
 
+// stored is the state the lifecycle wrote (reads show the clock's, see
+// Challenge.StateAt).
+func (b *bundle) stored(t *testing.T, id uuid.UUID) challenge.State {
+	t.Helper()
+	var st challenge.State
+	err := b.db.ReadTenant(context.Background(), b.tenant.ID, func(tx pgx.Tx) error {
+		return tx.QueryRow(context.Background(), `SELECT state FROM challenges WHERE id = $1`, id).Scan(&st)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 func (b *bundle) get(t *testing.T, p rallye.Principal, id uuid.UUID) *challenge.Detail {
 	t.Helper()
 	d, err := b.svc.Get(context.Background(), p, id)

@@ -117,6 +117,30 @@ func (c *Challenge) running(now time.Time) bool {
 	return c.State == StateActive || c.State == StateScheduled && !now.Before(c.StartsAt) && now.Before(c.EndsAt)
 }
 
+// StateAt is the state the challenge shows at now. The lifecycle jobs move
+// the stored state at the start and end instants, but the job queue takes
+// up to a few seconds to pick a scheduled job: in between, reads show what
+// the clock says (the window itself is exact either way: an event counts
+// when it falls in [start, end)).
+func (c *Challenge) StateAt(now time.Time) State {
+	switch {
+	case c.State != StateScheduled && c.State != StateActive || c.StartsAt.IsZero():
+		return c.State
+	case !now.Before(c.EndsAt):
+		return StateEnded
+	case !now.Before(c.StartsAt):
+		return StateActive
+	}
+	return c.State
+}
+
+// shownStateSQL is StateAt in SQL, for a challenges row and the instant in
+// parameter now (like "$3").
+func shownStateSQL(now string) string {
+	return `CASE WHEN state NOT IN ('scheduled', 'active') OR starts_at IS NULL THEN state
+		WHEN ends_at <= ` + now + ` THEN 'ended' WHEN starts_at <= ` + now + ` THEN 'active' ELSE state END`
+}
+
 // live reports whether events still move the challenge.
 func (c *Challenge) live() bool {
 	return (c.State == StateScheduled || c.State == StateActive || c.State == StateEnded) && !c.Final()

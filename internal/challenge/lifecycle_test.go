@@ -31,9 +31,13 @@ func TestLifecycleAtBoundaryInstants(t *testing.T) {
 	if at := b.job(t, "challenge.end", &end); !at.Equal(c.EndsAt) {
 		t.Fatalf("end job at %v, want %v", at, c.EndsAt)
 	}
+	// The stored state, and the one reads show, must agree at every step.
 	state := func() challenge.State {
-		t.Helper()
-		return b.get(t, b.admin, c.ID).Challenge.State
+		stored, shown := b.stored(t, c.ID), b.get(t, b.admin, c.ID).Challenge.State
+		if stored != shown {
+			return "stored " + stored + ", shown " + shown
+		}
+		return stored
 	}
 
 	t.Run("StartNotBefore", func(t *testing.T) {
@@ -379,5 +383,64 @@ func TestTwoServersEndOnce(t *testing.T) {
 	}
 	if !b.get(t, b.admin, c.ID).Challenge.Final() || !b.boards.frozen(t, c.ID) {
 		t.Fatal("not final")
+	}
+}
+
+// Between an instant and its job (the queue picks a scheduled job within a
+// few seconds), reads and the person's lists follow the clock.
+func TestShownStateFollowsTheClock(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	c := b.upsell(t)
+	rep := principal(b.reps[0])
+	window := func(w challenge.Window) bool {
+		t.Helper()
+		got, err := b.svc.ListMine(ctx, rep, challenge.ListMineRequest{Window: w, Size: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got) == 1 && got[0].Challenge.ID == c.ID
+	}
+	managed := func(st challenge.State) bool {
+		t.Helper()
+		got, err := b.svc.List(ctx, principal(b.manager), challenge.ListRequest{States: []challenge.State{st}, Size: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got) == 1 && got[0].Challenge.ID == c.ID
+	}
+	tests := []struct {
+		name  string
+		at    time.Time
+		shown challenge.State
+		in    challenge.Window
+		next  time.Time
+	}{
+		{"just before the start", c.StartsAt.Add(-time.Nanosecond), challenge.StateScheduled, challenge.WindowUpcoming, c.StartsAt},
+		{"at the start, job not run", c.StartsAt, challenge.StateActive, challenge.WindowActive, c.EndsAt},
+		{"at the end, no job run", c.EndsAt, challenge.StateEnded, challenge.WindowPast, c.EarliestFinal()},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b.clock.Set(tc.at)
+			if st := b.stored(t, c.ID); st != challenge.StateScheduled {
+				t.Fatalf("stored state %s: no job ran", st)
+			}
+			if got := b.get(t, rep, c.ID).Challenge.State; got != tc.shown {
+				t.Fatalf("shown %s, want %s", got, tc.shown)
+			}
+			for _, w := range []challenge.Window{challenge.WindowUpcoming, challenge.WindowActive, challenge.WindowPast} {
+				if window(w) != (w == tc.in) {
+					t.Errorf("in window %s: %v, want %v", w, window(w), w == tc.in)
+				}
+			}
+			if !managed(tc.shown) {
+				t.Errorf("the manager's list filtered on %s misses it", tc.shown)
+			}
+			got, err := b.svc.ListMine(ctx, rep, challenge.ListMineRequest{Window: tc.in, Size: 10})
+			if err != nil || len(got) != 1 || !got[0].Next.Equal(tc.next) {
+				t.Fatalf("next instant: %v, %v; want %v", got, err, tc.next)
+			}
+		})
 	}
 }

@@ -92,6 +92,7 @@ func (s *Service) Get(ctx context.Context, p rallye.Principal, id uuid.UUID) (*D
 		if err != nil {
 			return err
 		}
+		c.State = c.StateAt(s.now())
 		rd, err := readerOf(ctx, tx, p)
 		if err != nil {
 			return err
@@ -261,6 +262,7 @@ func (s *Service) Standings(ctx context.Context, p rallye.Principal, id uuid.UUI
 		if c, _, err = v.visible(ctx, tx, id, noLock); err != nil {
 			return err
 		}
+		c.State = c.StateAt(s.now())
 		st, err = s.standings(ctx, tx, c)
 		return err
 	})
@@ -322,6 +324,7 @@ func (s *Service) ListMine(ctx context.Context, p rallye.Principal, req ListMine
 				}
 			}
 		}
+		now := s.now()
 		states := map[Window][]string{
 			WindowActive: {"active"}, WindowUpcoming: {"scheduled"}, WindowPast: {"ended", "cancelled"},
 		}[w]
@@ -334,10 +337,10 @@ func (s *Service) ListMine(ctx context.Context, p rallye.Principal, req ListMine
 		limit := size*2 + 10
 		for {
 			rows, err := tx.Query(ctx, `SELECT `+challengeColumns+` FROM challenges c
-				WHERE tenant_id = $1 AND state = ANY($2) AND id < $3
+				WHERE tenant_id = $1 AND `+shownStateSQL("$7")+` = ANY($2) AND id < $3
 				  AND (team_ids && $4 OR $5 = ANY(user_ids) OR EXISTS (SELECT 1 FROM challenge_enrollments e
 				       WHERE e.tenant_id = c.tenant_id AND e.challenge_id = c.id AND e.user_id = $5))
-				ORDER BY id DESC LIMIT $6`, p.TenantID, states, before, mine, p.UserID, limit)
+				ORDER BY id DESC LIMIT $6`, p.TenantID, states, before, mine, p.UserID, limit, now)
 			if err != nil {
 				return fmt.Errorf("list challenges: %w", err)
 			}
@@ -352,6 +355,7 @@ func (s *Service) ListMine(ctx context.Context, p rallye.Principal, req ListMine
 				if len(out) == size {
 					return nil
 				}
+				c.State = c.StateAt(now)
 				st, err := s.standings(ctx, tx, c)
 				if err != nil {
 					return err
@@ -429,6 +433,7 @@ func (s *Service) List(ctx context.Context, p rallye.Principal, req ListRequest)
 				}
 			}
 		}
+		now := s.now()
 		states := make([]string, len(req.States))
 		for i, st := range req.States {
 			states[i] = string(st)
@@ -438,10 +443,10 @@ func (s *Service) List(ctx context.Context, p rallye.Principal, req ListRequest)
 			before = uuid.Max
 		}
 		rows, err := tx.Query(ctx, `SELECT `+challengeColumns+` FROM challenges c
-			WHERE tenant_id = $1 AND id < $2 AND (cardinality($3::text[]) = 0 OR state = ANY($3))
+			WHERE tenant_id = $1 AND id < $2 AND (cardinality($3::text[]) = 0 OR `+shownStateSQL("$8")+` = ANY($3))
 			  AND ($4::uuid IS NULL OR $4 = ANY(team_ids))
 			  AND ($5::uuid[] IS NULL OR team_ids && $5 OR created_by = $6)
-			ORDER BY id DESC LIMIT $7`, p.TenantID, before, states, nullID(req.TeamID), teams, nullID(p.UserID), req.Size)
+			ORDER BY id DESC LIMIT $7`, p.TenantID, before, states, nullID(req.TeamID), teams, nullID(p.UserID), req.Size, now)
 		if err != nil {
 			return fmt.Errorf("list challenges: %w", err)
 		}
@@ -453,6 +458,7 @@ func (s *Service) List(ctx context.Context, p rallye.Principal, req ListRequest)
 			return err
 		}
 		for _, c := range cs {
+			c.State = c.StateAt(now)
 			o := Overview{Challenge: c, Next: next(c)}
 			err := tx.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE points <> 0 OR EXISTS (SELECT 1 FROM challenge_awards a
 					WHERE a.tenant_id = e.tenant_id AND a.challenge_id = e.challenge_id AND a.user_id = e.user_id AND a.revoked_at IS NULL)),

@@ -1493,8 +1493,11 @@ type Challenge struct {
 	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Definition *ChallengeDefinition   `protobuf:"bytes,2,opt,name=definition,proto3" json:"definition,omitempty"`
 	// The template it was created from, if any.
-	TemplateKey string         `protobuf:"bytes,3,opt,name=template_key,json=templateKey,proto3" json:"template_key,omitempty"`
-	State       ChallengeState `protobuf:"varint,4,opt,name=state,proto3,enum=rallye.v1.ChallengeState" json:"state,omitempty"`
+	TemplateKey string `protobuf:"bytes,3,opt,name=template_key,json=templateKey,proto3" json:"template_key,omitempty"`
+	// The state at the time of the read: a challenge whose start (or end)
+	// instant has passed shows as active (or ended) even while its lifecycle
+	// job, due within seconds, has not run yet.
+	State ChallengeState `protobuf:"varint,4,opt,name=state,proto3,enum=rallye.v1.ChallengeState" json:"state,omitempty"`
 	// The results are final and frozen.
 	Final   bool     `protobuf:"varint,5,opt,name=final,proto3" json:"final,omitempty"`
 	TeamIds []string `protobuf:"bytes,6,rep,name=team_ids,json=teamIds,proto3" json:"team_ids,omitempty"`
