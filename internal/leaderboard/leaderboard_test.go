@@ -498,3 +498,35 @@ func indexByte(s string, c byte) int {
 	}
 	return -1
 }
+
+// A restarted Redis has lost the boards and the scripts. The first write
+// after the restart finds neither; the next read rebuilds the board from
+// PostgreSQL and the rankings equal the reference. (Not parallel: SCRIPT
+// FLUSH is server-wide, and every script call of this package reloads.)
+func TestRestartedRedisLosesBoardsAndScripts(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	users := b.people(t, 25)
+	window := leaderboard.ChallengeBoards{StartsAt: challengeStart, EndsAt: challengeStart.Add(30 * 24 * time.Hour)} // ties to the second
+	challenge := b.challenge(t, window, enrolled(users)...)
+	id := leaderboard.ChallengeBoardID(challenge, leaderboard.KindIndividual)
+	var before []leaderboard.Entry
+	for i, u := range users[:15] {
+		before = append(before, leaderboard.Entry{Key: fmt.Sprintf("r%d", i), UserID: u, ChallengeID: challenge,
+			Points: int64(10 + i%4), At: challengeStart.Add(time.Duration(i) * time.Second)})
+	}
+	b.record(t, before...)
+	checkRanking(t, b, id, reference(totals(users, before), challengeStart, time.Second, false))
+
+	testutil.DeleteKeys(ctx, b.rdb, b.keys.Prefix)
+	if err := b.rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var after []leaderboard.Entry
+	for i, u := range users[10:] {
+		after = append(after, leaderboard.Entry{Key: fmt.Sprintf("s%d", i), UserID: u, ChallengeID: challenge,
+			Points: 7, At: challengeStart.Add(time.Minute + time.Duration(i)*time.Second)})
+	}
+	b.record(t, after...)
+	checkRanking(t, b, id, reference(totals(users, append(slices.Clone(before), after...)), challengeStart, time.Second, false))
+}
