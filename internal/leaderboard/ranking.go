@@ -198,14 +198,23 @@ func parseView(b Board, v []any, offset int, who uuid.UUID) (Ranking, error) {
 	if err != nil {
 		return r, err
 	}
+	// The neighbours are in board order around the participant: the ones
+	// above and below are the two ends of that slice, shared rather than
+	// copied (the read path allocates per request).
 	me := &Placement{}
-	for _, n := range neighbours {
-		switch {
-		case n.Position < rank+1:
-			me.Above = append(me.Above, n)
-		case n.Position > rank+1:
-			me.Below = append(me.Below, n)
-		}
+	above := 0
+	for above < len(neighbours) && neighbours[above].Position < rank+1 {
+		above++
+	}
+	below := above
+	for below < len(neighbours) && neighbours[below].Position == rank+1 {
+		below++
+	}
+	if above > 0 {
+		me.Above = neighbours[:above:above]
+	}
+	if below < len(neighbours) {
+		me.Below = neighbours[below:]
 	}
 	value, reached := decompose(score, b.StartsAt, b.Tick)
 	me.Standing = b.standing(value, reached, rank+1, rank+1)
@@ -407,7 +416,11 @@ func (b Board) standingValue(st Standing) int64 {
 // members, which live in PostgreSQL. On average boards it turns the gap to
 // the next rank into team points.
 func (s *Service) decorate(ctx context.Context, r *Ranking) error {
-	var all []*Standing
+	n := len(r.Entries)
+	if r.Me != nil {
+		n += 1 + len(r.Me.Above) + len(r.Me.Below)
+	}
+	all := make([]*Standing, 0, n)
 	for i := range r.Entries {
 		all = append(all, &r.Entries[i])
 	}
@@ -423,18 +436,14 @@ func (s *Service) decorate(ctx context.Context, r *Ranking) error {
 	if len(all) == 0 {
 		return nil
 	}
-	ids := make([]uuid.UUID, 0, len(all))
-	for _, st := range all {
-		ids = append(ids, st.ParticipantID)
-	}
-	names, err := s.names(ctx, r.Board.TenantID, ids)
-	if err != nil {
+	if err := s.name(ctx, r.Board.TenantID, all); err != nil {
 		return err
 	}
-	for _, st := range all {
-		st.DisplayName = names[st.ParticipantID]
-	}
 	if r.Board.Team() && !r.Board.Frozen() {
+		ids := make([]uuid.UUID, len(all))
+		for i, st := range all {
+			ids[i] = st.ParticipantID
+		}
 		if err := s.teamTotals(ctx, r.Board, all, ids); err != nil {
 			return err
 		}
@@ -486,20 +495,20 @@ func (s *Service) teamTotals(ctx context.Context, b Board, all []*Standing, ids 
 	return nil
 }
 
-// names returns display names of people and teams (cached).
-func (s *Service) names(ctx context.Context, tenantID uuid.UUID, ids []uuid.UUID) (map[uuid.UUID]string, error) {
-	out := make(map[uuid.UUID]string, len(ids))
+// name fills the display names of people and teams (cached).
+func (s *Service) name(ctx context.Context, tenantID uuid.UUID, all []*Standing) error {
 	var missing []uuid.UUID
-	for _, id := range ids {
-		if n, ok := s.nameCache.Get(boardKey{tenantID, id}); ok {
-			out[id] = n
-		} else if !slices.Contains(missing, id) {
-			missing = append(missing, id)
+	for _, st := range all {
+		if n, ok := s.nameCache.Get(boardKey{tenantID, st.ParticipantID}); ok {
+			st.DisplayName = n
+		} else if !slices.Contains(missing, st.ParticipantID) {
+			missing = append(missing, st.ParticipantID)
 		}
 	}
 	if len(missing) == 0 {
-		return out, nil
+		return nil
 	}
+	found := make(map[uuid.UUID]string, len(missing))
 	err := s.db.ReadTenant(ctx, tenantID, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT id, display_name FROM users WHERE tenant_id = $1 AND id = ANY($2)
 			UNION ALL SELECT id, name FROM teams WHERE tenant_id = $1 AND id = ANY($2)`, tenantID, missing)
@@ -509,16 +518,21 @@ func (s *Service) names(ctx context.Context, tenantID uuid.UUID, ids []uuid.UUID
 		var id uuid.UUID
 		var name string
 		_, err = pgx.ForEachRow(rows, []any{&id, &name}, func() error {
-			out[id] = name
+			found[id] = name
 			s.nameCache.Add(boardKey{tenantID, id}, name)
 			return nil
 		})
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read names: %w", err)
+		return fmt.Errorf("read names: %w", err)
 	}
-	return out, nil
+	for _, st := range all {
+		if n, ok := found[st.ParticipantID]; ok {
+			st.DisplayName = n
+		}
+	}
+	return nil
 }
 
 // Access. Admins, HR and integrations see every board of their company; a
