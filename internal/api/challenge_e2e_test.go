@@ -28,7 +28,7 @@ type challengeClients struct {
 
 func clientsFor(srv *testserver.Server, p testserver.Protocol, token string) challengeClients {
 	opts := append([]connect.ClientOption{}, p.Opts...)
-	opts = append(opts, testserver.Bearer(token))
+	opts = append(opts, testserver.Bearer(token), recordForeign(token))
 	return challengeClients{
 		challenges: rallyev1connect.NewChallengeServiceClient(p.Client, srv.URL, opts...),
 		templates:  rallyev1connect.NewChallengeTemplateServiceClient(p.Client, srv.URL, opts...),

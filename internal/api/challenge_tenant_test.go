@@ -62,7 +62,7 @@ func TestChallengeRPCsOtherTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	other := clientsFor(srv, proto, globex.AdminToken)
+	other := clientsFor(srv, proto, foreign(globex.AdminToken))
 	notFound := func(_ any, err error) error {
 		if connect.CodeOf(err) != connect.CodeNotFound {
 			return fmt.Errorf("got %v (%v), want not_found", connect.CodeOf(err), err)

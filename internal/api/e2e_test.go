@@ -18,7 +18,7 @@ import (
 func orgClient(srv *testserver.Server, p testserver.Protocol, token string) rallyev1connect.OrganizationServiceClient {
 	opts := append([]connect.ClientOption{}, p.Opts...)
 	if token != "" {
-		opts = append(opts, testserver.Bearer(token))
+		opts = append(opts, testserver.Bearer(token), recordForeign(token))
 	}
 	return rallyev1connect.NewOrganizationServiceClient(p.Client, srv.URL, opts...)
 }
@@ -85,7 +85,7 @@ func TestOrganizationEndToEnd(t *testing.T) {
 				wantCode(t, err, connect.CodeUnauthenticated)
 			})
 			t.Run("ErrOtherTenant", func(t *testing.T) {
-				other := orgClient(srv, proto, globex.AdminToken)
+				other := orgClient(srv, proto, foreign(globex.AdminToken))
 				_, err := other.GetTeam(ctx, &rallyev1.GetTeamRequest{TeamId: region.Team.Id})
 				wantCode(t, err, connect.CodeNotFound)
 				_, err = other.GetUser(ctx, &rallyev1.GetUserRequest{UserId: rep.User.Id})

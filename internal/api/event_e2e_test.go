@@ -21,7 +21,7 @@ import (
 )
 
 func eventClient(srv *testserver.Server, p testserver.Protocol, token string) rallyev1connect.EventServiceClient {
-	return rallyev1connect.NewEventServiceClient(p.Client, srv.URL, append(p.Opts, testserver.Bearer(token))...)
+	return rallyev1connect.NewEventServiceClient(p.Client, srv.URL, append(p.Opts, testserver.Bearer(token), recordForeign(token))...)
 }
 
 func TestEventsEndToEnd(t *testing.T) {
@@ -85,14 +85,14 @@ func TestEventsEndToEnd(t *testing.T) {
 				}
 			})
 			t.Run("ErrOtherTenant", func(t *testing.T) {
-				list, err := eventClient(srv, proto, globex.AdminToken).ListEvents(ctx, &rallyev1.ListEventsRequest{})
+				list, err := eventClient(srv, proto, foreign(globex.AdminToken)).ListEvents(ctx, &rallyev1.ListEventsRequest{})
 				if err != nil {
 					t.Fatal(err)
 				}
 				if len(list.Events) != 0 {
 					t.Fatalf("another company sees %d events", len(list.Events))
 				}
-				_, err = eventClient(srv, proto, globex.AdminToken).IngestEvents(ctx, &rallyev1.IngestEventsRequest{
+				_, err = eventClient(srv, proto, foreign(globex.AdminToken)).IngestEvents(ctx, &rallyev1.IngestEventsRequest{
 					Events: []*rallyev1.SalesEvent{{Source: "crm", ExternalId: "x", Type: "call.logged", OccurredAt: at, RepId: rep.ID.String()}}})
 				if err != nil {
 					t.Fatal(err)

@@ -25,12 +25,12 @@ import (
 )
 
 func kpiClient(srv *testserver.Server, p testserver.Protocol, token string) rallyev1connect.KpiServiceClient {
-	return rallyev1connect.NewKpiServiceClient(p.Client, srv.URL, append(p.Opts, testserver.Bearer(token))...)
+	return rallyev1connect.NewKpiServiceClient(p.Client, srv.URL, append(p.Opts, testserver.Bearer(token), recordForeign(token))...)
 }
 
 func dashClient(srv *testserver.Server, p testserver.Protocol, token string) rallyev1connect.DashboardServiceClient {
 	return rallyev1connect.NewDashboardServiceClient(p.Client, srv.URL,
-		append(p.Opts, testserver.Bearer(token), connect.WithInterceptors(streamBearer(token)))...)
+		append(p.Opts, testserver.Bearer(token), connect.WithInterceptors(streamBearer(token)), recordForeign(token))...)
 }
 
 // salesCompany is a company with a team tree (Sales > North, South), a
@@ -323,8 +323,8 @@ func TestOtherCompanysObjectsAreNotFound(t *testing.T) {
 	}
 
 	proto := testserver.Protocols()[0]
-	k := kpiClient(srv, proto, globex.AdminToken)
-	d := dashClient(srv, proto, globex.AdminToken)
+	k := kpiClient(srv, proto, foreign(globex.AdminToken))
+	d := dashClient(srv, proto, foreign(globex.AdminToken))
 	acmeTeam := &rallyev1.Scope{Kind: rallyev1.ScopeKind_SCOPE_KIND_TEAM, Id: acme.north.ID.String()}
 	month := rallyev1.PeriodKind_PERIOD_KIND_MONTH
 	tests := []struct {

@@ -22,7 +22,7 @@ import (
 func boardClient(srv *testserver.Server, p testserver.Protocol, token string) rallyev1connect.LeaderboardServiceClient {
 	opts := append([]connect.ClientOption{}, p.Opts...)
 	if token != "" {
-		opts = append(opts, testserver.Bearer(token), connect.WithInterceptors(streamBearer(token)))
+		opts = append(opts, testserver.Bearer(token), connect.WithInterceptors(streamBearer(token)), recordForeign(token))
 	}
 	return rallyev1connect.NewLeaderboardServiceClient(p.Client, srv.URL, opts...)
 }
@@ -125,7 +125,7 @@ func TestLeaderboardEndToEnd(t *testing.T) {
 			}
 
 			t.Run("ErrOtherTenant", func(t *testing.T) {
-				other := boardClient(srv, proto, globex.AdminToken)
+				other := boardClient(srv, proto, foreign(globex.AdminToken))
 				_, err := other.GetRanking(ctx, &rallyev1.GetRankingRequest{BoardId: g.board.String()})
 				wantCode(t, err, connect.CodeNotFound)
 				stream, err := other.WatchRanking(ctx, &rallyev1.WatchRankingRequest{BoardId: g.board.String()})

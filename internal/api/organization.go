@@ -29,8 +29,14 @@ func (h *organizationHandler) GetTenant(ctx context.Context, _ *rallyev1.GetTena
 
 func (h *organizationHandler) UpdateTenant(ctx context.Context, req *rallyev1.UpdateTenantRequest) (*rallyev1.UpdateTenantResponse, error) {
 	p, _ := rallye.PrincipalFrom(ctx)
-	var patch org.TenantPatch
 	in := req.GetTenant()
+	if in == nil {
+		return nil, rallye.Invalid("tenant", "is required")
+	}
+	if err := checkPart(h.validator, in, "tenant.", req.GetUpdateMask().GetPaths()); err != nil {
+		return nil, err
+	}
+	var patch org.TenantPatch
 	for _, path := range req.GetUpdateMask().GetPaths() {
 		switch path {
 		case "name":
@@ -93,8 +99,14 @@ func (h *organizationHandler) UpdateTeam(ctx context.Context, req *rallyev1.Upda
 	if err != nil {
 		return nil, err
 	}
-	var patch org.TeamPatch
 	in := req.GetTeam()
+	if in == nil {
+		return nil, rallye.Invalid("team", "is required")
+	}
+	if err := checkPart(h.validator, in, "team.", req.GetUpdateMask().GetPaths()); err != nil {
+		return nil, err
+	}
+	var patch org.TeamPatch
 	for _, path := range req.GetUpdateMask().GetPaths() {
 		switch path {
 		case "name":

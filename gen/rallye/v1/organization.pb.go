@@ -424,7 +424,9 @@ func (x *GetTenantResponse) GetTenant() *Tenant {
 
 type UpdateTenantRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Only name, time_zone and default_locale can change.
+	// Only name, time_zone and default_locale can change: the new values of
+	// the fields named in update_mask; the others are ignored (and not
+	// validated). Required.
 	Tenant        *TenantUpdate          `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -872,7 +874,8 @@ func (x *GetTeamResponse) GetTeam() *Team {
 type UpdateTeamRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	TeamId string                 `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
-	// New values of the fields named in update_mask.
+	// New values of the fields named in update_mask; the others are ignored
+	// (and not validated). Required.
 	Team          *TeamUpdate            `protobuf:"bytes,2,opt,name=team,proto3" json:"team,omitempty"`
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,3,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1994,7 +1997,7 @@ const file_rallye_v1_organization_proto_rawDesc = "" +
 	"\x11GetTenantResponse\x12)\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x11.rallye.v1.TenantR\x06tenant\"\xb7\x01\n" +
 	"\x13UpdateTenantRequest\x127\n" +
-	"\x06tenant\x18\x01 \x01(\v2\x17.rallye.v1.TenantUpdateB\x06\xbaH\x03\xc8\x01\x01R\x06tenant\x12g\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x17.rallye.v1.TenantUpdateB\x06\xbaH\x03\xd8\x01\x03R\x06tenant\x12g\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskB*\xbaH'\xc8\x01\x01\xe2\x01!\x12\x04name\x12\ttime_zone\x12\x0edefault_localeR\n" +
 	"updateMask\"\x9c\x01\n" +
 	"\fTenantUpdate\x12\x1e\n" +
@@ -2025,7 +2028,7 @@ const file_rallye_v1_organization_proto_rawDesc = "" +
 	"\x04team\x18\x01 \x01(\v2\x0f.rallye.v1.TeamR\x04team\"\xcf\x01\n" +
 	"\x11UpdateTeamRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x121\n" +
-	"\x04team\x18\x02 \x01(\v2\x15.rallye.v1.TeamUpdateB\x06\xbaH\x03\xc8\x01\x01R\x04team\x12d\n" +
+	"\x04team\x18\x02 \x01(\v2\x15.rallye.v1.TeamUpdateB\x06\xbaH\x03\xd8\x01\x03R\x04team\x12d\n" +
 	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskB'\xbaH$\xc8\x01\x01\xe2\x01\x1e\x12\x04name\x12\tparent_id\x12\vexternal_idR\n" +
 	"updateMask\"\x81\x01\n" +
 	"\n" +
