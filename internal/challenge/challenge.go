@@ -141,6 +141,17 @@ func shownStateSQL(now string) string {
 		WHEN ends_at <= ` + now + ` THEN 'ended' WHEN starts_at <= ` + now + ` THEN 'active' ELSE state END`
 }
 
+// memberSince is when a person's membership of a challenge team starts to
+// count: from the start for people already in the teams at publication (a
+// challenge published "now" starts at the second, a little before), from
+// when they joined for the others.
+func (c *Challenge) memberSince(joined time.Time) time.Time {
+	if !c.PublishedAt.IsZero() && !joined.After(c.PublishedAt) {
+		return c.StartsAt
+	}
+	return joined
+}
+
 // live reports whether events still move the challenge.
 func (c *Challenge) live() bool {
 	return (c.State == StateScheduled || c.State == StateActive || c.State == StateEnded) && !c.Final()

@@ -339,7 +339,7 @@ func (s *Service) enrollEligible(ctx context.Context, tx pgx.Tx, c *Challenge, f
 		if !pl.eligible {
 			continue
 		}
-		people = append(people, newcomer{user: u, team: pl.team, via: "auto", countsFrom: later(from, pl.since)})
+		people = append(people, newcomer{user: u, team: pl.team, via: "auto", countsFrom: later(from, c.memberSince(pl.since))})
 	}
 	_, err = s.enroll(ctx, tx, c, people)
 	return err

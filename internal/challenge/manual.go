@@ -158,7 +158,7 @@ func (s *Service) ensureEnrolled(ctx context.Context, tx pgx.Tx, c *Challenge, u
 			return err
 		}
 		if pl := o.place(c, user); pl.eligible {
-			_, err := s.enroll(ctx, tx, c, []newcomer{{user: user, team: pl.team, via: "late", countsFrom: later(c.StartsAt, pl.since)}})
+			_, err := s.enroll(ctx, tx, c, []newcomer{{user: user, team: pl.team, via: "late", countsFrom: later(c.StartsAt, c.memberSince(pl.since))}})
 			return err
 		}
 	}

@@ -201,7 +201,7 @@ func (b *batch) enrollLate(changes []event.Change) error {
 		var in []newcomer
 		for _, u := range want[c.ID] {
 			if pl := o.place(c, u); pl.eligible {
-				in = append(in, newcomer{user: u, team: pl.team, via: "late", countsFrom: later(c.StartsAt, pl.since)})
+				in = append(in, newcomer{user: u, team: pl.team, via: "late", countsFrom: later(c.StartsAt, c.memberSince(pl.since))})
 			}
 		}
 		created, err := b.s.enroll(b.ctx, b.tx, c, in)

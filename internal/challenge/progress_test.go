@@ -432,3 +432,51 @@ func TestTeamMissionsAndLateJoiner(t *testing.T) {
 		t.Fatalf("team standings %+v", st.Teams)
 	}
 }
+
+// A challenge published "now" starts at the second, a little before its
+// publication: people already in its teams play from that start, even if
+// they joined the team within that second; someone who joins after the
+// publication plays from their joining.
+func TestStartNowCountsFromTheStartForMembersAtPublication(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	b.clock.Set(b.clock.Now().Truncate(time.Second).Add(700 * time.Millisecond))
+	published := b.clock.Now()
+	member, newcomer := b.reps[0], b.person(t, "newcomer", org.LocaleEN, []rallye.Role{rallye.RoleRep}, b.north)
+	b.joinedAt(t, published.Add(-200*time.Millisecond), member.ID) // after the start, before the publication
+	b.joinedAt(t, published.Add(2*time.Second), newcomer.ID)
+	def := challenge.Definition{
+		Name: challenge.Text{FR: "Sprint", EN: "Sprint"}, Kind: challenge.KindProspecting,
+		Missions: []challenge.Mission{{Key: "meetings", Name: challenge.Text{FR: "Réunions", EN: "Meetings"},
+			Points: 5, Aggregate: challenge.AggCount, EventTypes: []event.Type{event.MeetingHeld}, Target: 10}},
+		Rules: []challenge.Rule{{EventTypes: []event.Type{event.MeetingHeld}, Points: 10}},
+	}
+	c, err := b.svc.Create(ctx, b.admin, challenge.CreateRequest{Definition: def, TeamIDs: []uuid.UUID{b.north.ID},
+		EndsAt: published.Add(time.Hour), Publish: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.StartsAt.Equal(published.Truncate(time.Second)) {
+		t.Fatalf("starts at %v, want %v", c.StartsAt, published.Truncate(time.Second))
+	}
+	early := c.StartsAt.Add(100 * time.Millisecond) // before both joined
+	b.clock.Set(published.Add(3 * time.Second))
+	b.ingest(t, meetingHeld(member, early), meetingHeld(newcomer, early), meetingHeld(newcomer, published.Add(2500*time.Millisecond)))
+	tests := []struct {
+		name       string
+		who        org.User
+		countsFrom time.Time
+		points     int64
+	}{
+		{"member at publication", member, c.StartsAt, 10},
+		{"joined after publication", newcomer, published.Add(2 * time.Second), 10},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			me := b.get(t, principal(tc.who), c.ID).Me
+			if me == nil || !me.CountsFrom.Equal(tc.countsFrom) || me.Points != tc.points {
+				t.Fatalf("participation %+v, want counting from %v with %d points", me, tc.countsFrom, tc.points)
+			}
+		})
+	}
+}

@@ -158,7 +158,7 @@ func (s *Service) participation(ctx context.Context, tx pgx.Tx, c *Challenge, st
 		if !pl.eligible {
 			return nil, nil
 		}
-		me = &Participation{UserID: user, TeamID: pl.team, CountsFrom: later(c.StartsAt, pl.since), Provisional: true}
+		me = &Participation{UserID: user, TeamID: pl.team, CountsFrom: later(c.StartsAt, c.memberSince(pl.since)), Provisional: true}
 		if c.Definition.Enrollment == EnrollOptIn || c.State != StateScheduled && c.State != StateActive {
 			me.CountsFrom = time.Time{}
 		}

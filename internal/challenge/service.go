@@ -597,7 +597,7 @@ func (s *Service) Join(ctx context.Context, p rallye.Principal, id uuid.UUID) er
 		// they joined it, as if their first event had enrolled them.
 		via, from := "opt_in", s.now()
 		if c.Definition.Enrollment == EnrollAuto {
-			via, from = "late", pl.since
+			via, from = "late", c.memberSince(pl.since)
 		}
 		_, err = s.enroll(ctx, tx, c, []newcomer{{user: p.UserID, team: pl.team, via: via, countsFrom: later(c.StartsAt, from)}})
 		return err
