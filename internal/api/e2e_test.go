@@ -30,6 +30,16 @@ func wantCode(t *testing.T, err error, code connect.Code) {
 	}
 }
 
+// wantField checks that err is InvalidArgument naming field.
+func wantField(t *testing.T, err error, field string) {
+	t.Helper()
+	wantCode(t, err, connect.CodeInvalidArgument)
+	var ce *connect.Error
+	if !errors.As(err, &ce) || !strings.Contains(ce.Message(), field) {
+		t.Fatalf("error does not name %s: %v", field, err)
+	}
+}
+
 // TestOrganizationEndToEnd drives the real server with the generated client
 // over Connect, gRPC and gRPC-Web.
 func TestOrganizationEndToEnd(t *testing.T) {
@@ -112,16 +122,10 @@ func TestOrganizationEndToEnd(t *testing.T) {
 			t.Run("ErrInvalidNamesField", func(t *testing.T) {
 				_, err := admin.CreateUser(ctx, &rallyev1.CreateUserRequest{User: &rallyev1.UserInput{
 					DisplayName: "Bad", Email: "not-an-email", Locale: rallyev1.Locale_LOCALE_FR, Roles: []rallyev1.Role{rallyev1.Role_ROLE_REP}}})
-				wantCode(t, err, connect.CodeInvalidArgument)
-				if !strings.Contains(err.Error(), "user.email") {
-					t.Fatalf("error does not name the field: %v", err)
-				}
+				wantField(t, err, "user.email")
 				_, err = admin.UpdateUser(ctx, &rallyev1.UpdateUserRequest{UserId: rep.User.Id,
 					User: &rallyev1.UserInput{TimeZone: "Mars/Olympus"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"time_zone"}}})
-				wantCode(t, err, connect.CodeInvalidArgument)
-				if !strings.Contains(err.Error(), "user.time_zone") {
-					t.Fatalf("error does not name the field: %v", err)
-				}
+				wantField(t, err, "user.time_zone")
 			})
 			t.Run("DeactivatedPersonIsLockedOut", func(t *testing.T) {
 				if _, err := admin.DeactivateUser(ctx, &rallyev1.DeactivateUserRequest{UserId: rep.User.Id}); err != nil {

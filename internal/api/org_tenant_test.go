@@ -2,8 +2,6 @@ package api_test
 
 import (
 	"context"
-	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -155,14 +153,4 @@ func TestOrganizationRPCsOtherTenant(t *testing.T) {
 			t.Fatalf("another company sees sources %v (%v)", theirs.GetSources(), err)
 		}
 	})
-}
-
-// wantField checks that err is InvalidArgument naming field.
-func wantField(t *testing.T, err error, field string) {
-	t.Helper()
-	wantCode(t, err, connect.CodeInvalidArgument)
-	var ce *connect.Error
-	if !errors.As(err, &ce) || !strings.Contains(ce.Message(), field) {
-		t.Fatalf("error does not name %s: %v", field, err)
-	}
 }

@@ -30,10 +30,7 @@ func (h *organizationHandler) GetTenant(ctx context.Context, _ *rallyev1.GetTena
 func (h *organizationHandler) UpdateTenant(ctx context.Context, req *rallyev1.UpdateTenantRequest) (*rallyev1.UpdateTenantResponse, error) {
 	p, _ := rallye.PrincipalFrom(ctx)
 	in := req.GetTenant()
-	if in == nil {
-		return nil, rallye.Invalid("tenant", "is required")
-	}
-	if err := checkPart(h.validator, in, "tenant.", req.GetUpdateMask().GetPaths()); err != nil {
+	if err := checkMasked(h.validator, in, "tenant", req.GetUpdateMask().GetPaths()); err != nil {
 		return nil, err
 	}
 	var patch org.TenantPatch
@@ -100,10 +97,7 @@ func (h *organizationHandler) UpdateTeam(ctx context.Context, req *rallyev1.Upda
 		return nil, err
 	}
 	in := req.GetTeam()
-	if in == nil {
-		return nil, rallye.Invalid("team", "is required")
-	}
-	if err := checkPart(h.validator, in, "team.", req.GetUpdateMask().GetPaths()); err != nil {
+	if err := checkMasked(h.validator, in, "team", req.GetUpdateMask().GetPaths()); err != nil {
 		return nil, err
 	}
 	var patch org.TeamPatch
@@ -191,11 +185,8 @@ func (h *organizationHandler) UpdateUser(ctx context.Context, req *rallyev1.Upda
 	if err != nil {
 		return nil, err
 	}
-	if req.GetUser() == nil {
-		return nil, rallye.Invalid("user", "is required")
-	}
 	mask := req.GetUpdateMask().GetPaths()
-	if err := checkPart(h.validator, req.GetUser(), "user.", mask); err != nil {
+	if err := checkMasked(h.validator, req.GetUser(), "user", mask); err != nil {
 		return nil, err
 	}
 	in, err := userInputFromProto(req.GetUser())

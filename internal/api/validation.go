@@ -36,3 +36,13 @@ func checkPart(v protovalidate.Validator, msg proto.Message, prefix string, only
 	}
 	return nil
 }
+
+// checkMasked validates the message of an update request (the request's
+// field named field) on the fields its mask names: the message is
+// required, the fields outside the mask are neither read nor validated.
+func checkMasked(v protovalidate.Validator, msg proto.Message, field string, mask []string) error {
+	if !msg.ProtoReflect().IsValid() {
+		return rallye.Invalid(field, "is required")
+	}
+	return checkPart(v, msg, field+".", mask)
+}

@@ -440,11 +440,7 @@ func (s *Service) decorate(ctx context.Context, r *Ranking) error {
 		return err
 	}
 	if r.Board.Team() && !r.Board.Frozen() {
-		ids := make([]uuid.UUID, len(all))
-		for i, st := range all {
-			ids[i] = st.ParticipantID
-		}
-		if err := s.teamTotals(ctx, r.Board, all, ids); err != nil {
+		if err := s.teamTotals(ctx, r.Board, all); err != nil {
 			return err
 		}
 	}
@@ -459,7 +455,11 @@ func (s *Service) decorate(ctx context.Context, r *Ranking) error {
 }
 
 // teamTotals fills the totals and members of teams on a live team board.
-func (s *Service) teamTotals(ctx context.Context, b Board, all []*Standing, ids []uuid.UUID) error {
+func (s *Service) teamTotals(ctx context.Context, b Board, all []*Standing) error {
+	ids := make([]uuid.UUID, len(all))
+	for i, st := range all {
+		ids[i] = st.ParticipantID
+	}
 	type team struct {
 		points  int64
 		members int
