@@ -27,11 +27,15 @@ func newTTLCache[K comparable, V any](max int, ttl time.Duration) *ttlCache[K, V
 	return &ttlCache[K, V]{m: make(map[K]ttlEntry[V]), max: max, ttl: ttl, now: time.Now}
 }
 
-func (c *ttlCache[K, V]) Get(k K) (V, bool) {
+func (c *ttlCache[K, V]) Get(k K) (V, bool) { return c.getAt(k, c.now()) }
+
+// getAt is Get at a given instant, for a caller looking up many keys with
+// one clock read.
+func (c *ttlCache[K, V]) getAt(k K, now time.Time) (V, bool) {
 	c.mu.RLock()
 	e, ok := c.m[k]
 	c.mu.RUnlock()
-	if !ok || c.now().After(e.expires) {
+	if !ok || now.After(e.expires) {
 		return c.zero, false
 	}
 	return e.v, true

@@ -24,9 +24,13 @@ func (s *Service) RawReadCall(b Board, member uuid.UUID, size, around int) RawCa
 		Args: []any{0, size, string(member[:]), around, tieRange, flag(b.SharedRanks)}}
 }
 
-// RawScoreCall is the script call Publish makes for one member on one board.
-func (s *Service) RawScoreCall(b Board, member uuid.UUID, points, version int64, at time.Time) RawCall {
-	c := s.setCall(b, []scoreRow{{Member: member, Points: points, ReachedAt: at, Members: 1, Version: version}},
-		b.ChallengeID != uuid.Nil, s.now())
+// RawScoreCall is the script call Publish makes for a batch of members on
+// one board; member i gets points[i] and version firstVersion+i.
+func (s *Service) RawScoreCall(b Board, members []uuid.UUID, points []int64, firstVersion int64, at time.Time) RawCall {
+	rows := make([]scoreRow, len(members))
+	for i, m := range members {
+		rows[i] = scoreRow{Member: m, Points: points[i], ReachedAt: at, Members: 1, Version: firstVersion + int64(i)}
+	}
+	c := s.setCall(b, rows, b.ChallengeID != uuid.Nil, s.now())
 	return RawCall{Script: c.script, Keys: c.keys, Args: c.args}
 }

@@ -498,8 +498,9 @@ func (s *Service) teamTotals(ctx context.Context, b Board, all []*Standing) erro
 // name fills the display names of people and teams (cached).
 func (s *Service) name(ctx context.Context, tenantID uuid.UUID, all []*Standing) error {
 	var missing []uuid.UUID
+	now := s.nameCache.now()
 	for _, st := range all {
-		if n, ok := s.nameCache.Get(boardKey{tenantID, st.ParticipantID}); ok {
+		if n, ok := s.nameCache.getAt(boardKey{tenantID, st.ParticipantID}, now); ok {
 			st.DisplayName = n
 		} else if !slices.Contains(missing, st.ParticipantID) {
 			missing = append(missing, st.ParticipantID)
