@@ -173,4 +173,3 @@ func take[T any](block *[]T) *T {
 	*block = (*block)[:len(*block)+1]
 	return &(*block)[len(*block)-1]
 }
-
