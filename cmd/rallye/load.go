@@ -20,6 +20,8 @@ func runLoad(ctx context.Context, env *environment, args []string) error {
 			return runLoadEvents(ctx, env, args)
 		case "leaderboard":
 			return runLoadLeaderboard(ctx, env, args)
+		case "stack-ceiling":
+			return runStackCeiling(ctx, args)
 		}
 	}
 	return fmt.Errorf("usage: rallye load events|leaderboard [flags]")

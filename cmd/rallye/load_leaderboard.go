@@ -49,3 +49,15 @@ func runLoadLeaderboard(ctx context.Context, env *environment, args []string) er
 	c.Binary = bin
 	return loadtest.Run(ctx, c)
 }
+
+// runStackCeiling is started by `load leaderboard`: the HTTP and Connect stack
+// answering a recorded ranking, the ceiling of the RPC on this machine.
+func runStackCeiling(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("load stack-ceiling", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	file := fs.String("response", "", "binary GetRankingResponse to answer with")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	return loadtest.ServeStackCeiling(ctx, *addr, *file)
+}

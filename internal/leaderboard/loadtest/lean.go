@@ -23,20 +23,41 @@ import (
 // and decoded into a reused message and checked. The load generator shares
 // the server's two cores; a lean client leaves the server the CPU that phones
 // would in production.
-func (r *run) leanReads(ctx context.Context, d time.Duration) loadResult {
-	host := strings.TrimPrefix(r.url, "http://")
+func (r *run) leanReads(ctx context.Context, d time.Duration, baseURL string) loadResult {
 	return r.parallel(ctx, len(r.tokens), d, func(i int) func() error {
-		body, err := proto.Marshal(&rallyev1.GetRankingRequest{BoardId: r.board.ID.String(), PageSize: 10, Around: int32(r.c.Around)})
+		c, err := r.leanConn(baseURL, i)
 		if err != nil {
 			return func() error { return err }
 		}
-		var req bytes.Buffer
-		fmt.Fprintf(&req, "POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/proto\r\nConnect-Protocol-Version: 1\r\nContent-Length: %d\r\n\r\n",
-			rallyev1connect.LeaderboardServiceGetRankingProcedure, host, r.tokens[i], len(body))
-		req.Write(body)
-		c := &leanConn{addr: host, req: req.Bytes()}
 		return func() error { return c.call(ctx) }
 	})
+}
+
+// recordRanking is one reader's ranking, as the server answers it.
+func (r *run) recordRanking(ctx context.Context) (*rallyev1.GetRankingResponse, error) {
+	c, err := r.leanConn(r.url, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+	if err := c.call(ctx); err != nil {
+		return nil, err
+	}
+	return &c.res, nil
+}
+
+// leanConn prepares reader i's request to baseURL.
+func (r *run) leanConn(baseURL string, i int) (*leanConn, error) {
+	body, err := proto.Marshal(&rallyev1.GetRankingRequest{BoardId: r.board.ID.String(), PageSize: 10, Around: int32(r.c.Around)})
+	if err != nil {
+		return nil, err
+	}
+	host := strings.TrimPrefix(baseURL, "http://")
+	var req bytes.Buffer
+	fmt.Fprintf(&req, "POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/proto\r\nConnect-Protocol-Version: 1\r\nContent-Length: %d\r\n\r\n",
+		rallyev1connect.LeaderboardServiceGetRankingProcedure, host, r.tokens[i], len(body))
+	req.Write(body)
+	return &leanConn{addr: host, req: req.Bytes()}, nil
 }
 
 // leanConn is one client's keep-alive connection.
@@ -64,6 +85,12 @@ func (c *leanConn) call(ctx context.Context) error {
 		c.conn = nil
 	}
 	return err
+}
+
+func (c *leanConn) close() {
+	if c.conn != nil {
+		c.conn.Close()
+	}
 }
 
 func (c *leanConn) roundTrip() error {

@@ -565,18 +565,29 @@ func (r *run) reads(ctx context.Context) error {
 	const rounds = 4
 	p("Reads of \"top 10 + around me (%d above and below) + my rank and gap\": %d concurrent clients, %s each,\n", r.c.Around, len(r.tokens), r.c.ReadDuration)
 	p("interleaved in %d rounds so that the RPC and its raw ceiling see the same machine (shared with other work).\n", rounds)
-	p("  %-58s  %9s  %8s  %8s  %s\n", "", "reads/s", "p50", "p99", "CPU (cores): server, Redis, load generator; rest of machine")
+	p("  %-58s  %9s  %8s  %8s  %s\n", "", "reads/s", "p50", "p99", "CPU (cores): server, Redis, load generator; rest of machine (stack ceiling's process included)")
+	recorded, err := r.recordRanking(ctx)
+	if err != nil {
+		return fmt.Errorf("record a ranking: %w", err)
+	}
+	stack, err := r.startStackCeiling(ctx, recorded)
+	if err != nil {
+		return err
+	}
+	defer stack.stop()
 	type phase struct {
-		name string
-		run  func(time.Duration) loadResult
-		res  loadResult
-		cpu  cpuUse
+		name    string
+		ceiling bool
+		run     func(time.Duration) loadResult
+		res     loadResult
+		cpu     cpuUse
 	}
 	phases := []*phase{
 		{name: "RPC GetRanking, Connect protocol (binary, HTTP/1.1)", run: func(d time.Duration) loadResult { return r.readLoadWith(ctx, d, protoConnect) }},
 		{name: "RPC GetRanking, gRPC (HTTP/2 cleartext)", run: func(d time.Duration) loadResult { return r.readLoadWith(ctx, d, protoGRPC) }},
-		{name: "RPC GetRanking, Connect protocol, lean client (as wrk)", run: func(d time.Duration) loadResult { return r.leanReads(ctx, d) }},
-		{name: "raw ceiling: the same Redis script, plain go-redis client", run: func(d time.Duration) loadResult { return r.rawReads(ctx, d) }},
+		{name: "RPC GetRanking, Connect protocol, lean client (as wrk)", run: func(d time.Duration) loadResult { return r.leanReads(ctx, d, r.url) }},
+		{name: "stack ceiling: Connect handler replaying one ranking, lean", ceiling: true, run: func(d time.Duration) loadResult { return r.leanReads(ctx, d, stack.url) }},
+		{name: "raw ceiling: the same Redis script, plain go-redis client", ceiling: true, run: func(d time.Duration) loadResult { return r.rawReads(ctx, d) }},
 	}
 	for range rounds {
 		for _, ph := range phases {
@@ -587,8 +598,8 @@ func (r *run) reads(ctx context.Context) error {
 		}
 	}
 	var best float64
-	for i, ph := range phases {
-		if i < len(phases)-1 {
+	for _, ph := range phases {
+		if !ph.ceiling {
 			best = max(best, ph.res.rate())
 		}
 		p("  %-58s  %9.0f  %8s  %8s  %s", ph.name, ph.res.rate(), pct(ph.res.lat, 50), pct(ph.res.lat, 99), ph.cpu)
