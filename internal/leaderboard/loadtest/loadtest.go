@@ -8,7 +8,8 @@
 // over the RPC at 64 concurrent clients with their latency percentiles, the
 // fan-out delay of live streams, the server's resident memory as the board
 // grows, and next to them the raw ceiling of the same Redis operations
-// through a plain go-redis client.
+// through a plain go-redis client and the ceiling of the HTTP and Connect
+// stack alone (stack.go).
 package loadtest
 
 import (
