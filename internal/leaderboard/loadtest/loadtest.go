@@ -101,16 +101,20 @@ type run struct {
 	secret   string
 	overtook atomic.Int64
 	keySeq   atomic.Int64
+	// created is set once the run has made its database (and may drop it).
+	created bool
 }
 
 const (
 	loadRole   = "rallye_load"
-	loadPrefix = "rallye-load:"
+	loadPrefix = "rallye-load:" // followed by the database's name
 )
 
 // Run runs the load test and prints its figures to c.Out.
 func Run(ctx context.Context, c Config) (err error) {
-	r := &run{c: c, keys: redisdb.Keyspace{Prefix: loadPrefix}}
+	// The Redis prefix follows the database, so that runs on different
+	// databases leave each other alone.
+	r := &run{c: c, keys: redisdb.Keyspace{Prefix: loadPrefix + c.Database + ":"}}
 	defer r.close()
 	p := r.printf
 	p("Rallye leaderboard load test, %s, Go %s, %d CPUs (GOMAXPROCS %d), %s\n",
@@ -150,6 +154,7 @@ func (r *run) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.created = true
 	if r.db, err = postgres.Open(ctx, loadURL, int32(r.c.UpdateWorkers+8)); err != nil {
 		return err
 	}
@@ -159,7 +164,7 @@ func (r *run) setup(ctx context.Context) error {
 	if r.rdb, err = redisdb.Open(ctx, redisdb.Options{URL: r.c.RedisURL}); err != nil {
 		return err
 	}
-	deleteKeys(ctx, r.rdb, loadPrefix)
+	deleteKeys(ctx, r.rdb, r.keys.Prefix)
 	jobs, err := river.NewClient(riverpgxv5.New(r.db.Pool), &river.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err
@@ -254,6 +259,14 @@ func (r *run) createDatabase(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("connect as administrator: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	// Dropping the database of a run in progress would break it halfway.
+	var busy int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, r.c.Database).Scan(&busy); err != nil {
+		return "", fmt.Errorf("check load database: %w", err)
+	}
+	if busy > 0 {
+		return "", fmt.Errorf("database %s has %d connections (another load run?): wait for it, or pass --database", r.c.Database, busy)
+	}
 	db := pgx.Identifier{r.c.Database}.Sanitize()
 	for _, q := range []string{
 		`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '` + loadRole + `') THEN
@@ -286,7 +299,7 @@ func (r *run) startServer(ctx context.Context, dbURL string) error {
 	r.logFile = logFile.Name()
 	r.server = exec.CommandContext(ctx, r.c.Binary, "serve")
 	r.server.Env = append(os.Environ(),
-		"DATABASE_URL="+dbURL, "REDIS_URL="+r.c.RedisURL, "RALLYE_REDIS_PREFIX="+loadPrefix,
+		"DATABASE_URL="+dbURL, "REDIS_URL="+r.c.RedisURL, "RALLYE_REDIS_PREFIX="+r.keys.Prefix,
 		"RALLYE_REDIS_ADDRS=", "RALLYE_ADDR="+addr, "RALLYE_JWT_SECRET="+r.secret, "RALLYE_JWKS_URL=",
 		"RALLYE_LOG_LEVEL=warn", "RALLYE_DATABASE_MAX_CONNS=20", "RALLYE_SHUTDOWN_TIMEOUT=5s")
 	r.server.Stdout, r.server.Stderr = logFile, logFile
@@ -322,7 +335,7 @@ func (r *run) close() {
 		r.svc.Close()
 	}
 	if r.rdb != nil {
-		deleteKeys(ctx, r.rdb, loadPrefix)
+		deleteKeys(ctx, r.rdb, r.keys.Prefix)
 		_ = r.rdb.Close()
 	}
 	if r.db != nil {
@@ -331,7 +344,7 @@ func (r *run) close() {
 	if !r.c.Keep && r.logFile != "" {
 		_ = os.Remove(r.logFile)
 	}
-	if !r.c.Keep && r.c.AdminDatabaseURL != "" {
+	if !r.c.Keep && r.created {
 		if err := r.dropDatabase(ctx); err != nil {
 			r.c.Log.Warn("could not drop the load database", "error", err)
 		}
