@@ -21,8 +21,8 @@ import (
 // HTTP/1.1 keep-alive, one connection per client) the way a load tool
 // such as wrk does: the request is encoded once, each response is parsed
 // and decoded into a reused message and checked. The load generator shares
-// the server's two cores; a lean client leaves the server the CPU that phones
-// would in production.
+// the server's two cores, which phones in production do not: a lean client
+// leaves the server more of them.
 func (r *run) leanReads(ctx context.Context, d time.Duration, baseURL string) loadResult {
 	return r.parallel(ctx, len(r.tokens), d, func(i int) func() error {
 		c, err := r.leanConn(baseURL, i)
