@@ -284,14 +284,23 @@ func (r *run) createDatabase(ctx context.Context) (string, error) {
 	return u.String(), nil
 }
 
+// freeAddr is a loopback address with a port free at the time of the call,
+// for a process this run starts.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
 // startServer runs `rallye serve` on a free port against the load database.
 func (r *run) startServer(ctx context.Context, dbURL string) error {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		return err
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
 	logFile, err := os.CreateTemp("", "rallye-load-server-*.log")
 	if err != nil {
 		return err

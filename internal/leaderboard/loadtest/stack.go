@@ -83,12 +83,11 @@ func (r *run) startStackCeiling(ctx context.Context, recorded *rallyev1.GetRanki
 		return nil, err
 	}
 	f.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
+		os.Remove(f.Name())
 		return nil, err
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
 	s := &stackCeiling{url: "http://" + addr, file: f.Name()}
 	s.cmd = exec.CommandContext(ctx, r.c.Binary, "load", "stack-ceiling", "--addr", addr, "--response", f.Name())
 	s.cmd.Stderr = os.Stderr
