@@ -26,14 +26,15 @@ ALTER TABLE points_ledger
 
 UPDATE points_ledger SET kind = CASE
     WHEN reason LIKE 'mission:%' THEN 'mission'
-    WHEN reason = 'correction' THEN 'correction'
+    WHEN reason IN ('correction', 'cancelled') THEN 'correction'
     ELSE 'scoring' END;
 -- Names for the history lines of the entries written before causes existed.
 UPDATE points_ledger l SET cause = jsonb_strip_nulls(jsonb_build_object(
         'challenge_id', c.id,
         'challenge', c.definition->'name',
         'undo', CASE WHEN l.kind = 'correction' THEN
-            CASE WHEN l.key LIKE '%:revoke:%' OR l.key LIKE '%:cancel:mission:%' THEN 'mission' ELSE 'event' END END))
+            CASE WHEN l.key LIKE '%:revoke:%' OR l.key LIKE '%:cancel:mission:%' THEN 'mission' ELSE 'event' END END,
+        'cancelled', CASE WHEN l.key LIKE 'challenge:%:cancel:%' THEN true END))
     FROM challenges c
     WHERE c.tenant_id = l.tenant_id AND c.id = l.challenge_id;
 UPDATE points_ledger l SET cause = l.cause || jsonb_build_object('mission_id', m.id, 'mission', m.definition->'name')
