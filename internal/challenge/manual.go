@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rallyehq/rallye/internal/idempotency"
-	"github.com/rallyehq/rallye/internal/outbox"
 	"github.com/rallyehq/rallye/internal/org"
+	"github.com/rallyehq/rallye/internal/outbox"
 	"github.com/rallyehq/rallye/internal/page"
 	"github.com/rallyehq/rallye/internal/postgres"
 	"github.com/rallyehq/rallye/internal/rallye"

@@ -50,11 +50,11 @@ const (
 
 // Launched is the payload of challenge.published and challenge.started.
 type Launched struct {
-	ChallengeID uuid.UUID `json:"challenge_id"`
-	Challenge   Text      `json:"challenge"`
-	Kind        Kind      `json:"kind"`
-	StartsAt    time.Time `json:"starts_at"`
-	EndsAt      time.Time `json:"ends_at"`
+	ChallengeID uuid.UUID   `json:"challenge_id"`
+	Challenge   Text        `json:"challenge"`
+	Kind        Kind        `json:"kind"`
+	StartsAt    time.Time   `json:"starts_at"`
+	EndsAt      time.Time   `json:"ends_at"`
 	TeamIDs     []uuid.UUID `json:"team_ids,omitempty"`
 	// Participants: challenge.started only (enrolled at the start).
 	Participants []uuid.UUID `json:"participants,omitempty"`
@@ -89,9 +89,9 @@ type Result struct {
 	Rank   int   `json:"rank"`
 	Points int64 `json:"points"`
 	// Participants is how many took part.
-	Participants      int `json:"participants"`
-	MissionsCompleted int `json:"missions_completed"`
-	MissionsTotal     int `json:"missions_total"`
+	Participants      int       `json:"participants"`
+	MissionsCompleted int       `json:"missions_completed"`
+	MissionsTotal     int       `json:"missions_total"`
 	FinalAt           time.Time `json:"final_at"`
 	// Rewards granted to the participant (to be delivered by the rewards
 	// area, each exactly once by its key).

@@ -133,7 +133,9 @@ type handlerError struct {
 	err   error
 }
 
-func (e *handlerError) Error() string { return fmt.Sprintf("message %d (%s): %v", e.seq, e.kind, e.err) }
+func (e *handlerError) Error() string {
+	return fmt.Sprintf("message %d (%s): %v", e.seq, e.kind, e.err)
+}
 func (e *handlerError) Unwrap() error { return e.err }
 
 // step handles one batch of a consumer: it returns how many messages it
