@@ -85,25 +85,31 @@ FROM points_ledger GROUP BY tenant_id, user_id;
 -- +goose StatementBegin
 CREATE FUNCTION wallet_apply_ledger() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    -- One upsert per statement, people in key order so that concurrent
-    -- writers lock balances in the same order.
-    INSERT INTO wallet_balances AS b (tenant_id, user_id, spendable, lifetime, pending, updated_at)
-    SELECT x.tenant_id, x.user_id,
-           coalesce(sum(x.points) FILTER (WHERE NOT x.pend), 0),
-           coalesce(sum(x.points) FILTER (WHERE x.kind NOT IN ('redemption', 'refund')), 0),
-           coalesce(sum(x.points) FILTER (WHERE x.pend), 0),
-           now()
-    FROM (SELECT n.tenant_id, n.user_id, n.points, n.kind,
-                 n.challenge_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM wallet_settlements s
-                     WHERE s.tenant_id = n.tenant_id AND s.challenge_id = n.challenge_id) AS pend
-          FROM new_entries n) x
-    GROUP BY x.tenant_id, x.user_id
-    ORDER BY x.tenant_id, x.user_id
-    ON CONFLICT (tenant_id, user_id) DO UPDATE SET
-        spendable = b.spendable + excluded.spendable,
-        lifetime = b.lifetime + excluded.lifetime,
-        pending = b.pending + excluded.pending,
-        updated_at = excluded.updated_at;
+    -- The rows exist, then are locked in key order (concurrent writers lock
+    -- balances in the same order), then move. An upsert would check the
+    -- CHECK on the proposed row (a negative amount) before finding the
+    -- existing one.
+    INSERT INTO wallet_balances (tenant_id, user_id)
+    SELECT DISTINCT tenant_id, user_id FROM new_entries ORDER BY 1, 2
+    ON CONFLICT DO NOTHING;
+    PERFORM 1 FROM wallet_balances b
+    WHERE (b.tenant_id, b.user_id) IN (SELECT tenant_id, user_id FROM new_entries)
+    ORDER BY b.tenant_id, b.user_id FOR UPDATE;
+    UPDATE wallet_balances b SET
+        spendable = b.spendable + x.spendable,
+        lifetime = b.lifetime + x.lifetime,
+        pending = b.pending + x.pending,
+        updated_at = now()
+    FROM (SELECT n.tenant_id, n.user_id,
+                 coalesce(sum(n.points) FILTER (WHERE NOT n.pend), 0) AS spendable,
+                 coalesce(sum(n.points) FILTER (WHERE n.kind NOT IN ('redemption', 'refund')), 0) AS lifetime,
+                 coalesce(sum(n.points) FILTER (WHERE n.pend), 0) AS pending
+          FROM (SELECT e.tenant_id, e.user_id, e.points, e.kind,
+                       e.challenge_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM wallet_settlements s
+                           WHERE s.tenant_id = e.tenant_id AND s.challenge_id = e.challenge_id) AS pend
+                FROM new_entries e) n
+          GROUP BY n.tenant_id, n.user_id) x
+    WHERE b.tenant_id = x.tenant_id AND b.user_id = x.user_id;
     RETURN NULL;
 END
 $$;
@@ -116,6 +122,10 @@ CREATE TRIGGER wallet_apply_ledger AFTER INSERT ON points_ledger
 -- +goose StatementBegin
 CREATE FUNCTION wallet_apply_settlement() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM 1 FROM wallet_balances b
+    WHERE b.tenant_id = NEW.tenant_id AND b.user_id IN (SELECT user_id FROM points_ledger
+        WHERE tenant_id = NEW.tenant_id AND challenge_id = NEW.challenge_id)
+    ORDER BY b.user_id FOR UPDATE;
     UPDATE wallet_balances b SET spendable = b.spendable + x.p, pending = b.pending - x.p, updated_at = now()
     FROM (SELECT user_id, sum(points) AS p FROM points_ledger
           WHERE tenant_id = NEW.tenant_id AND challenge_id = NEW.challenge_id

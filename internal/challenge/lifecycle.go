@@ -386,7 +386,7 @@ func (s *Service) announceFinal(ctx context.Context, tx pgx.Tx, c *Challenge, st
 		msgs = append(msgs, outbox.Message{TenantID: c.TenantID, Kind: MessageResult,
 			Key: fmt.Sprintf("challenge:%s:result:%s", c.ID, row.UserID), Subjects: []uuid.UUID{row.UserID, c.ID}, OccurredAt: now,
 			Payload: Result{ChallengeID: c.ID, Challenge: c.Definition.Name, Kind: c.Definition.Kind, UserID: row.UserID,
-				TeamID: row.TeamID, Rank: row.Rank, Points: row.Points, Participants: len(st.People),
+				TeamID: row.TeamID, Rank: row.Rank, Tied: st.tied(row.Rank), Points: row.Points, Participants: len(st.People),
 				MissionsCompleted: done, MissionsTotal: len(c.Missions), FinalAt: now, Rewards: grants[row.UserID]}})
 	}
 	return outbox.Append(ctx, tx, msgs...)

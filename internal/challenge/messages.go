@@ -85,8 +85,10 @@ type Result struct {
 	Kind        Kind      `json:"kind"`
 	UserID      uuid.UUID `json:"user_id"`
 	TeamID      uuid.UUID `json:"team_id,omitzero"`
-	// Rank in the challenge's format (shared by ties); 0 when unranked.
+	// Rank in the challenge's format (shared by ties, then Tied); 0 when
+	// unranked.
 	Rank   int   `json:"rank"`
+	Tied   bool  `json:"tied,omitempty"`
 	Points int64 `json:"points"`
 	// Participants is how many took part.
 	Participants      int       `json:"participants"`

@@ -142,8 +142,6 @@ func (s *Service) Redeem(ctx context.Context, p rallye.Principal, req RedeemRequ
 			return failed("NOT_AVAILABLE", "this reward may be redeemed from %s", it.ActiveFrom.Format(time.RFC3339))
 		case !it.ActiveUntil.IsZero() && !now.Before(it.ActiveUntil):
 			return failed("NOT_AVAILABLE", "this reward could be redeemed until %s", it.ActiveUntil.Format(time.RFC3339))
-		case it.Stock != nil && *it.Stock == 0:
-			return &rallye.Error{Code: rallye.CodeResourceExhausted, Reason: "OUT_OF_STOCK", Message: "this reward is out of stock"}
 		}
 		if it.PerPersonLimit > 0 {
 			var held int
@@ -154,6 +152,9 @@ func (s *Service) Redeem(ctx context.Context, p rallye.Principal, req RedeemRequ
 			if held >= it.PerPersonLimit {
 				return failed("LIMIT_REACHED", "you already hold %d of this reward, the most a person may", held)
 			}
+		}
+		if it.Stock != nil && *it.Stock == 0 {
+			return &rallye.Error{Code: rallye.CodeResourceExhausted, Reason: "OUT_OF_STOCK", Message: "this reward is out of stock"}
 		}
 		if it.Stock != nil {
 			if _, err := tx.Exec(ctx, `UPDATE reward_items SET stock = stock - 1, updated_at = $3 WHERE tenant_id = $1 AND id = $2`,
