@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,23 +127,31 @@ func setup(t *testing.T) *bundle {
 		}
 		b.reps = append(b.reps, b.person(t, fmt.Sprintf("Rep %d", i), locale, "", []rallye.Role{rallye.RoleRep}, team))
 	}
-	err = db.InTenant(ctx, b.tenant.ID, func(tx pgx.Tx) error {
+	b.joinedLongAgo(t)
+	return b
+}
+
+// joinedLongAgo dates every team membership before the tests' clock (the
+// database stamps them with its own).
+func (b *bundle) joinedLongAgo(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	err := b.db.InTenant(ctx, b.tenant.ID, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE team_members SET added_at = '2025-01-01' WHERE tenant_id = $1`, b.tenant.ID)
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
 }
 
-var personSeq int
+var personSeq atomic.Int64
 
 func (b *bundle) person(t *testing.T, name string, locale org.Locale, tz string, roles []rallye.Role, teams ...org.Team) org.User {
 	t.Helper()
-	personSeq++
-	in := org.UserInput{DisplayName: name, Email: fmt.Sprintf("p%d@acme.test", personSeq), Locale: locale, TimeZone: tz,
-		ExternalID: fmt.Sprintf("crm-%d", personSeq), Roles: roles}
+	n := personSeq.Add(1)
+	in := org.UserInput{DisplayName: name, Email: fmt.Sprintf("p%d@acme.test", n), Locale: locale, TimeZone: tz,
+		ExternalID: fmt.Sprintf("crm-%d", n), Roles: roles}
 	for _, team := range teams {
 		in.TeamIDs = append(in.TeamIDs, team.ID)
 	}
@@ -206,11 +215,10 @@ func (b *bundle) drain(t *testing.T) {
 	}
 }
 
-var evSeq int
+var evSeq atomic.Int64
 
 func ev(typ event.Type, rep org.User, at time.Time) event.Event {
-	evSeq++
-	return event.Event{Source: "crm", ExternalID: fmt.Sprintf("%s-%d", typ, evSeq), Type: typ, OccurredAt: at, RepExternalID: rep.ExternalID}
+	return event.Event{Source: "crm", ExternalID: fmt.Sprintf("%s-%d", typ, evSeq.Add(1)), Type: typ, OccurredAt: at, RepExternalID: rep.ExternalID}
 }
 
 func dealWon(rep org.User, at time.Time, cents int64) event.Event {
