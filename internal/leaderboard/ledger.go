@@ -33,25 +33,37 @@ type LedgerEntry struct {
 // ReadLedger returns a person's entries, newest first, recorded before the
 // entry numbered before (0: from the newest), at most limit.
 func ReadLedger(ctx context.Context, tx pgx.Tx, tenantID, userID uuid.UUID, before int64, limit int) ([]LedgerEntry, error) {
+	var out []LedgerEntry
+	b := &pgx.Batch{}
+	QueueReadLedger(b, tenantID, userID, before, limit, &out)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// QueueReadLedger queues ReadLedger's query on a batch, for a caller
+// reading several things in one round trip; dest is filled when the batch
+// runs.
+func QueueReadLedger(b *pgx.Batch, tenantID, userID uuid.UUID, before int64, limit int, dest *[]LedgerEntry) {
 	if before <= 0 {
 		before = 1<<63 - 1
 	}
-	rows, err := tx.Query(ctx, `SELECT seq, key, user_id, coalesce(challenge_id, '00000000-0000-0000-0000-000000000000'),
+	b.Queue(`SELECT seq, key, user_id, coalesce(challenge_id, '00000000-0000-0000-0000-000000000000'),
 			points, kind, cause, earned_at, recorded_at
 		FROM points_ledger WHERE tenant_id = $1 AND user_id = $2 AND seq < $3
-		ORDER BY seq DESC LIMIT $4`, tenantID, userID, before, limit)
-	if err != nil {
-		return nil, fmt.Errorf("read ledger: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LedgerEntry, error) {
-		var e LedgerEntry
-		err := r.Scan(&e.Seq, &e.Key, &e.UserID, &e.ChallengeID, &e.Points, &e.Kind, &e.Cause, &e.EarnedAt, &e.RecordedAt)
-		return e, err
+		ORDER BY seq DESC LIMIT $4`, tenantID, userID, before, limit).Query(func(rows pgx.Rows) error {
+		out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LedgerEntry, error) {
+			var e LedgerEntry
+			err := r.Scan(&e.Seq, &e.Key, &e.UserID, &e.ChallengeID, &e.Points, &e.Kind, &e.Cause, &e.EarnedAt, &e.RecordedAt)
+			return e, err
+		})
+		if err != nil {
+			return fmt.Errorf("read ledger: %w", err)
+		}
+		*dest = out
+		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("read ledger: %w", err)
-	}
-	return out, nil
 }
 
 // ChallengeTotals returns each person's points in a challenge, as the ledger

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/rallyehq/rallye/internal/idempotency"
 	"github.com/rallyehq/rallye/internal/leaderboard"
@@ -99,9 +100,11 @@ type RedeemRequest struct {
 // Redeem spends the caller's points on an item: pending when the item needs
 // approval, approved otherwise. Retrying with the same request id returns
 // the same redemption (even if it moved on since). Stock is never oversold
-// and points never go below zero, whatever the concurrency: the item's row
-// and the wallet's balance row are locked in that order, and a second
-// spender sees the first one's result.
+// and points never go below zero, whatever the concurrency: the stock is
+// taken by a conditional update of the item's row, the points by the
+// ledger entry whose balance row refuses to go below zero, both held until
+// commit, and as late as possible in the transaction so that concurrent
+// redemptions of one item wait for each other briefly.
 //
 // Errors: CodeNotFound for an item of another company or not visible to the
 // caller; CodeFailedPrecondition when the item is archived or outside its
@@ -112,6 +115,7 @@ func (s *Service) Redeem(ctx context.Context, p rallye.Principal, req RedeemRequ
 	if !p.IsPerson() {
 		return Redemption{}, failed("NOT_A_PERSON", "this call is for people, not API keys")
 	}
+	outOfStock := &rallye.Error{Code: rallye.CodeResourceExhausted, Reason: "OUT_OF_STOCK", Message: "this reward is out of stock"}
 	var out Redemption
 	err := s.inTenant(ctx, p.TenantID, func(ctx context.Context, tx pgx.Tx) error {
 		id, fresh, err := idempotency.Claim(ctx, tx, idempotency.Key{TenantID: p.TenantID, Operation: "RedeemReward",
@@ -123,18 +127,24 @@ func (s *Service) Redeem(ctx context.Context, p rallye.Principal, req RedeemRequ
 			out, err = getRedemption(ctx, tx, p.TenantID, id, false)
 			return err
 		}
-		it, err := getItem(ctx, tx, p.TenantID, req.ItemID, true)
+		it, err := getItem(ctx, tx, p.TenantID, req.ItemID, false)
 		if err != nil {
 			return err
 		}
-		teams, err := callerTeams(ctx, tx, p)
+		who, err := personOf(ctx, tx, p.TenantID, p.UserID)
 		if err != nil {
 			return err
 		}
-		if teams != nil && !itemVisible(it, teams) || it.Archived && !seesAll(p) {
-			return rallye.NotFound("reward")
+		var teams []uuid.UUID
+		if !seesAll(p) {
+			if teams, err = visibleTeams(ctx, tx, p.TenantID, who.TeamIDs); err != nil {
+				return err
+			}
+			if !itemVisible(it, teams) || it.Archived {
+				return rallye.NotFound("reward")
+			}
 		}
-		now := s.now()
+		now := s.now().Truncate(time.Microsecond) // as PostgreSQL stores it: a replay returns the same
 		switch {
 		case it.Archived:
 			return failed("NOT_AVAILABLE", "this reward was withdrawn from the catalogue")
@@ -144,6 +154,12 @@ func (s *Service) Redeem(ctx context.Context, p rallye.Principal, req RedeemRequ
 			return failed("NOT_AVAILABLE", "this reward could be redeemed until %s", it.ActiveUntil.Format(time.RFC3339))
 		}
 		if it.PerPersonLimit > 0 {
+			// A person's concurrent redemptions of the item take turns here;
+			// other people's do not wait.
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
+				"redeem:"+it.ID.String()+":"+p.UserID.String()); err != nil {
+				return fmt.Errorf("lock person's redemptions: %w", err)
+			}
 			var held int
 			if err := tx.QueryRow(ctx, `SELECT count(*) FROM redemptions WHERE tenant_id = $1 AND item_id = $2 AND user_id = $3
 				AND state IN ('pending', 'approved', 'fulfilled')`, p.TenantID, it.ID, p.UserID).Scan(&held); err != nil {
@@ -154,13 +170,7 @@ func (s *Service) Redeem(ctx context.Context, p rallye.Principal, req RedeemRequ
 			}
 		}
 		if it.Stock != nil && *it.Stock == 0 {
-			return &rallye.Error{Code: rallye.CodeResourceExhausted, Reason: "OUT_OF_STOCK", Message: "this reward is out of stock"}
-		}
-		if it.Stock != nil {
-			if _, err := tx.Exec(ctx, `UPDATE reward_items SET stock = stock - 1, updated_at = $3 WHERE tenant_id = $1 AND id = $2`,
-				p.TenantID, it.ID, now); err != nil {
-				return fmt.Errorf("take from stock: %w", err)
-			}
+			return outOfStock // as read: no need to wait for the row
 		}
 		st, err := settings(ctx, tx, p.TenantID)
 		if err != nil {
@@ -178,11 +188,24 @@ func (s *Service) Redeem(ctx context.Context, p rallye.Principal, req RedeemRequ
 		if it.ApprovalRequired {
 			state = RedemptionPending
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO redemptions (tenant_id, id, item_id, user_id, state, cost, money_value, currency,
+		// From here the item's row is locked until commit: the stock taken,
+		// the redemption written, the points spent, the change announced.
+		b := &pgx.Batch{}
+		taken := true
+		b.Queue(`UPDATE reward_items SET stock = stock - 1, updated_at = $3
+			WHERE tenant_id = $1 AND id = $2 AND stock IS NOT NULL AND stock > 0`, p.TenantID, it.ID, now).Exec(func(tag pgconn.CommandTag) error {
+			taken = tag.RowsAffected() == 1 || it.Stock == nil
+			return nil
+		})
+		b.Queue(`INSERT INTO redemptions (tenant_id, id, item_id, user_id, state, cost, money_value, currency,
 				item_name_fr, item_name_en, requested_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)`,
-			p.TenantID, id, it.ID, p.UserID, state, it.Cost, value, currency, it.Name.FR, it.Name.EN, now); err != nil {
-			return fmt.Errorf("insert redemption: %w", err)
+			p.TenantID, id, it.ID, p.UserID, state, it.Cost, value, currency, it.Name.FR, it.Name.EN, now)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("take from stock: %w", err)
+		}
+		if !taken {
+			return outOfStock
 		}
 		if err := s.record(ctx, tx, p.TenantID, []leaderboard.Entry{{
 			Key: "redemption:" + id.String(), UserID: p.UserID, Points: -it.Cost, At: now, Reason: "redemption",
@@ -190,9 +213,8 @@ func (s *Service) Redeem(ctx context.Context, p rallye.Principal, req RedeemRequ
 		}}); err != nil {
 			return err
 		}
-		if out, err = getRedemption(ctx, tx, p.TenantID, id, false); err != nil {
-			return err
-		}
+		out = Redemption{ID: id, ItemID: it.ID, UserID: p.UserID, Person: who.DisplayName, State: state, Cost: it.Cost,
+			MoneyValue: value, Currency: currency, Item: it.Name, RequestedAt: now, UpdatedAt: now}
 		return s.announceRedemption(ctx, tx, p.TenantID, out, "", false, uuid.Nil, "")
 	})
 	return out, err

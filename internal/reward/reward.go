@@ -109,32 +109,40 @@ func (p person) location() *time.Location {
 // people reads people of the company; ids missing from the result are not
 // in it.
 func people(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, ids []uuid.UUID) (map[uuid.UUID]person, error) {
-	rows, err := tx.Query(ctx, `SELECT u.id, u.display_name, u.locale, coalesce(nullif(u.time_zone, ''), t.time_zone),
+	out := map[uuid.UUID]person{}
+	b := &pgx.Batch{}
+	queuePeople(b, tenantID, ids, out)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// queuePeople queues people's query on a batch; dest is filled when it runs.
+func queuePeople(b *pgx.Batch, tenantID uuid.UUID, ids []uuid.UUID, dest map[uuid.UUID]person) {
+	b.Queue(`SELECT u.id, u.display_name, u.locale, coalesce(nullif(u.time_zone, ''), t.time_zone),
 			coalesce(u.external_id, ''), u.active, u.roles,
 			coalesce((SELECT array_agg(m.team_id ORDER BY m.team_id) FROM team_members m
 				WHERE m.tenant_id = u.tenant_id AND m.user_id = u.id), '{}')
 		FROM users u JOIN tenants t ON t.id = u.tenant_id
-		WHERE u.tenant_id = $1 AND u.id = ANY($2)`, tenantID, ids)
-	if err != nil {
-		return nil, fmt.Errorf("read people: %w", err)
-	}
-	out := map[uuid.UUID]person{}
-	var p person
-	var roles []string
-	_, err = pgx.ForEachRow(rows, []any{&p.ID, &p.DisplayName, &p.Locale, &p.TimeZone, &p.ExternalID, &p.Active, &roles, &p.TeamIDs}, func() error {
-		q := p
-		q.Roles = nil
-		for _, r := range roles {
-			q.Roles = append(q.Roles, rallye.Role(r))
+		WHERE u.tenant_id = $1 AND u.id = ANY($2)`, tenantID, ids).Query(func(rows pgx.Rows) error {
+		var p person
+		var roles []string
+		_, err := pgx.ForEachRow(rows, []any{&p.ID, &p.DisplayName, &p.Locale, &p.TimeZone, &p.ExternalID, &p.Active, &roles, &p.TeamIDs}, func() error {
+			q := p
+			q.Roles = nil
+			for _, r := range roles {
+				q.Roles = append(q.Roles, rallye.Role(r))
+			}
+			q.TeamIDs = slices.Clone(p.TeamIDs)
+			dest[q.ID] = q
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read people: %w", err)
 		}
-		q.TeamIDs = slices.Clone(p.TeamIDs)
-		out[q.ID] = q
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("read people: %w", err)
-	}
-	return out, nil
 }
 
 // personOf reads one person; NotFound when they are not in the company.

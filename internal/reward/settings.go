@@ -81,29 +81,44 @@ func fromISODay(n int16) time.Weekday { return time.Weekday(n % 7) }
 
 // settings reads a company's rules (the defaults when it set none).
 func settings(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID) (Settings, error) {
-	var levels []byte
-	var weekend []int16
-	st := DefaultSettings()
-	err := tx.QueryRow(ctx, `SELECT levels, points_per_unit, max_manual_grant, kudos_allowance, weekend, streak_risk_hour
-		FROM reward_settings WHERE tenant_id = $1`, tenantID).
-		Scan(&levels, &st.PointsPerUnit, &st.MaxManualGrant, &st.KudosAllowance, &weekend, &st.StreakRiskHour)
-	if postgres.IsNoRows(err) {
-		return DefaultSettings(), nil
-	}
-	if err != nil {
-		return st, fmt.Errorf("read reward settings: %w", err)
-	}
-	if err := json.Unmarshal(levels, &st.Levels); err != nil {
-		return st, fmt.Errorf("read levels: %w", err)
-	}
-	for i := range st.Levels {
-		st.Levels[i].Number = i + 1
-	}
-	st.Weekend = nil
-	for _, d := range weekend {
-		st.Weekend = append(st.Weekend, fromISODay(d))
+	var st Settings
+	b := &pgx.Batch{}
+	queueSettings(b, tenantID, &st)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return Settings{}, err
 	}
 	return st, nil
+}
+
+// queueSettings queues settings' query on a batch; dest is set when it
+// runs.
+func queueSettings(b *pgx.Batch, tenantID uuid.UUID, dest *Settings) {
+	b.Queue(`SELECT levels, points_per_unit, max_manual_grant, kudos_allowance, weekend, streak_risk_hour
+		FROM reward_settings WHERE tenant_id = $1`, tenantID).QueryRow(func(r pgx.Row) error {
+		var levels []byte
+		var weekend []int16
+		st := DefaultSettings()
+		err := r.Scan(&levels, &st.PointsPerUnit, &st.MaxManualGrant, &st.KudosAllowance, &weekend, &st.StreakRiskHour)
+		if postgres.IsNoRows(err) {
+			*dest = DefaultSettings()
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read reward settings: %w", err)
+		}
+		if err := json.Unmarshal(levels, &st.Levels); err != nil {
+			return fmt.Errorf("read levels: %w", err)
+		}
+		for i := range st.Levels {
+			st.Levels[i].Number = i + 1
+		}
+		st.Weekend = nil
+		for _, d := range weekend {
+			st.Weekend = append(st.Weekend, fromISODay(d))
+		}
+		*dest = st
+		return nil
+	})
 }
 
 // Settings returns the caller's company's reward rules.

@@ -113,9 +113,25 @@ func (s *Service) wallet(ctx context.Context, tx pgx.Tx, p rallye.Principal, use
 	if p.IsPerson() && p.UserID != userID {
 		ids = append(ids, p.UserID)
 	}
-	ps, err := people(ctx, tx, p.TenantID, ids)
-	if err != nil {
-		return Wallet{}, err
+	// One round trip for the person, the balance, the rules and the page.
+	ps := map[uuid.UUID]person{}
+	var bal Balance
+	var st Settings
+	var page []leaderboard.LedgerEntry
+	b := &pgx.Batch{}
+	queuePeople(b, p.TenantID, ids, ps)
+	b.Queue(`SELECT spendable, lifetime, pending FROM wallet_balances WHERE tenant_id = $1 AND user_id = $2`,
+		p.TenantID, userID).QueryRow(func(r pgx.Row) error {
+		err := r.Scan(&bal.Spendable, &bal.Lifetime, &bal.Pending)
+		if postgres.IsNoRows(err) {
+			return nil
+		}
+		return err
+	})
+	queueSettings(b, p.TenantID, &st)
+	leaderboard.QueueReadLedger(b, p.TenantID, userID, before, n, &page)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return Wallet{}, fmt.Errorf("read wallet: %w", err)
 	}
 	who, ok := ps[userID]
 	if !ok {
@@ -130,18 +146,6 @@ func (s *Service) wallet(ctx context.Context, tx pgx.Tx, p rallye.Principal, use
 		if !ok {
 			return Wallet{}, denied("only the person, their managers, HR and admins see a wallet")
 		}
-	}
-	bal, err := balanceOf(ctx, tx, p.TenantID, userID)
-	if err != nil {
-		return Wallet{}, err
-	}
-	st, err := settings(ctx, tx, p.TenantID)
-	if err != nil {
-		return Wallet{}, err
-	}
-	page, err := leaderboard.ReadLedger(ctx, tx, p.TenantID, userID, before, n)
-	if err != nil {
-		return Wallet{}, err
 	}
 	locale := who.Locale
 	if reader, ok := ps[p.UserID]; ok {
