@@ -172,6 +172,13 @@ func (s *Service) Redeem(ctx context.Context, p rallye.Principal, req RedeemRequ
 		if it.Stock != nil && *it.Stock == 0 {
 			return outOfStock // as read: no need to wait for the row
 		}
+		// As read, for a message that says how much: the ledger's balance
+		// row decides under concurrency.
+		if bal, err := balanceOf(ctx, tx, p.TenantID, p.UserID); err != nil {
+			return err
+		} else if bal.Spendable < it.Cost {
+			return failed("INSUFFICIENT_POINTS", "this reward costs %d points and you have %d to spend", it.Cost, bal.Spendable)
+		}
 		st, err := settings(ctx, tx, p.TenantID)
 		if err != nil {
 			return err
