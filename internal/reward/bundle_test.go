@@ -368,51 +368,6 @@ func (b *bundle) wallet(t *testing.T, u org.User) reward.Wallet {
 	return w
 }
 
-// competition runs a challenge of the north team's reps through to final:
-// each rep's meetings give 10 points each (scoring), and the rewards are
-// the definition's. It returns the final challenge.
-func (b *bundle) competition(t *testing.T, rewards []challenge.Reward, meetings map[uuid.UUID]int) *challenge.Challenge {
-	t.Helper()
-	ctx := context.Background()
-	start := b.clock.Now().Add(time.Hour)
-	def := challenge.Definition{
-		Name: challenge.Text{FR: "Rendez-vous de mars", EN: "March meetings"}, Kind: challenge.KindProspecting,
-		Rules: []challenge.Rule{{EventTypes: []event.Type{event.MeetingHeld}, Points: 10,
-			Label: challenge.Text{FR: "10 points par rendez-vous", EN: "10 points a meeting"}}},
-		Rewards: rewards, Grace: challenge.Duration(time.Minute), MaxDataWait: challenge.Duration(time.Minute),
-	}
-	c, err := b.challenges.Create(ctx, principal(b.manager), challenge.CreateRequest{Definition: def,
-		TeamIDs: []uuid.UUID{b.north.ID}, StartsAt: start, EndsAt: start.Add(24 * time.Hour), Publish: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.clock.Set(start)
-	if _, err := b.challenges.Start(ctx, challenge.StartArgs{TenantID: b.tenant.ID, ChallengeID: c.ID}); err != nil {
-		t.Fatal(err)
-	}
-	var evs []event.Event
-	for u, n := range meetings {
-		rep := b.userByID(t, u)
-		for i := range n {
-			evs = append(evs, ev(event.MeetingHeld, rep, start.Add(time.Duration(i+1)*time.Minute)))
-		}
-	}
-	if len(evs) > 0 {
-		b.ingest(t, evs...)
-	}
-	b.clock.Set(start.Add(24 * time.Hour))
-	if _, err := b.challenges.End(ctx, challenge.EndArgs{TenantID: b.tenant.ID, ChallengeID: c.ID}); err != nil {
-		t.Fatal(err)
-	}
-	b.clock.Set(start.Add(24*time.Hour + 2*time.Minute))
-	retry, err := b.challenges.Finalize(ctx, challenge.FinalizeArgs{TenantID: b.tenant.ID, ChallengeID: c.ID})
-	if err != nil || retry != 0 {
-		t.Fatalf("finalize: retry %v, %v", retry, err)
-	}
-	b.drain(t)
-	return c
-}
-
 func (b *bundle) userByID(t *testing.T, id uuid.UUID) org.User {
 	t.Helper()
 	for _, u := range append([]org.User{b.manager, b.hr}, b.reps...) {

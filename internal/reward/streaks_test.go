@@ -89,10 +89,6 @@ func TestStreakBoundaries(t *testing.T) {
 		loc, _ := time.LoadLocation("Europe/Paris")
 		return time.Date(y, m, d, h, min, 0, 0, loc)
 	}
-	type step struct {
-		calls   []time.Time // one call each
-		retract int         // index of a call to retract afterwards, -1 for none
-	}
 	cases := []struct {
 		name     string
 		tz       string // the rep's time zone ("" for the company's, Paris)
