@@ -23,6 +23,7 @@ import (
 	"github.com/rallyehq/rallye/internal/config"
 	"github.com/rallyehq/rallye/internal/leaderboard"
 	"github.com/rallyehq/rallye/internal/org"
+	"github.com/rallyehq/rallye/internal/outbox"
 	"github.com/rallyehq/rallye/internal/page"
 	"github.com/rallyehq/rallye/internal/rallye"
 	"github.com/rallyehq/rallye/internal/reward"
@@ -199,6 +200,23 @@ func (l *rewardsLoad) seed(ctx context.Context) error {
 		if err := flush(); err != nil {
 			return err
 		}
+	}
+	// The rewards consumer announces the levels the history reached: let
+	// it finish before measuring.
+	for deadline := time.Now().Add(10 * time.Minute); ; {
+		var pending bool
+		err := l.db.ReadTenant(ctx, tenant.ID, func(tx pgx.Tx) error {
+			var err error
+			pending, err = outbox.Pending(ctx, tx, tenant.ID, reward.OutboxConsumer)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if !pending || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if _, err := l.db.Pool.Exec(ctx, `ANALYZE`); err != nil {
 		return err
