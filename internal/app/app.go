@@ -124,6 +124,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	})
 	challenge.AddWorkers(workers, a.Challenges)
 	a.KPI = kpi.NewService(db, nil, log.With("component", "kpi"))
+	a.Registry.MustRegister(a.KPI.Collectors()...)
 	periodic := []*river.PeriodicJob{
 		river.NewPeriodicJob(river.PeriodicInterval(24*time.Hour),
 			func() (river.JobArgs, *river.InsertOpts) { return idempotency.PurgeArgs{}, nil },
