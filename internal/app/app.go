@@ -204,7 +204,6 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	srv.RegisterOnShutdown(a.Boards.Close) // live streams end; their clients reconnect elsewhere
 	if err := a.River.Start(ctx); err != nil {
 		return fmt.Errorf("start job queue: %w", err)
 	}
@@ -233,12 +232,19 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
-	a.Log.Info("shutting down", "timeout", a.Config.ShutdownTimeout)
-	a.Boards.Close() // live dashboard streams end; clients reconnect elsewhere
+	a.Log.Info("shutting down", "timeout", a.Config.ShutdownTimeout.String())
+	// Live streams (rankings and dashboards) end first, their clients
+	// reconnecting elsewhere: the HTTP shutdown waits for every open
+	// handler, and a stream never finishes by itself.
+	a.closeStreams()
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.Config.ShutdownTimeout)
 	defer cancel()
 	err := srv.Shutdown(shutCtx)
-	if stopErr := a.River.Stop(shutCtx); stopErr != nil && err == nil {
+	// The job queue has its own budget: a slow HTTP shutdown must not leave
+	// it an expired context, cutting running jobs short.
+	jobsCtx, cancelJobs := context.WithTimeout(context.WithoutCancel(ctx), a.Config.ShutdownTimeout)
+	defer cancelJobs()
+	if stopErr := a.River.Stop(jobsCtx); stopErr != nil && err == nil {
 		err = stopErr
 	}
 	if errors.Is(err, http.ErrServerClosed) {
@@ -247,14 +253,23 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
+// closeStreams ends every live stream: WatchRanking and the dashboards'
+// Watch.
+func (a *App) closeStreams() {
+	if a.Boards != nil {
+		a.Boards.Close()
+	}
+	if a.Dashboards != nil {
+		a.Dashboards.Close()
+	}
+}
+
 // Close releases connections. Call it after Serve returned.
 func (a *App) Close() {
 	if a.jwksCancel != nil {
 		a.jwksCancel()
 	}
-	if a.Boards != nil {
-		a.Boards.Close()
-	}
+	a.closeStreams()
 	if a.Redis != nil {
 		_ = a.Redis.Close()
 	}

@@ -65,6 +65,9 @@ func (s *Service) Watch(ctx context.Context, p rallye.Principal, req RankingRequ
 				case <-ctx.Done():
 					t.Stop()
 					return nil
+				case <-s.stopping:
+					t.Stop()
+					return nil
 				case <-t.C:
 				}
 			}
