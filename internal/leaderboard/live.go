@@ -27,7 +27,8 @@ import (
 const WatchInterval = 250 * time.Millisecond
 
 // watchRefresh re-reads a watched board even without announcements, so that
-// one lost while Redis reconnected delays an update rather than loses it.
+// one lost while Redis reconnected delays an update rather than loses it
+// (Deps.WatchRefresh changes it).
 const watchRefresh = 10 * time.Second
 
 // Watch sends the ranking req selects, then an update whenever it changes,
@@ -47,7 +48,7 @@ func (s *Service) Watch(ctx context.Context, p rallye.Principal, req RankingRequ
 	defer stop()
 	var last Ranking
 	var sentAt time.Time
-	refresh := time.NewTicker(watchRefresh)
+	refresh := time.NewTicker(s.watchRefresh)
 	defer refresh.Stop()
 	for first := true; ; first = false {
 		if !first {
