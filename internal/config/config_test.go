@@ -33,6 +33,9 @@ func TestValidateNamesTheVariable(t *testing.T) {
 		{"JWKSURL", map[string]string{"RALLYE_JWKS_URL": "ftp://idp"}, "RALLYE_JWKS_URL"},
 		{"DurationSyntax", map[string]string{"RALLYE_SHUTDOWN_TIMEOUT": "soon"}, "RALLYE_SHUTDOWN_TIMEOUT"},
 		{"IntSyntax", map[string]string{"RALLYE_DATABASE_MAX_CONNS": "many"}, "RALLYE_DATABASE_MAX_CONNS"},
+		{"NegativeWatchRefresh", map[string]string{"RALLYE_WATCH_REFRESH": "-1s"}, "RALLYE_WATCH_REFRESH"},
+		{"NegativeFeedSweep", map[string]string{"RALLYE_FEED_SWEEP": "-1s"}, "RALLYE_FEED_SWEEP"},
+		{"NegativeRepairDelay", map[string]string{"RALLYE_LEADERBOARD_REPAIR_DELAY": "-1s"}, "RALLYE_LEADERBOARD_REPAIR_DELAY"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

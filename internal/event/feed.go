@@ -42,7 +42,7 @@ type Feed struct {
 	// BatchSize bounds the changes read per transaction.
 	BatchSize int
 	// Sweep is how often Run drains every company whatever the
-	// notifications (SweepInterval); set it before Run.
+	// notifications (0: SweepInterval); set it before Run.
 	Sweep time.Duration
 
 	mu      sync.Mutex
@@ -53,7 +53,7 @@ type Feed struct {
 
 // NewFeed returns a feed without consumers.
 func NewFeed(db *postgres.DB, log *slog.Logger) *Feed {
-	return &Feed{db: db, log: log, BatchSize: 5000, Sweep: SweepInterval, dirty: map[uuid.UUID]bool{}, wake: make(chan struct{}, 1), running: map[uuid.UUID]bool{}}
+	return &Feed{db: db, log: log, BatchSize: 5000, dirty: map[uuid.UUID]bool{}, wake: make(chan struct{}, 1), running: map[uuid.UUID]bool{}}
 }
 
 // Register adds a consumer. Call it before Run.
@@ -251,7 +251,11 @@ func (f *Feed) listenOnce(ctx context.Context) error {
 }
 
 func (f *Feed) sweep(ctx context.Context) {
-	t := time.NewTicker(f.Sweep)
+	every := f.Sweep
+	if every <= 0 {
+		every = SweepInterval
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
