@@ -109,3 +109,22 @@ func TestCompilerCachesStayBounded(t *testing.T) {
 		t.Fatalf("the scenario did not exercise the cache: %d hits, %d evictions", hits[0], evicted[0])
 	}
 }
+
+// BenchmarkCompileMiss is what a cache miss costs: a KPI version compiled
+// with its measure (a CEL filter).
+func BenchmarkCompileMiss(b *testing.B) {
+	d := Definition{Key: "custom", Formula: Formula{Aggregation: Count,
+		Events: Selection{Types: []event.Type{event.DealWon}, Filter: `amount > 1000.0 && segment == "enterprise"`}}}
+	for b.Loop() {
+		c := newCompiler(1, 1)
+		p, err := c.plan(d)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, spec := range p.measures() {
+			if _, err := c.measure(*spec); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
