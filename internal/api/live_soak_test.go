@@ -101,7 +101,7 @@ func (w *soakWatcher) await(want map[string]int64, deadline time.Time) (time.Tim
 	defer timer.Stop()
 	for {
 		w.mu.Lock()
-		last, n, err := w.last, w.messages, w.err
+		last, n := w.last, w.messages
 		w.mu.Unlock()
 		if n > 0 && maps.Equal(last, want) {
 			return time.Now(), nil
@@ -110,7 +110,7 @@ func (w *soakWatcher) await(want map[string]int64, deadline time.Time) (time.Tim
 		case <-w.changed:
 		case <-w.done:
 			w.mu.Lock()
-			last, err = w.last, w.err
+			last, err := w.last, w.err
 			w.mu.Unlock()
 			if maps.Equal(last, want) {
 				return time.Now(), nil
