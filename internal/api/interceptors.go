@@ -17,6 +17,10 @@ import (
 type requestInfo struct {
 	id        string
 	principal rallye.Principal
+	// reply is the unary reply the observer encoded, forgotten when the
+	// request ends in case connect never asked for it.
+	reply    replyKey
+	hasReply bool
 }
 
 type requestInfoKey struct{}
@@ -80,6 +84,7 @@ func newRPCMetrics(reg prometheus.Registerer) *rpcMetrics {
 type observer struct {
 	log     *slog.Logger
 	metrics *rpcMetrics
+	codecs  *codecSet
 }
 
 func (o *observer) begin(ctx context.Context, procedure string) context.Context {
@@ -125,7 +130,22 @@ func (o *observer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		procedure := req.Spec().Procedure
 		ctx = o.begin(ctx, procedure)
 		res, err := next(ctx, req)
-		return res, o.end(ctx, procedure, start, err)
+		if err == nil && res != nil {
+			// Encoding the reply here makes a failure an error of the
+			// call, logged and counted; connect reuses the bytes.
+			key, ok, encErr := o.codecs.encodeReply(req, res)
+			switch {
+			case encErr != nil:
+				res, err = nil, encErr
+			case ok:
+				ri := infoFrom(ctx)
+				ri.reply, ri.hasReply = key, true
+			}
+		}
+		if err != nil {
+			return nil, o.end(ctx, procedure, start, err)
+		}
+		return res, o.end(ctx, procedure, start, nil)
 	}
 }
 
