@@ -139,6 +139,11 @@ func TestMaskedPartsSpeakTheSameWords(t *testing.T) {
 	if !ok || e.Field != "tenant.default_locale" || e.Message != "is required; use one of LOCALE_FR, LOCALE_EN" {
 		t.Fatalf("got %v", err)
 	}
+	err = checkPart(v, &rallyev1.ChallengeDefinition{Name: &rallyev1.LocalizedText{Fr: "a", En: "a"},
+		Missions: []*rallyev1.Mission{{Key: "a", Name: &rallyev1.LocalizedText{Fr: "a", En: "a"}}}}, "definition.", nil)
+	if e, ok := rallye.AsError(err); !ok || e.Field != "definition.missions[0].condition" || e.Message != "is required: set one of auto, manual" {
+		t.Fatalf("got %v", err)
+	}
 	err = checkPart(v, &rallyev1.SalesEvent{Source: "crm", ExternalId: "1", Type: "call.logged",
 		OccurredAt: timestamppb.New(time.Date(1999, 12, 31, 0, 0, 0, 0, time.UTC))}, "", nil)
 	if e, ok := rallye.AsError(err); !ok || e.Field != "occurred_at" || !strings.Contains(e.Message, "2000-01-01") {

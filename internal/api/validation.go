@@ -113,6 +113,13 @@ func violationMessage(v *protovalidate.Violation, root protoreflect.MessageDescr
 	rule := v.Proto.GetRuleId()
 	switch {
 	case rule == "required":
+		if o := oneofOf(v, root); o != nil {
+			names := make([]string, 0, o.Fields().Len())
+			for i := range o.Fields().Len() {
+				names = append(names, string(o.Fields().Get(i).Name()))
+			}
+			return "is required: set one of " + strings.Join(names, ", ")
+		}
 		return "is required"
 	case strings.HasPrefix(rule, "enum."):
 		fd := fieldOf(v, root)
@@ -166,6 +173,30 @@ func fieldOf(v *protovalidate.Violation, root protoreflect.MessageDescriptor) pr
 		}
 	}
 	return fd
+}
+
+// oneofOf returns the oneof a violation names (a required oneof left
+// empty), or nil when it names a field.
+func oneofOf(v *protovalidate.Violation, root protoreflect.MessageDescriptor) protoreflect.OneofDescriptor {
+	elements := v.Proto.GetField().GetElements()
+	if v.FieldDescriptor != nil || len(elements) == 0 {
+		return nil
+	}
+	md := root
+	for _, el := range elements[:len(elements)-1] {
+		fd := md.Fields().ByNumber(protoreflect.FieldNumber(el.GetFieldNumber()))
+		if fd == nil || fd.Message() == nil {
+			return nil
+		}
+		md = fd.Message()
+		if fd.IsMap() {
+			md = fd.MapValue().Message()
+		}
+		if md == nil {
+			return nil
+		}
+	}
+	return md.Oneofs().ByName(protoreflect.Name(elements[len(elements)-1].GetFieldName()))
 }
 
 func ruleString(v protoreflect.Value) string {
