@@ -72,6 +72,8 @@ type codecSet struct {
 // observer.
 type replyCodec interface {
 	connect.Codec
+	// MarshalAppend is what connect calls when a codec has it.
+	MarshalAppend(dst []byte, msg any) ([]byte, error)
 	encode(proto.Message) ([]byte, error)
 }
 
