@@ -48,12 +48,13 @@ func requestLimit(n int64) int64 {
 func (g *guard) gate(obs *observer, limit int64) connect.RequestGateFunc {
 	return func(ctx context.Context, spec connect.Spec, _ connect.Peer, header http.Header) (context.Context, error) {
 		start := time.Now()
+		ctx = obs.begin(ctx, spec.Procedure)
 		admitted, err := g.admit(ctx, spec.Procedure, header.Get("Authorization"))
 		if err == nil && declaredLength(header) > limit+envelopeSlack {
 			err = connect.NewError(connect.CodeResourceExhausted, errors.New(tooLarge(limit)))
 		}
 		if err != nil {
-			return nil, obs.end(obs.begin(ctx, spec.Procedure), spec.Procedure, start, err)
+			return nil, obs.end(ctx, spec.Procedure, start, err)
 		}
 		return admitted, nil
 	}

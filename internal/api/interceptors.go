@@ -168,7 +168,8 @@ type Authenticator interface {
 }
 
 // guard authenticates every call and enforces the rules table: the one place
-// where roles are checked against procedures.
+// where roles are checked against procedures. It runs as a request gate, on
+// the headers, before the body is read (edge.go), and for the webhook.
 type guard struct {
 	auth  Authenticator
 	rules map[string][]rallye.Role
@@ -189,28 +190,4 @@ func (g *guard) admit(ctx context.Context, procedure, authorization string) (con
 		return ctx, rallye.Errorf(rallye.CodePermissionDenied, "your role does not allow this call")
 	}
 	return rallye.WithPrincipal(ctx, p), nil
-}
-
-func (g *guard) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		ctx, err := g.admit(ctx, req.Spec().Procedure, req.Header().Get("Authorization"))
-		if err != nil {
-			return nil, err
-		}
-		return next(ctx, req)
-	}
-}
-
-func (g *guard) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-func (g *guard) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		ctx, err := g.admit(ctx, conn.Spec().Procedure, conn.RequestHeader().Get("Authorization"))
-		if err != nil {
-			return err
-		}
-		return next(ctx, conn)
-	}
 }
