@@ -17,7 +17,6 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
-	"connectrpc.com/validate"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -49,6 +48,9 @@ type Deps struct {
 	Dashboards *dashboard.Service
 	// Rewards serves RewardService and the redemptions CSV export.
 	Rewards *reward.Service
+	// MaxRequestBytes bounds one request message after decompression
+	// (0: config.DefaultMaxRequestBytes).
+	MaxRequestBytes int64
 }
 
 // NewHandler returns the HTTP handler of the whole API.
@@ -57,13 +59,19 @@ func NewHandler(d Deps) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	obs := &observer{log: d.Log, metrics: newRPCMetrics(d.Registry)}
+	codecs := newCodecSet()
+	obs := &observer{log: d.Log, metrics: newRPCMetrics(d.Registry), codecs: codecs}
 	grd := &guard{auth: d.Auth, rules: rules}
+	limit := requestLimit(d.MaxRequestBytes)
 	opts := connect.WithHandlerOptions(
+		// Credentials and roles are checked from the headers, before a
+		// byte of the body is read (edge.go).
+		connect.WithRequestGate(grd.gate(obs, limit)),
+		readLimits(limit),
+		codecs.options(),
 		connect.WithInterceptors(
 			obs,
-			grd,
-			validate.NewInterceptor(validate.WithValidator(validator)),
+			&validating{v: validator},
 		),
 		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, r any) error {
 			d.Log.Error("handler panicked", "procedure", spec.Procedure, "request_id", requestID(ctx), "panic", r)
@@ -87,7 +95,8 @@ func NewHandler(d Deps) (http.Handler, error) {
 	mount(rallyev1connect.NewMissionServiceHandler(&missionHandler{svc: d.Challenges}, opts))
 	mount(rallyev1connect.NewKpiServiceHandler(&kpiHandler{kpi: d.KPI}, opts))
 	mount(rallyev1connect.NewDashboardServiceHandler(&dashboardHandler{dash: d.Dashboards}, opts))
-	mux.Handle(WebhookPath, &eventWebhook{guard: grd, observer: obs, events: events, validator: validator, errors: connect.NewErrorWriter()})
+	mux.Handle(WebhookPath, &eventWebhook{guard: grd, observer: obs, events: events, validator: validator,
+		errors: connect.NewErrorWriter(), maxBytes: limit})
 	mount(rallyev1connect.NewRewardServiceHandler(&rewardHandler{svc: d.Rewards, validator: validator}, opts))
 	mux.Handle(ExportPath, &redemptionsCSV{guard: grd, observer: obs, svc: d.Rewards, errors: connect.NewErrorWriter()})
 	// Rankings are read several times a second by every player: gzip would
@@ -95,12 +104,14 @@ func NewHandler(d Deps) (http.Handler, error) {
 	mount(rallyev1connect.NewLeaderboardServiceHandler(&leaderboardHandler{boards: d.Boards},
 		opts, connect.WithCompressMinBytes(leaderboardCompressMinBytes)))
 
-	mux.Handle(grpchealth.NewHandler(d.Health))
+	// Health and reflection need no credentials: their messages are small.
+	anonymous := readLimits(anonymousMaxBytes)
+	mux.Handle(grpchealth.NewHandler(d.Health, anonymous))
 	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName)...)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, anonymous))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, anonymous))
 	mux.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry}))
-	return withRequestID(mux), nil
+	return withRequestID(limitBodies(mux, rules, limit), codecs), nil
 }
 
 // leaderboardCompressMinBytes is the smallest leaderboard response that is
@@ -111,7 +122,8 @@ var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // withRequestID gives every request an id (the caller's X-Request-Id when it
 // is sane), echoes it in the response and puts it in the context for logs.
-func withRequestID(next http.Handler) http.Handler {
+// It also forgets the encoded reply of a request that connect did not send.
+func withRequestID(next http.Handler, codecs *codecSet) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
 		if !requestIDPattern.MatchString(id) {
@@ -120,7 +132,10 @@ func withRequestID(next http.Handler) http.Handler {
 			id = hex.EncodeToString(b)
 		}
 		w.Header().Set("X-Request-Id", id)
-		ctx := context.WithValue(r.Context(), requestInfoKey{}, &requestInfo{id: id})
-		next.ServeHTTP(w, r.WithContext(ctx))
+		ri := &requestInfo{id: id}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, ri)))
+		if ri.hasReply {
+			codecs.forget(ri.reply)
+		}
 	})
 }

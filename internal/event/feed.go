@@ -41,6 +41,9 @@ type Feed struct {
 	consumers []Consumer
 	// BatchSize bounds the changes read per transaction.
 	BatchSize int
+	// Sweep is how often Run drains every company whatever the
+	// notifications (0: SweepInterval); set it before Run.
+	Sweep time.Duration
 
 	mu      sync.Mutex
 	dirty   map[uuid.UUID]bool
@@ -248,7 +251,11 @@ func (f *Feed) listenOnce(ctx context.Context) error {
 }
 
 func (f *Feed) sweep(ctx context.Context) {
-	t := time.NewTicker(SweepInterval)
+	every := f.Sweep
+	if every <= 0 {
+		every = SweepInterval
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {

@@ -327,7 +327,7 @@ func (s *Service) CreateBadge(ctx context.Context, p rallye.Principal, in BadgeI
 		if err := ensureBadges(ctx, tx, p.TenantID); err != nil {
 			return err
 		}
-		id, fresh, err := idempotency.Claim(ctx, tx, idempotency.Key{TenantID: p.TenantID, Operation: "CreateBadge",
+		id, fresh, err := idempotency.Claim(ctx, tx, idempotency.Key{Caller: p, Operation: "CreateBadge",
 			RequestID: requestID, Request: in}, newID())
 		if err != nil {
 			return err

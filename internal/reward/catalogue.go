@@ -176,7 +176,7 @@ func (s *Service) CreateItem(ctx context.Context, p rallye.Principal, in ItemInp
 		if err := checkItem(ctx, tx, p.TenantID, in); err != nil {
 			return err
 		}
-		id, fresh, err := idempotency.Claim(ctx, tx, idempotency.Key{TenantID: p.TenantID, Operation: "CreateRewardItem",
+		id, fresh, err := idempotency.Claim(ctx, tx, idempotency.Key{Caller: p, Operation: "CreateRewardItem",
 			RequestID: requestID, Request: in}, newID())
 		if err != nil {
 			return err

@@ -93,7 +93,7 @@ func (s *Service) SendKudos(ctx context.Context, p rallye.Principal, req KudosRe
 				return fmt.Errorf("read win: %w", err)
 			}
 		}
-		id, fresh, err := idempotency.Claim(ctx, tx, idempotency.Key{TenantID: p.TenantID, Operation: "SendKudos",
+		id, fresh, err := idempotency.Claim(ctx, tx, idempotency.Key{Caller: p, Operation: "SendKudos",
 			RequestID: req.RequestID, Request: req}, newID())
 		if err != nil {
 			return err

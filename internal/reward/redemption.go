@@ -118,7 +118,7 @@ func (s *Service) Redeem(ctx context.Context, p rallye.Principal, req RedeemRequ
 	outOfStock := &rallye.Error{Code: rallye.CodeResourceExhausted, Reason: "OUT_OF_STOCK", Message: "this reward is out of stock"}
 	var out Redemption
 	err := s.inTenant(ctx, p.TenantID, func(ctx context.Context, tx pgx.Tx) error {
-		id, fresh, err := idempotency.Claim(ctx, tx, idempotency.Key{TenantID: p.TenantID, Operation: "RedeemReward",
+		id, fresh, err := idempotency.Claim(ctx, tx, idempotency.Key{Caller: p, Operation: "RedeemReward",
 			RequestID: req.RequestID, Request: req.ItemID}, newID())
 		if err != nil {
 			return err

@@ -111,7 +111,7 @@ func (s *Service) CreateStreakRule(ctx context.Context, p rallye.Principal, in S
 	}
 	var out StreakRule
 	err := s.db.InTenant(ctx, p.TenantID, func(tx pgx.Tx) error {
-		id, fresh, err := idempotency.Claim(ctx, tx, idempotency.Key{TenantID: p.TenantID, Operation: "CreateStreakRule",
+		id, fresh, err := idempotency.Claim(ctx, tx, idempotency.Key{Caller: p, Operation: "CreateStreakRule",
 			RequestID: requestID, Request: in}, newID())
 		if err != nil {
 			return err

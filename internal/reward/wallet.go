@@ -303,7 +303,7 @@ func (s *Service) GrantPoints(ctx context.Context, p rallye.Principal, req Grant
 		if !who.Active {
 			return failed("INACTIVE", "the person is deactivated")
 		}
-		id, _, err := idempotency.Claim(ctx, tx, idempotency.Key{TenantID: p.TenantID, Operation: "GrantPoints",
+		id, _, err := idempotency.Claim(ctx, tx, idempotency.Key{Caller: p, Operation: "GrantPoints",
 			RequestID: req.RequestID, Request: req}, newID())
 		if err != nil {
 			return err
