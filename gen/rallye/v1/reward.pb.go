@@ -5265,7 +5265,7 @@ var File_rallye_v1_reward_proto protoreflect.FileDescriptor
 
 const file_rallye_v1_reward_proto_rawDesc = "" +
 	"\n" +
-	"\x16rallye/v1/reward.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16rallye/v1/common.proto\"\x83\x01\n" +
+	"\x16rallye/v1/reward.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16rallye/v1/common.proto\x1a\x15rallye/v1/rules.proto\"\x83\x01\n" +
 	"\x05Level\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12,\n" +
 	"\n" +
@@ -5349,12 +5349,12 @@ const file_rallye_v1_reward_proto_rawDesc = "" +
 	"\x17SetWorkCalendarResponse\x12!\n" +
 	"\fweekend_days\x18\x01 \x03(\x05R\vweekendDays\x12\x12\n" +
 	"\x04year\x18\x02 \x01(\x05R\x04year\x12.\n" +
-	"\bholidays\x18\x03 \x03(\v2\x12.rallye.v1.HolidayR\bholidays\"\xc1\x03\n" +
+	"\bholidays\x18\x03 \x03(\v2\x12.rallye.v1.HolidayR\bholidays\"\xd3\x03\n" +
 	"\x0eBadgeCriterion\x12=\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1d.rallye.v1.BadgeCriterionKindB\n" +
-	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04kind\x12/\n" +
-	"\vevent_types\x18\x02 \x03(\tB\x0e\xbaH\v\x92\x01\b\x10\n" +
-	"\"\x04r\x02\x18@R\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04kind\x12A\n" +
+	"\vevent_types\x18\x02 \x03(\tB \xbaH\x1d\x92\x01\x1a\x10\n" +
+	"\"\x16r\x142\x12^[a-z_]+\\.[a-z_]+$R\n" +
 	"eventTypes\x12>\n" +
 	"\ameasure\x18\x03 \x01(\x0e2\x1a.rallye.v1.ActivityMeasureB\b\xbaH\x05\x82\x01\x02\x10\x01R\ameasure\x128\n" +
 	"\x06period\x18\x04 \x01(\x0e2\x16.rallye.v1.CountPeriodB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06period\x12+\n" +
@@ -5414,13 +5414,12 @@ const file_rallye_v1_reward_proto_rawDesc = "" +
 	"\x18ListBadgeHoldersResponse\x12&\n" +
 	"\x05badge\x18\x01 \x01(\v2\x10.rallye.v1.BadgeR\x05badge\x12/\n" +
 	"\aholders\x18\x02 \x03(\v2\x15.rallye.v1.BadgeAwardR\aholders\x12&\n" +
-	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"\xe4\x02\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"\xf6\x02\n" +
 	"\x0eStreakRuleSpec\x122\n" +
 	"\x03key\x18\x01 \x01(\tB \xbaH\x1dr\x1b2\x19^[a-z0-9][a-z0-9-]{0,62}$R\x03key\x124\n" +
-	"\x04name\x18\x02 \x01(\v2\x18.rallye.v1.LocalizedTextB\x06\xbaH\x03\xc8\x01\x01R\x04name\x121\n" +
-	"\vevent_types\x18\x03 \x03(\tB\x10\xbaH\r\x92\x01\n" +
-	"\b\x01\x10\n" +
-	"\"\x04r\x02\x18@R\n" +
+	"\x04name\x18\x02 \x01(\v2\x18.rallye.v1.LocalizedTextB\x06\xbaH\x03\xc8\x01\x01R\x04name\x12C\n" +
+	"\vevent_types\x18\x03 \x03(\tB\"\xbaH\x1f\x92\x01\x1c\b\x01\x10\n" +
+	"\"\x16r\x142\x12^[a-z_]+\\.[a-z_]+$R\n" +
 	"eventTypes\x12'\n" +
 	"\tmin_count\x18\x04 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x01R\bminCount\x12;\n" +
@@ -5509,7 +5508,7 @@ const file_rallye_v1_reward_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\"n\n" +
 	"\x14ListTeamFeedResponse\x12.\n" +
 	"\aentries\x18\x01 \x03(\v2\x14.rallye.v1.FeedEntryR\aentries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf0\x04\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x88\x05\n" +
 	"\x0eRewardItemSpec\x124\n" +
 	"\x04name\x18\x01 \x01(\v2\x18.rallye.v1.LocalizedTextB\x06\xbaH\x03\xc8\x01\x01R\x04name\x12:\n" +
 	"\vdescription\x18\x02 \x01(\v2\x18.rallye.v1.LocalizedTextR\vdescription\x12+\n" +
@@ -5518,10 +5517,12 @@ const file_rallye_v1_reward_proto_rawDesc = "" +
 	"\x05stock\x18\x05 \x01(\x05B\v\xbaH\b\x1a\x06\x18\xc0\x84=(\x00H\x00R\x05stock\x88\x01\x01\x124\n" +
 	"\x10per_person_limit\x18\x06 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\x0eperPersonLimit\x12+\n" +
-	"\x11approval_required\x18\a \x01(\bR\x10approvalRequired\x12;\n" +
-	"\vactive_from\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"activeFrom\x12=\n" +
-	"\factive_until\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vactiveUntil\x12,\n" +
+	"\x11approval_required\x18\a \x01(\bR\x10approvalRequired\x12G\n" +
+	"\vactive_from\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\n" +
+	"activeFrom\x12I\n" +
+	"\factive_until\x18\t \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\vactiveUntil\x12,\n" +
 	"\bteam_ids\x18\n" +
 	" \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\x18\x01\"\x05r\x03\xb0\x01\x01R\ateamIds\x122\n" +
 	"\vmoney_value\x18\v \x01(\x03B\f\xbaH\t\"\a\x18\x80\xc2\xd7/(\x00H\x01R\n" +
@@ -5629,10 +5630,12 @@ const file_rallye_v1_reward_proto_rawDesc = "" +
 	"\x19FulfillRedemptionResponse\x125\n" +
 	"\n" +
 	"redemption\x18\x01 \x01(\v2\x15.rallye.v1.RedemptionR\n" +
-	"redemption\"\x98\x01\n" +
-	"\x18ExportRedemptionsRequest\x12?\n" +
-	"\tfrom_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\bfromTime\x12;\n" +
-	"\ato_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\x06toTime\"\xf8\x02\n" +
+	"redemption\"\xa6\x01\n" +
+	"\x18ExportRedemptionsRequest\x12F\n" +
+	"\tfrom_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\r\xbaH\n" +
+	"\xc8\x01\x01\xb2\x01\x04\xc8\xd5\"\x01R\bfromTime\x12B\n" +
+	"\ato_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\r\xbaH\n" +
+	"\xc8\x01\x01\xb2\x01\x04\xc8\xd5\"\x01R\x06toTime\"\xf8\x02\n" +
 	"\x19ExportRedemptionsResponse\x12#\n" +
 	"\rredemption_id\x18\x01 \x01(\tR\fredemptionId\x12=\n" +
 	"\ffulfill_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vfulfillTime\x12\x15\n" +
@@ -5997,6 +6000,7 @@ func file_rallye_v1_reward_proto_init() {
 		return
 	}
 	file_rallye_v1_common_proto_init()
+	file_rallye_v1_rules_proto_init()
 	file_rallye_v1_reward_proto_msgTypes[53].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
