@@ -9,7 +9,7 @@ BUF         := $(TOOLS)/node_modules/.bin/buf
 # production sets its own (or a JWKS URL).
 DEV_ENV := RALLYE_JWT_SECRET=local-development-secret-not-for-production
 
-.PHONY: help tools generate lint check-generated breaking test build run demo clean
+.PHONY: help tools generate lint check-generated breaking test redis-cluster test-cluster build run demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -44,6 +44,17 @@ breaking: tools ## buf breaking against the newest release tag
 
 test: ## run every test against local PostgreSQL and Redis, with the race detector
 	go test -race -count=1 ./...
+
+# The tests of everything Redis carries (live rankings and their streams, the
+# dashboards' live updates) again, against a three-node Redis Cluster.
+CLUSTER_TESTS := 'TestLeaderboardEndToEnd|TestWatchRankingAcrossInstances|TestRepairJobHealsAFailedPublish|TestKpisAndDashboardsEndToEnd|TestWatchAcrossInstances|TestEventBatchIsOneTrace'
+
+redis-cluster: ## start (or keep) a three-node Redis Cluster on 127.0.0.1:7000-7002
+	@.ci/redis-cluster >/dev/null
+
+test-cluster: redis-cluster ## the leaderboard, live-ranking and dashboard-stream tests against Redis Cluster
+	RALLYE_TEST_REDIS_CLUSTER=$$(.ci/redis-cluster | tail -1) go test -race -count=1 ./internal/redisdb/... ./internal/leaderboard/... ./internal/dashboard/...
+	RALLYE_TEST_REDIS_CLUSTER=$$(.ci/redis-cluster | tail -1) go test -race -count=1 -run $(CLUSTER_TESTS) ./internal/api/ ./internal/app/
 
 build: ## build bin/rallye
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/rallye ./cmd/rallye

@@ -101,7 +101,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		log.Warn("the database role is a superuser or bypasses row-level security: tenant isolation rests on query conditions alone; connect as an ordinary role in production")
 	}
 
-	a.Redis, err = redisdb.Open(ctx, redisdb.Options{URL: cfg.RedisURL, Addrs: cfg.RedisAddrs, MasterName: cfg.RedisMasterName})
+	a.Redis, err = redisdb.Open(ctx, redisdb.Options{URL: cfg.RedisURL, Addrs: cfg.RedisAddrs, MasterName: cfg.RedisMasterName, Cluster: cfg.RedisCluster})
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,9 @@ type Config struct {
 	RedisURL        string   `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
 	RedisAddrs      []string `env:"RALLYE_REDIS_ADDRS" envSeparator:","`
 	RedisMasterName string   `env:"RALLYE_REDIS_MASTER_NAME"`
+	// RedisCluster selects Redis Cluster with a single address (a managed
+	// cluster's configuration endpoint, in RALLYE_REDIS_ADDRS or REDIS_URL).
+	RedisCluster bool `env:"RALLYE_REDIS_CLUSTER"`
 	// RedisPrefix starts every Redis key, so deployments can share a server.
 	RedisPrefix string `env:"RALLYE_REDIS_PREFIX" envDefault:"rallye:"`
 
@@ -102,6 +105,9 @@ func (c Config) Validate() error {
 		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 			bad("REDIS_URL", "want redis://host:port/db, got %q", c.RedisURL)
 		}
+	}
+	if c.RedisCluster && c.RedisMasterName != "" {
+		bad("RALLYE_REDIS_CLUSTER", "Redis Cluster and Sentinel (RALLYE_REDIS_MASTER_NAME) exclude each other")
 	}
 	for _, a := range c.RedisAddrs {
 		if _, _, err := net.SplitHostPort(a); err != nil {

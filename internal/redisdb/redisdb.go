@@ -19,14 +19,26 @@ type Options struct {
 	URL        string
 	Addrs      []string
 	MasterName string
+	// Cluster selects Redis Cluster even when one address is given (a
+	// managed cluster's configuration endpoint). Without Addrs, URL is then
+	// read as a cluster URL: redis[s]://[user:password@]host:port[?addr=host:port...],
+	// which carries the password and TLS a managed cluster needs.
+	Cluster bool
 }
 
 // Open connects and checks that Redis answers.
 func Open(ctx context.Context, o Options) (redis.UniversalClient, error) {
 	var client redis.UniversalClient
-	if len(o.Addrs) > 0 {
-		client = redis.NewUniversalClient(&redis.UniversalOptions{Addrs: o.Addrs, MasterName: o.MasterName})
-	} else {
+	switch {
+	case len(o.Addrs) > 0:
+		client = redis.NewUniversalClient(&redis.UniversalOptions{Addrs: o.Addrs, MasterName: o.MasterName, IsClusterMode: o.Cluster})
+	case o.Cluster:
+		opts, err := redis.ParseClusterURL(o.URL)
+		if err != nil {
+			return nil, fmt.Errorf("parse redis cluster url: %w", err)
+		}
+		client = redis.NewClusterClient(opts)
+	default:
 		opts, err := redis.ParseURL(o.URL)
 		if err != nil {
 			return nil, fmt.Errorf("parse redis url: %w", err)

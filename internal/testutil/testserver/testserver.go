@@ -45,6 +45,8 @@ func Start(t testing.TB, opts ...Option) *Server {
 	cfg := config.Config{
 		DatabaseMaxConns:   10,
 		RedisURL:           testutil.RedisURL(),
+		RedisAddrs:         testutil.RedisClusterAddrs(),
+		RedisCluster:       len(testutil.RedisClusterAddrs()) > 0,
 		RedisPrefix:        testutil.NewRedisPrefix(),
 		Addr:               "127.0.0.1:0",
 		ShutdownTimeout:    5 * time.Second,
