@@ -46,6 +46,8 @@ type Deps struct {
 	Challenges *challenge.Service
 	KPI        *kpi.Service
 	Dashboards *dashboard.Service
+	// Interceptors run first, around every RPC (tracing).
+	Interceptors []connect.Interceptor
 }
 
 // NewHandler returns the HTTP handler of the whole API.
@@ -57,11 +59,11 @@ func NewHandler(d Deps) (http.Handler, error) {
 	obs := &observer{log: d.Log, metrics: newRPCMetrics(d.Registry)}
 	grd := &guard{auth: d.Auth, rules: rules}
 	opts := connect.WithHandlerOptions(
-		connect.WithInterceptors(
+		connect.WithInterceptors(append(append([]connect.Interceptor{}, d.Interceptors...),
 			obs,
 			grd,
 			validate.NewInterceptor(validate.WithValidator(validator)),
-		),
+		)...),
 		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, r any) error {
 			d.Log.Error("handler panicked", "procedure", spec.Procedure, "request_id", requestID(ctx), "panic", r)
 			return connect.NewError(connect.CodeInternal, nil)

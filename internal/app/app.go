@@ -33,6 +33,7 @@ import (
 	"github.com/rallyehq/rallye/internal/org"
 	"github.com/rallyehq/rallye/internal/postgres"
 	"github.com/rallyehq/rallye/internal/redisdb"
+	"github.com/rallyehq/rallye/internal/telemetry"
 )
 
 // App is a wired Rallye server.
@@ -69,6 +70,9 @@ type App struct {
 type Options struct {
 	// SkipMigrate leaves the schema alone (tests use pre-migrated databases).
 	SkipMigrate bool
+	// Tracing instruments RPCs, queries, Redis commands, jobs and the change
+	// feed (nil: tracing off).
+	Tracing *telemetry.Tracing
 }
 
 // New connects to PostgreSQL and Redis, migrates, and wires the services.
@@ -87,7 +91,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 			return nil, err
 		}
 	}
-	db, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	db, err := postgres.OpenWith(ctx, cfg.DatabaseURL, postgres.PoolOptions{MaxConns: cfg.DatabaseMaxConns, Tracer: o.Tracing.PgxTracer()})
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +105,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		log.Warn("the database role is a superuser or bypasses row-level security: tenant isolation rests on query conditions alone; connect as an ordinary role in production")
 	}
 
-	a.Redis, err = redisdb.Open(ctx, redisdb.Options{URL: cfg.RedisURL, Addrs: cfg.RedisAddrs, MasterName: cfg.RedisMasterName, Cluster: cfg.RedisCluster})
+	a.Redis, err = redisdb.Open(ctx, redisdb.Options{URL: cfg.RedisURL, Addrs: cfg.RedisAddrs, MasterName: cfg.RedisMasterName,
+		Cluster: cfg.RedisCluster, Instrument: o.Tracing.InstrumentRedis})
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +142,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		Workers:      workers,
 		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 20}},
 		PeriodicJobs: periodic,
+		Middleware:   o.Tracing.RiverMiddleware(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
@@ -165,6 +171,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	a.Events = event.NewStore(db)
 	// Consumers of the change feed register here.
 	a.Feed = event.NewFeed(db, log.With("component", "feed"))
+	if o.Tracing.On() {
+		a.Events.Tracer = o.Tracing.Tracer("github.com/rallyehq/rallye/internal/event")
+		a.Feed.Tracer = a.Events.Tracer
+	}
 	// Large batches when the feed has a backlog: the roll-up consumer
 	// collapses a batch in memory, so fewer, larger writes catch up faster
 	// (a small backlog is still read at once).
@@ -177,10 +187,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	a.KPI.OnChange = a.Hub.Publish
 	a.Dashboards = dashboard.NewService(db, a.KPI, a.Org, a.Hub, log.With("component", "dashboard"))
 
+	a.Registry.MustRegister(telemetry.NewJobQueue(db.Pool, log.With("component", "metrics")))
+	interceptors, err := o.Tracing.ConnectInterceptors()
+	if err != nil {
+		return nil, err
+	}
 	a.Handler, err = api.NewHandler(api.Deps{
 		Log: log, Registry: a.Registry, Auth: a.Auth, Health: &healthChecker{db: db, redis: a.Redis},
 		Org: a.Org, APIKeys: a.APIKeys, Events: a.Events, Boards: a.Boards, Challenges: a.Challenges,
-		KPI: a.KPI, Dashboards: a.Dashboards,
+		KPI: a.KPI, Dashboards: a.Dashboards, Interceptors: interceptors,
 	})
 	if err != nil {
 		return nil, err

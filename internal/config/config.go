@@ -40,6 +40,10 @@ type Config struct {
 	DebugAddr string `env:"RALLYE_DEBUG_ADDR"`
 	// ShutdownTimeout bounds how long in-flight requests may run after SIGTERM.
 	ShutdownTimeout time.Duration `env:"RALLYE_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// TraceTrustRemote continues the trace of a caller's traceparent header
+	// instead of starting a new trace linked to it (tracing itself is set
+	// by the standard OTEL_* variables).
+	TraceTrustRemote bool `env:"RALLYE_TRACE_TRUST_REMOTE"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `env:"RALLYE_LOG_LEVEL" envDefault:"info"`
 

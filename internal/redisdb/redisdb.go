@@ -24,6 +24,10 @@ type Options struct {
 	// read as a cluster URL: redis[s]://[user:password@]host:port[?addr=host:port...],
 	// which carries the password and TLS a managed cluster needs.
 	Cluster bool
+	// Instrument, when set, is called on the client before it connects
+	// (tracing hooks: on a cluster they attach to each node client as it is
+	// created, so they must be in place before the first command).
+	Instrument func(redis.UniversalClient) error
 }
 
 // Open connects and checks that Redis answers.
@@ -44,6 +48,12 @@ func Open(ctx context.Context, o Options) (redis.UniversalClient, error) {
 			return nil, fmt.Errorf("parse redis url: %w", err)
 		}
 		client = redis.NewClient(opts)
+	}
+	if o.Instrument != nil {
+		if err := o.Instrument(client); err != nil {
+			_ = client.Close()
+			return nil, err
+		}
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -42,6 +42,12 @@ type Option func(*config.Config)
 // Start starts a server; it stops when the test ends.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
+	return StartWith(t, app.Options{}, opts...)
+}
+
+// StartWith starts a server built with o (tracing, for instance).
+func StartWith(t testing.TB, o app.Options, opts ...Option) *Server {
+	t.Helper()
 	cfg := config.Config{
 		DatabaseMaxConns:   10,
 		RedisURL:           testutil.RedisURL(),
@@ -71,7 +77,8 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}
 	log := slog.New(slog.NewJSONHandler(logOut, nil))
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, log, app.Options{SkipMigrate: true})
+	o.SkipMigrate = true
+	a, err := app.New(ctx, cfg, log, o)
 	if err != nil {
 		cancel()
 		t.Fatalf("start server: %v", err)
