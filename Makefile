@@ -9,7 +9,7 @@ BUF         := $(TOOLS)/node_modules/.bin/buf
 # production sets its own (or a JWKS URL).
 DEV_ENV := RALLYE_JWT_SECRET=local-development-secret-not-for-production
 
-.PHONY: help tools generate lint check-generated breaking test redis-cluster test-cluster build run demo clean
+.PHONY: help tools generate lint check-generated breaking helm test redis-cluster test-cluster build run demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -24,7 +24,7 @@ generate: tools ## regenerate gen/ from proto/
 	rm -rf gen
 	$(BUF) generate
 
-lint: tools check-generated breaking ## gofmt, go vet, staticcheck, buf lint, generated-code freshness, breaking changes
+lint: tools check-generated breaking helm ## gofmt, go vet, staticcheck, buf lint, generated-code freshness, breaking changes, the Helm chart
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	go tool staticcheck ./...
@@ -41,6 +41,16 @@ breaking: tools ## buf breaking against the newest release tag
 	@tag=$$(git describe --tags --abbrev=0 --match 'v*' 2>/dev/null); \
 	if [ -z "$$tag" ]; then echo "buf breaking: no release tag yet, nothing to compare with"; \
 	else $(BUF) breaking proto --against ".git#tag=$$tag,subdir=proto"; fi
+
+# Helm is a Go tool pinned in deploy/helm/tool/go.mod (a module of its own,
+# so that Kubernetes' libraries stay out of Rallye's): no downloaded binary.
+HELM_KUBE_VERSION := 1.31.0
+
+helm: ## helm lint --strict and helm template of deploy/helm/rallye with each ci/ values file, and the chart's tests
+	cd deploy/helm/tool && go vet ./... && for f in ../rallye/ci/*.yaml; do \
+		go tool helm lint --strict --quiet ../rallye -f $$f --kube-version $(HELM_KUBE_VERSION) && \
+		go tool helm template rallye ../rallye -f $$f --kube-version $(HELM_KUBE_VERSION) >/dev/null || exit 1; done
+	cd deploy/helm/tool && go test -count=1 ./...
 
 test: ## run every test against local PostgreSQL and Redis, with the race detector
 	go test -race -count=1 ./...

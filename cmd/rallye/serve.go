@@ -35,7 +35,7 @@ func runServe(ctx context.Context, env *environment, args []string) error {
 			env.log.Warn("flushing traces failed", "error", err)
 		}
 	}()
-	a, err := app.New(ctx, env.cfg, env.log, app.Options{Tracing: tracing})
+	a, err := app.New(ctx, env.cfg, env.log, app.Options{Tracing: tracing, SkipMigrate: !env.cfg.MigrateOnStart})
 	if err != nil {
 		return err
 	}

@@ -277,6 +277,12 @@ func (a *App) Close() {
 	}
 }
 
+// LivenessService is the health service name that answers SERVING while the
+// process answers at all, whatever PostgreSQL and Redis do: a liveness probe
+// asks it, so that an outage of a dependency takes instances out of the load
+// balancer (readiness, the empty service name) without restarting them all.
+const LivenessService = "liveness"
+
 // healthChecker reports the server as serving while PostgreSQL and Redis
 // answer, so load balancers stop sending traffic to an instance that lost
 // them.
@@ -285,7 +291,10 @@ type healthChecker struct {
 	redis redis.UniversalClient
 }
 
-func (h *healthChecker) Check(ctx context.Context, _ *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+func (h *healthChecker) Check(ctx context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+	if req.Service == LivenessService {
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	if h.db.Pool.Ping(ctx) != nil || h.redis.Ping(ctx).Err() != nil {

@@ -33,6 +33,12 @@ type Config struct {
 	// RedisPrefix starts every Redis key, so deployments can share a server.
 	RedisPrefix string `env:"RALLYE_REDIS_PREFIX" envDefault:"rallye:"`
 
+	// MigrateOnStart makes `serve` create the database and apply the
+	// migrations before serving, under an advisory lock (instances starting
+	// together take turns). Off when a deployment step runs `rallye migrate`
+	// (the Helm chart's Job), so that the server's role needs no DDL rights.
+	MigrateOnStart bool `env:"RALLYE_MIGRATE_ON_START" envDefault:"true"`
+
 	// Addr is the listen address of the API (Connect, gRPC, gRPC-Web, /metrics).
 	Addr string `env:"RALLYE_ADDR" envDefault:"127.0.0.1:8080"`
 	// DebugAddr, when set, serves Go's profiler (net/http/pprof) on a
