@@ -12,8 +12,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/rallyehq/rallye/internal/org"
@@ -95,22 +93,17 @@ func (s *Store) Ingest(ctx context.Context, p rallye.Principal, rows []Row) (Res
 	if len(rows) == 0 || len(rows) > MaxBatch {
 		return Result{}, rallye.Invalid("events", "send between 1 and %d events", MaxBatch)
 	}
-	ctx, span := tracerOrNoop(s.Tracer).Start(ctx, "event.ingest", trace.WithAttributes(
-		attribute.String("rallye.tenant_id", p.TenantID.String()), attribute.Int("rallye.events", len(rows))))
-	defer span.End()
+	ctx, finish := s.traceBatch(ctx, p.TenantID, len(rows))
 	var res Result
 	err := s.db.InTenant(ctx, p.TenantID, func(tx pgx.Tx) error {
 		var err error
 		res, err = ingest(ctx, tx, p.TenantID, rows)
 		return err
 	})
+	finish(res, err)
 	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, "ingest failed")
 		return Result{}, err
 	}
-	span.SetAttributes(attribute.Int("rallye.events.accepted", res.Accepted), attribute.Int("rallye.events.corrected", res.Corrected),
-		attribute.Int("rallye.events.duplicates", res.Duplicates), attribute.Int("rallye.events.rejected", len(res.Rejected)))
 	slices.SortFunc(res.Rejected, func(a, b RowError) int { return a.Index - b.Index })
 	return res, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -36,11 +37,24 @@ import (
 // tracePropagator writes and reads W3C trace context.
 var tracePropagator = propagation.TraceContext{}
 
-func tracerOrNoop(t trace.Tracer) trace.Tracer {
-	if t == nil {
-		return noop.NewTracerProvider().Tracer("")
+// traceBatch starts the span of a batch when tracing is on; finish records
+// the outcome and ends it.
+func (s *Store) traceBatch(ctx context.Context, tenantID uuid.UUID, events int) (context.Context, func(Result, error)) {
+	if s.Tracer == nil {
+		return ctx, func(Result, error) {}
 	}
-	return t
+	ctx, span := s.Tracer.Start(ctx, "event.ingest", trace.WithAttributes(
+		attribute.String("rallye.tenant_id", tenantID.String()), attribute.Int("rallye.events", events)))
+	return ctx, func(res Result, err error) {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "ingest failed")
+		} else {
+			span.SetAttributes(attribute.Int("rallye.events.accepted", res.Accepted), attribute.Int("rallye.events.corrected", res.Corrected),
+				attribute.Int("rallye.events.duplicates", res.Duplicates), attribute.Int("rallye.events.rejected", len(res.Rejected)))
+		}
+		span.End()
+	}
 }
 
 // traceParent is ctx's sampled span as a W3C traceparent, or "".
