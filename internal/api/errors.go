@@ -33,7 +33,12 @@ var connectCodes = map[rallye.Code]connect.Code{
 func toConnect(ctx context.Context, err error) *connect.Error {
 	var ce *connect.Error
 	if errors.As(err, &ce) {
-		return ce
+		if ce.Code() != connect.CodeInternal && ce.Code() != connect.CodeUnknown {
+			return ce
+		}
+		// Connect's own internal errors (a reply that would not encode on
+		// a stream) are answered like ours: the cause goes to the logs.
+		return internalError(ctx)
 	}
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -43,8 +48,7 @@ func toConnect(ctx context.Context, err error) *connect.Error {
 	}
 	e, ok := rallye.AsError(err)
 	if !ok || e.Code == rallye.CodeInternal {
-		return connect.NewError(connect.CodeInternal,
-			fmt.Errorf("internal error; quote request id %s to the support", requestID(ctx)))
+		return internalError(ctx)
 	}
 	code, ok := connectCodes[e.Code]
 	if !ok {
@@ -68,4 +72,11 @@ func toConnect(ctx context.Context, err error) *connect.Error {
 		}
 	}
 	return out
+}
+
+// internalError is the answer to a failure of the server: no cause, only
+// the request id under which the logs record it.
+func internalError(ctx context.Context) *connect.Error {
+	return connect.NewError(connect.CodeInternal,
+		fmt.Errorf("internal error; quote request id %s to the support", requestID(ctx)))
 }

@@ -28,9 +28,7 @@ func (*Progress) Name() string { return ProgressConsumer }
 // the challenges whose window holds them and that read their type; the
 // points are published after commit.
 func (pc *Progress) Consume(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, changes []event.Change) (func(context.Context), error) {
-	s := pc.s
-	var receipts []Receipt
-	b, err := s.newBatch(withReceipts(ctx, &receipts), tx, tenantID, changes)
+	b, err := pc.s.newBatch(ctx, tx, tenantID, changes)
 	if err != nil || b == nil {
 		return nil, err
 	}
@@ -39,13 +37,11 @@ func (pc *Progress) Consume(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, 
 			return nil, err
 		}
 	}
-	if err := b.flush(); err != nil {
+	receipts, err := b.flush()
+	if err != nil || len(receipts) == 0 {
 		return nil, err
 	}
-	if len(receipts) == 0 {
-		return nil, nil
-	}
-	return func(ctx context.Context) { s.publishReceipts(ctx, receipts) }, nil
+	return receipts.Publish, nil
 }
 
 type enrollmentKey struct{ challenge, user uuid.UUID }
@@ -556,7 +552,7 @@ func (b *batch) teamMembers(c *Challenge, team uuid.UUID) ([]uuid.UUID, error) {
 }
 
 // flush writes back what the batch changed and records the points.
-func (b *batch) flush() error {
+func (b *batch) flush() (Receipts, error) {
 	ctx, tx := b.ctx, b.tx
 	now := b.s.now()
 
@@ -578,7 +574,7 @@ func (b *batch) flush() error {
 		if _, err := tx.Exec(ctx, `UPDATE challenge_enrollments e SET points = x.p
 			FROM unnest($2::uuid[], $3::uuid[], $4::bigint[]) AS x(c, u, p)
 			WHERE e.tenant_id = $1 AND e.challenge_id = x.c AND e.user_id = x.u`, b.tenant, cs, us, pts); err != nil {
-			return fmt.Errorf("write points: %w", err)
+			return nil, fmt.Errorf("write points: %w", err)
 		}
 	}
 
@@ -626,7 +622,7 @@ func (b *batch) flush() error {
 		case r.present:
 			ms, err := json.Marshal(r.missions)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			pb.Queue(`INSERT INTO challenge_contributions (tenant_id, challenge_id, version_id, user_id, team_id,
 					occurred_at, points, missions)
@@ -642,11 +638,11 @@ func (b *batch) flush() error {
 	}
 	if pb.Len() > 0 {
 		if err := tx.SendBatch(ctx, pb).Close(); err != nil {
-			return fmt.Errorf("write progress: %w", err)
+			return nil, fmt.Errorf("write progress: %w", err)
 		}
 	}
 	if len(b.entries) == 0 {
-		return nil
+		return nil, nil
 	}
 	scored := map[uuid.UUID]bool{}
 	for _, e := range b.entries {
@@ -655,7 +651,7 @@ func (b *batch) flush() error {
 	for _, c := range b.challenges {
 		if scored[c.ID] {
 			if err := b.s.ensureBoards(ctx, tx, c); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}

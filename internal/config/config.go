@@ -50,6 +50,10 @@ type Config struct {
 	// instead of starting a new trace linked to it (tracing itself is set
 	// by the standard OTEL_* variables).
 	TraceTrustRemote bool `env:"RALLYE_TRACE_TRUST_REMOTE"`
+	// MaxRequestBytes bounds the size of one request message after
+	// decompression (0: DefaultMaxRequestBytes); a larger one is refused with
+	// resource_exhausted before it is held in memory.
+	MaxRequestBytes int64 `env:"RALLYE_MAX_REQUEST_BYTES" envDefault:"4194304"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `env:"RALLYE_LOG_LEVEL" envDefault:"info"`
 
@@ -67,7 +71,30 @@ type Config struct {
 	// ChallengeFinalizeCheck is how often an ended challenge waiting for its
 	// sources' data checks again whether it can become final.
 	ChallengeFinalizeCheck time.Duration `env:"RALLYE_CHALLENGE_FINALIZE_CHECK" envDefault:"1m"`
+	// WatchRefresh, FeedSweep and LeaderboardRepairDelay are safety nets
+	// behind the wake-ups: how often a live ranking stream re-reads its
+	// board without an announcement, how often the change feed drains every
+	// company without a notification, and how long after a scoring
+	// transaction its repair job copies the board to Redis again (0: 10 s,
+	// 30 s, 1 s).
+	WatchRefresh           time.Duration `env:"RALLYE_WATCH_REFRESH" envDefault:"10s"`
+	FeedSweep              time.Duration `env:"RALLYE_FEED_SWEEP" envDefault:"30s"`
+	LeaderboardRepairDelay time.Duration `env:"RALLYE_LEADERBOARD_REPAIR_DELAY" envDefault:"1s"`
 }
+
+// DefaultMaxRequestBytes is the default request size limit, 4 MiB: a batch
+// of 1,000 events with every field at its maximum length and five attributes
+// of maximum size takes 3.7 MiB in JSON and 3.2 MiB in binary (computed by
+// api's TestDefaultRequestLimitFitsAFullBatch); everyday batches are a third
+// of that.
+const DefaultMaxRequestBytes = 4 << 20
+
+// Bounds of RALLYE_MAX_REQUEST_BYTES: below 64 KiB ordinary calls would not
+// fit, above 1 GiB one request could take the server's memory.
+const (
+	minMaxRequestBytes = 64 << 10
+	maxMaxRequestBytes = 1 << 30
+)
 
 // Load reads the environment and validates the result.
 func Load() (Config, error) {
@@ -135,6 +162,10 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		bad("RALLYE_SHUTDOWN_TIMEOUT", "must be positive")
 	}
+	if c.MaxRequestBytes != 0 && (c.MaxRequestBytes < minMaxRequestBytes || c.MaxRequestBytes > maxMaxRequestBytes) {
+		bad("RALLYE_MAX_REQUEST_BYTES", "want a size in bytes between %d (64 KiB) and %d (1 GiB), got %d",
+			minMaxRequestBytes, maxMaxRequestBytes, c.MaxRequestBytes)
+	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -153,6 +184,15 @@ func (c Config) Validate() error {
 	}
 	if c.ChallengeFinalizeCheck < 0 {
 		bad("RALLYE_CHALLENGE_FINALIZE_CHECK", "must not be negative")
+	}
+	if c.WatchRefresh < 0 {
+		bad("RALLYE_WATCH_REFRESH", "must not be negative")
+	}
+	if c.FeedSweep < 0 {
+		bad("RALLYE_FEED_SWEEP", "must not be negative")
+	}
+	if c.LeaderboardRepairDelay < 0 {
+		bad("RALLYE_LEADERBOARD_REPAIR_DELAY", "must not be negative")
 	}
 	return errors.Join(errs...)
 }

@@ -48,6 +48,9 @@ type Feed struct {
 	// trace.go for how a step joins the trace of the batches it applies.
 	Tracer trace.Tracer
 	traced tracedBatches
+	// Sweep is how often Run drains every company whatever the
+	// notifications (0: SweepInterval); set it before Run.
+	Sweep time.Duration
 
 	mu      sync.Mutex
 	dirty   map[uuid.UUID]bool
@@ -273,7 +276,11 @@ func (f *Feed) listenOnce(ctx context.Context) error {
 }
 
 func (f *Feed) sweep(ctx context.Context) {
-	t := time.NewTicker(SweepInterval)
+	every := f.Sweep
+	if every <= 0 {
+		every = SweepInterval
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {

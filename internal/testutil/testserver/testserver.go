@@ -42,11 +42,31 @@ type Option func(*config.Config)
 // Start starts a server; it stops when the test ends.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	return StartWith(t, app.Options{}, opts...)
+	return start(t, testLog(), app.Options{}, opts)
 }
 
 // StartWith starts a server built with o (tracing, for instance).
 func StartWith(t testing.TB, o app.Options, opts ...Option) *Server {
+	t.Helper()
+	return start(t, testLog(), o, opts)
+}
+
+// StartLogging starts a server that writes its logs (JSON lines) to w, for
+// tests that check what the server logs. w must be safe for concurrent use.
+func StartLogging(t testing.TB, w io.Writer, opts ...Option) *Server {
+	t.Helper()
+	return start(t, w, app.Options{}, opts)
+}
+
+// testLog is where test servers log: nowhere, or stderr with RALLYE_TEST_LOG.
+func testLog() io.Writer {
+	if os.Getenv("RALLYE_TEST_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
+}
+
+func start(t testing.TB, logOut io.Writer, o app.Options, opts []Option) *Server {
 	t.Helper()
 	cfg := config.Config{
 		DatabaseMaxConns:   10,
@@ -70,10 +90,6 @@ func StartWith(t testing.TB, o app.Options, opts ...Option) *Server {
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
-	}
-	var logOut io.Writer = io.Discard
-	if os.Getenv("RALLYE_TEST_LOG") != "" {
-		logOut = os.Stderr
 	}
 	log := slog.New(slog.NewJSONHandler(logOut, nil))
 	ctx, cancel := context.WithCancel(context.Background())

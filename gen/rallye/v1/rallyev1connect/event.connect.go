@@ -55,6 +55,10 @@ type EventServiceClient interface {
 	//
 	// The response counts new, corrected, duplicate and rejected events;
 	// replaying a batch reports every event as a duplicate.
+	//
+	// ResourceExhausted: the request is larger than the server's limit
+	// (RALLYE_MAX_REQUEST_BYTES, 4 MiB by default, after decompression; 1,000
+	// events with every field at its maximum length fit).
 	IngestEvents(context.Context, *v1.IngestEventsRequest) (*v1.IngestEventsResponse, error)
 	// ListEvents lists stored events, most recently received first. Admin,
 	// integration and HR see the company's events; a manager those of their
@@ -144,6 +148,10 @@ type EventServiceHandler interface {
 	//
 	// The response counts new, corrected, duplicate and rejected events;
 	// replaying a batch reports every event as a duplicate.
+	//
+	// ResourceExhausted: the request is larger than the server's limit
+	// (RALLYE_MAX_REQUEST_BYTES, 4 MiB by default, after decompression; 1,000
+	// events with every field at its maximum length fit).
 	IngestEvents(context.Context, *v1.IngestEventsRequest) (*v1.IngestEventsResponse, error)
 	// ListEvents lists stored events, most recently received first. Admin,
 	// integration and HR see the company's events; a manager those of their
