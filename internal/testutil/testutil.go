@@ -152,15 +152,27 @@ func RedisOptions() redisdb.Options {
 // *redis.ClusterClient and the cluster must report cluster_state:ok.
 func Redis(t testing.TB) (redis.UniversalClient, redisdb.Keyspace) {
 	t.Helper()
+	return openRedis(t, RedisOptions())
+}
+
+// RedisNode is Redis for a test that talks to the single node whatever the
+// mode (one that puts its own proxy in front of RedisURL, for instance).
+func RedisNode(t testing.TB) (redis.UniversalClient, redisdb.Keyspace) {
+	t.Helper()
+	return openRedis(t, redisdb.Options{URL: redisURL})
+}
+
+func openRedis(t testing.TB, o redisdb.Options) (redis.UniversalClient, redisdb.Keyspace) {
+	t.Helper()
 	ctx := context.Background()
-	client, err := redisdb.Open(ctx, RedisOptions())
+	client, err := redisdb.Open(ctx, o)
 	if err != nil {
-		if len(clusterAddrs) > 0 {
+		if len(o.Addrs) > 0 {
 			t.Fatalf("Redis Cluster at %v: %v; start it with: .ci/redis-cluster", clusterAddrs, err)
 		}
 		t.Fatalf("Redis at %s: %v; start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no", redisURL, err)
 	}
-	if len(clusterAddrs) > 0 {
+	if len(o.Addrs) > 0 {
 		info, err := client.ClusterInfo(ctx).Result()
 		if err != nil || !strings.Contains(info, "cluster_state:ok") {
 			_ = client.Close()
