@@ -12,6 +12,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/rallyehq/rallye/internal/postgres"
 )
@@ -41,6 +44,10 @@ type Feed struct {
 	consumers []Consumer
 	// BatchSize bounds the changes read per transaction.
 	BatchSize int
+	// Tracer traces each step that applies changes (nil: no spans); see
+	// trace.go for how a step joins the trace of the batches it applies.
+	Tracer trace.Tracer
+	traced tracedBatches
 	// Sweep is how often Run drains every company whatever the
 	// notifications (0: SweepInterval); set it before Run.
 	Sweep time.Duration
@@ -91,6 +98,15 @@ func (f *Feed) Drain(ctx context.Context, tenantID uuid.UUID) (pending bool, err
 // whether another instance holds the consumer.
 func (f *Feed) step(ctx context.Context, tenantID uuid.UUID, c Consumer) (applied int, waiting bool, err error) {
 	var after func(context.Context)
+	var lastSeq int64
+	stepCtx, span := ctx, trace.Span(noop.Span{})
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "feed step failed")
+		}
+		span.End()
+	}()
 	err = f.db.InTenant(ctx, tenantID, func(tx pgx.Tx) error {
 		applied, waiting, after = 0, false, nil
 		var got bool
@@ -111,18 +127,24 @@ func (f *Feed) step(ctx context.Context, tenantID uuid.UUID, c Consumer) (applie
 		if err != nil || len(changes) == 0 {
 			return err
 		}
+		span.End() // a retried transaction's earlier attempt
+		stepCtx, span = f.startStep(ctx, tenantID, c.Name(), changes)
+		ctx := stepCtx
 		if after, err = c.Consume(ctx, tx, tenantID, changes); err != nil {
 			return err
 		}
-		applied = len(changes)
+		applied, lastSeq = len(changes), changes[len(changes)-1].Seq
 		_, err = tx.Exec(ctx, `INSERT INTO feed_cursors (tenant_id, consumer, seq, updated_at)
 			VALUES ($1, $2, $3, now())
 			ON CONFLICT (tenant_id, consumer) DO UPDATE SET seq = excluded.seq, updated_at = now()`,
 			tenantID, c.Name(), changes[len(changes)-1].Seq)
 		return err
 	})
+	if err == nil && applied > 0 && f.Tracer != nil {
+		f.traced.passed(tenantID, c.Name(), lastSeq, f.consumers)
+	}
 	if err == nil && after != nil {
-		after(ctx)
+		after(stepCtx)
 	}
 	return applied, waiting, err
 }
@@ -244,7 +266,10 @@ func (f *Feed) listenOnce(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if id, err := uuid.Parse(n.Payload); err == nil {
+		if id, batch, ok := parseFeedPayload(n.Payload); ok {
+			if f.Tracer != nil {
+				f.traced.add(id, batch)
+			}
 			f.Notify(id)
 		}
 	}
