@@ -161,6 +161,17 @@ func TestEventBatchIsOneTrace(t *testing.T) {
 			}
 		}
 		if missing == "" {
+			// Every consumer of the batch (the rewards area's too) must
+			// have ended its span: a span is exported when it ends, so a
+			// child of a step still running has no parent yet.
+			for _, s := range tree.spans {
+				if _, ok := tree.byID[s.Parent.SpanID()]; s.Parent.SpanID().IsValid() && !ok {
+					missing = "the parent of " + s.Name + " (still running)"
+					break
+				}
+			}
+		}
+		if missing == "" {
 			break
 		}
 		if time.Now().After(deadline) {
