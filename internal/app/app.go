@@ -163,6 +163,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	}, a.Org, a.APIKeys)
 	a.Org.Forget = a.Auth.ForgetUser
 	a.Events = event.NewStore(db)
+	if cfg.EventMaxFuture > 0 {
+		a.Events.MaxFuture = cfg.EventMaxFuture
+	}
 	// Consumers of the change feed register here.
 	a.Feed = event.NewFeed(db, log.With("component", "feed"))
 	// Large batches when the feed has a backlog: the roll-up consumer

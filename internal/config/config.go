@@ -54,6 +54,17 @@ type Config struct {
 	// ChallengeFinalizeCheck is how often an ended challenge waiting for its
 	// sources' data checks again whether it can become final.
 	ChallengeFinalizeCheck time.Duration `env:"RALLYE_CHALLENGE_FINALIZE_CHECK" envDefault:"1m"`
+
+	// EventMaxFuture is how far ahead of the server's clock an event's
+	// occurred_at may be (0: event.DefaultMaxFuture).
+	EventMaxFuture time.Duration `env:"RALLYE_EVENT_MAX_FUTURE" envDefault:"24h"`
+	// FeedMaxAttempts is how many times the change feed tries a change a
+	// consumer fails to apply before moving it to the dead letters; between
+	// attempts it waits FeedRetryBase, doubling up to FeedRetryMax, jittered
+	// (0: the feed's defaults).
+	FeedMaxAttempts int           `env:"RALLYE_FEED_MAX_ATTEMPTS" envDefault:"8"`
+	FeedRetryBase   time.Duration `env:"RALLYE_FEED_RETRY_BASE" envDefault:"1s"`
+	FeedRetryMax    time.Duration `env:"RALLYE_FEED_RETRY_MAX" envDefault:"5m"`
 }
 
 // Load reads the environment and validates the result.
@@ -137,6 +148,18 @@ func (c Config) Validate() error {
 	}
 	if c.ChallengeFinalizeCheck < 0 {
 		bad("RALLYE_CHALLENGE_FINALIZE_CHECK", "must not be negative")
+	}
+	if c.EventMaxFuture < 0 || c.EventMaxFuture > 366*24*time.Hour {
+		bad("RALLYE_EVENT_MAX_FUTURE", "must be between 0 and 8784h (a year), got %s", c.EventMaxFuture)
+	}
+	if c.FeedMaxAttempts < 0 || c.FeedMaxAttempts > 1000 {
+		bad("RALLYE_FEED_MAX_ATTEMPTS", "must be between 1 and 1000 (0: the default), got %d", c.FeedMaxAttempts)
+	}
+	if c.FeedRetryBase < 0 {
+		bad("RALLYE_FEED_RETRY_BASE", "must not be negative")
+	}
+	if c.FeedRetryMax < 0 || (c.FeedRetryMax > 0 && c.FeedRetryMax < c.FeedRetryBase) {
+		bad("RALLYE_FEED_RETRY_MAX", "must not be below RALLYE_FEED_RETRY_BASE (%s), got %s", c.FeedRetryBase, c.FeedRetryMax)
 	}
 	return errors.Join(errs...)
 }

@@ -33,6 +33,9 @@ func TestValidateNamesTheVariable(t *testing.T) {
 		{"JWKSURL", map[string]string{"RALLYE_JWKS_URL": "ftp://idp"}, "RALLYE_JWKS_URL"},
 		{"DurationSyntax", map[string]string{"RALLYE_SHUTDOWN_TIMEOUT": "soon"}, "RALLYE_SHUTDOWN_TIMEOUT"},
 		{"IntSyntax", map[string]string{"RALLYE_DATABASE_MAX_CONNS": "many"}, "RALLYE_DATABASE_MAX_CONNS"},
+		{"NegativeEventFuture", map[string]string{"RALLYE_EVENT_MAX_FUTURE": "-1h"}, "RALLYE_EVENT_MAX_FUTURE"},
+		{"FeedAttempts", map[string]string{"RALLYE_FEED_MAX_ATTEMPTS": "-2"}, "RALLYE_FEED_MAX_ATTEMPTS"},
+		{"FeedRetryMaxBelowBase", map[string]string{"RALLYE_FEED_RETRY_BASE": "10s", "RALLYE_FEED_RETRY_MAX": "1s"}, "RALLYE_FEED_RETRY_MAX"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
