@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rallyehq/rallye/internal/event"
+	"github.com/rallyehq/rallye/internal/rallye"
 )
 
 // Progress is the change-feed consumer that moves missions and points.
@@ -27,25 +28,26 @@ func (*Progress) Name() string { return ProgressConsumer }
 // Consume implements event.Consumer: it applies changes, in feed order, to
 // the challenges whose window holds them and that read their type; the
 // points are published after commit.
-func (pc *Progress) Consume(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, changes []event.Change) (func(context.Context), error) {
+func (pc *Progress) Consume(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, changes []event.Change) (event.Applied, error) {
 	s := pc.s
 	var receipts []Receipt
 	b, err := s.newBatch(withReceipts(ctx, &receipts), tx, tenantID, changes)
 	if err != nil || b == nil {
-		return nil, err
+		return event.Applied{}, err
 	}
 	for _, ch := range changes {
 		if err := b.apply(ch); err != nil {
-			return nil, err
+			return event.Applied{}, err
 		}
 	}
 	if err := b.flush(); err != nil {
-		return nil, err
+		return event.Applied{}, err
 	}
-	if len(receipts) == 0 {
-		return nil, nil
+	out := event.Applied{RuleErrors: b.ruleErrors}
+	if len(receipts) > 0 {
+		out.After = func(ctx context.Context) { s.publishReceipts(ctx, receipts) }
 	}
-	return func(ctx context.Context) { s.publishReceipts(ctx, receipts) }, nil
+	return out, nil
 }
 
 type enrollmentKey struct{ challenge, user uuid.UUID }
@@ -77,6 +79,9 @@ type batch struct {
 	prog       map[progressKey]*progress
 	contrib    map[contributionKey]*contributionRow
 	entries    []Entry
+	// ruleErrors are the rules and missions that could not be evaluated
+	// for a change: the change gave nothing through them.
+	ruleErrors []event.RuleError
 }
 
 // newBatch prepares a batch for changes: the live challenges they may
@@ -321,8 +326,13 @@ func (b *batch) give(c *Challenge, cc *compiled, ch event.Change) error {
 	loc := c.Location()
 	row := &contributionRow{challenge: c.ID, version: e.VersionID, user: e.UserID, team: en.TeamID, at: e.OccurredAt,
 		present: true, changed: true}
-	for _, r := range cc.rules {
-		if p, ok := r.points(e, loc); ok {
+	for i, r := range cc.rules {
+		p, ok, err := r.points(e, loc)
+		if err != nil {
+			b.ruleErrors = append(b.ruleErrors, event.RuleError{
+				Rule: fmt.Sprintf("challenge %s rule %d", c.ID, i+1), Seq: ch.Seq, Event: e, Err: err})
+		}
+		if ok {
 			row.points += p
 		}
 	}
@@ -331,7 +341,12 @@ func (b *batch) give(c *Challenge, cc *compiled, ch event.Change) error {
 		if m.Scope == ScopeTeam && en.TeamID == uuid.Nil {
 			continue
 		}
-		if ct, ok := m.contribute(e, loc); ok {
+		ct, ok, err := m.contribute(e, loc)
+		if err != nil {
+			b.ruleErrors = append(b.ruleErrors, event.RuleError{
+				Rule: fmt.Sprintf("challenge %s mission %s", c.ID, m.Key), Seq: ch.Seq, Event: e, Err: err})
+		}
+		if ok {
 			ct.Mission = c.Missions[i].ID.String()
 			row.missions = append(row.missions, ct)
 			affected[i] = true
@@ -667,4 +682,16 @@ func nonNil(xs []float64) []float64 {
 		return []float64{}
 	}
 	return xs
+}
+
+// ruleError logs a rule that could not be evaluated for a past event read
+// outside the change feed (baselines, duel pairing): the event gives
+// nothing through it. The feed reports those of the changes it applies.
+func (s *Service) ruleError(ctx context.Context, rule string, e event.Event, err error) {
+	log := s.log
+	if log == nil {
+		log = rallye.Logger(ctx)
+	}
+	log.Warn("rule not evaluated; the event is skipped by it", "tenant_id", e.TenantID, "rule", rule,
+		"version_id", e.VersionID, "source", e.Source, "external_id", e.ExternalID, "type", e.Type, "error", err)
 }

@@ -17,9 +17,9 @@ import (
 type countingConsumer struct{ seen []Change }
 
 func (c *countingConsumer) Name() string { return "counting" }
-func (c *countingConsumer) Consume(_ context.Context, _ pgx.Tx, _ uuid.UUID, ch []Change) (func(context.Context), error) {
+func (c *countingConsumer) Consume(_ context.Context, _ pgx.Tx, _ uuid.UUID, ch []Change) (Applied, error) {
 	c.seen = append(c.seen, ch...)
-	return nil, nil
+	return Applied{}, nil
 }
 
 // TestFeedCommitsInOrder holds a batch's transaction open after it wrote
