@@ -172,6 +172,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	// collapses a batch in memory, so fewer, larger writes catch up faster
 	// (a small backlog is still read at once).
 	a.Feed.BatchSize = 20000
+	a.Feed.Retry = event.RetryPolicy{MaxAttempts: cfg.FeedMaxAttempts, Base: cfg.FeedRetryBase, Max: cfg.FeedRetryMax}
+	a.Registry.MustRegister(a.Feed.Collectors()...)
 	a.Feed.Register(a.KPI.Rollups())
 	a.Feed.Register(a.Challenges.Progress())
 	// Roll-up changes reach the live dashboards of every instance through

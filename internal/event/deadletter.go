@@ -352,3 +352,14 @@ func lockDeadLetter(ctx context.Context, tx pgx.Tx, id uuid.UUID) (lockedLetter,
 	}
 	return d, nil
 }
+
+// DeadLetters lists the dead letters of the caller's company (the admin
+// RPC; rules.go allows admins only).
+func (s *Store) DeadLetters(ctx context.Context, p rallye.Principal, q DeadLetterQuery) ([]DeadLetter, error) {
+	q.TenantID = p.TenantID
+	if q.TenantID == uuid.Nil {
+		return nil, rallye.Errorf(rallye.CodePermissionDenied, "dead letters belong to a company")
+	}
+	q.Size = page.Size(int32(q.Size))
+	return DeadLetters(ctx, s.db, q)
+}
