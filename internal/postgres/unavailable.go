@@ -44,6 +44,15 @@ func IsUnavailable(err error) bool {
 	return errors.As(err, &netErr)
 }
 
+// IsDriverError reports whether err certainly comes from PostgreSQL's
+// driver: an error the server sent, a failed connection attempt, or a
+// closed connection. (A bare network error could come from Redis too.)
+func IsDriverError(err error) bool {
+	var pgErr *pgconn.PgError
+	var connectErr *pgconn.ConnectError
+	return errors.As(err, &pgErr) || errors.As(err, &connectErr) || errors.Is(err, pgconn.ErrConnClosed)
+}
+
 // Reasons of the unavailable errors, in google.rpc.ErrorInfo.
 const (
 	// ReasonUnavailable: PostgreSQL could not be reached.
