@@ -16,6 +16,10 @@ import (
 	"time"
 )
 
+// PostgresCommit is how pgx sends COMMIT (a simple-protocol Query message):
+// a marker for CutWhenClientSends that matches the commit and nothing else.
+var PostgresCommit = []byte("Q\x00\x00\x00\x0bcommit\x00")
+
 // Proxy forwards connections to a target while up. Cut closes every open
 // connection and makes new ones fail at once (accepted, then closed: the
 // client reads EOF, as from a server going down); Restore lets them through
@@ -104,11 +108,12 @@ func (p *Proxy) Cut() {
 func (p *Proxy) cutLocked(sending *pair) {
 	p.up = false
 	for pr := range p.pairs {
-		_ = pr.client.Close()
 		if pr == sending {
-			pr.drain.Store(true)
+			pr.drain.Store(true) // before the close its serve notices
+			_ = pr.client.Close()
 			continue
 		}
+		_ = pr.client.Close()
 		_ = pr.server.Close()
 	}
 	clear(p.pairs)
