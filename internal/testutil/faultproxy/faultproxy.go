@@ -31,9 +31,9 @@ type Proxy struct {
 	mu    sync.Mutex
 	up    bool
 	pairs map[*pair]struct{}
-	// armed: cut everything once a client sends these bytes (after
-	// forwarding them).
-	armed []byte
+	// armed: cut everything once a connection's client has sent these
+	// markers, in order (after forwarding them).
+	armed [][]byte
 	// cutArmed is closed when the armed cut happened.
 	cutArmed chan struct{}
 
@@ -49,6 +49,8 @@ type pair struct {
 	// stays open until the server answered, so that what was sent is
 	// processed (a COMMIT commits) and only the answer is lost.
 	drain atomic.Bool
+	// seen counts the armed markers this client has sent (under Proxy.mu).
+	seen int
 }
 
 // Start listens on a free loopback port and forwards to target (host:port).
@@ -133,15 +135,23 @@ func (p *Proxy) Up() bool {
 	return p.up
 }
 
-// CutWhenClientSends arms a cut: the first time a client sends data
-// containing marker (in lower case: PostgreSQL's "commit", say), the data
-// reaches the server and every connection is dropped before the answer
-// comes back; the proxy stays cut until Restore. The returned channel
-// closes when it happened.
-func (p *Proxy) CutWhenClientSends(marker []byte) <-chan struct{} {
+// CutWhenClientSends arms a cut: the first time one connection's client
+// has sent data containing the markers, in order (compared in lower case:
+// "set finalized_at", or "rallye_feed" then PostgresCommit for the COMMIT
+// of a transaction that notified the feed), the data reaches the server
+// and every connection is dropped before the answer comes back; the proxy
+// stays cut until Restore. Markers seen before the call do not count. The
+// returned channel closes when it happened.
+func (p *Proxy) CutWhenClientSends(markers ...[]byte) <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.armed = bytes.ToLower(marker)
+	p.armed = nil
+	for _, m := range markers {
+		p.armed = append(p.armed, bytes.ToLower(m))
+	}
+	for pr := range p.pairs {
+		pr.seen = 0
+	}
 	p.cutArmed = make(chan struct{})
 	return p.cutArmed
 }
@@ -230,10 +240,21 @@ func (p *Proxy) pipe(pr *pair, dst, src net.Conn, fromClient bool) {
 			}
 			if fromClient {
 				p.mu.Lock()
-				if p.armed != nil && bytes.Contains(bytes.ToLower(buf[:n]), p.armed) {
-					p.armed = nil
-					p.cutLocked(pr)
-					close(p.cutArmed)
+				if p.armed != nil {
+					data := bytes.ToLower(buf[:n])
+					for pr.seen < len(p.armed) {
+						i := bytes.Index(data, p.armed[pr.seen])
+						if i < 0 {
+							break
+						}
+						data = data[i+len(p.armed[pr.seen]):]
+						pr.seen++
+					}
+					if pr.seen == len(p.armed) {
+						p.armed = nil
+						p.cutLocked(pr)
+						close(p.cutArmed)
+					}
 				}
 				p.mu.Unlock()
 			}
