@@ -52,16 +52,13 @@ func (p RetryPolicy) Delay(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// Dead-letter states.
+// Open dead-letter states; a letter then ends "retried" (applied by a
+// retry, exactly once) or "discarded" (never applied).
 const (
 	// deadWaiting: skipped; an operator may retry or discard it.
 	deadWaiting = "dead"
 	// deadRetrying: an operator asked for a retry; the feed applies it.
 	deadRetrying = "retrying"
-	// deadRetried: applied by a retry, exactly once.
-	deadRetried = "retried"
-	// deadDiscarded: an operator chose never to apply it.
-	deadDiscarded = "discarded"
 )
 
 // maxErrorText bounds the error text kept with a failure.
