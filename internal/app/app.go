@@ -111,6 +111,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	// InsertTx inside the transaction of the change that causes them.
 	a.Boards = leaderboard.New(leaderboard.Deps{
 		DB: db, Redis: a.Redis, Keys: a.Keys, Log: log.With("component", "leaderboard"),
+		WatchRefresh: cfg.WatchRefresh, RepairDelay: cfg.LeaderboardRepairDelay,
 	})
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &idempotency.PurgeWorker{DB: db})
@@ -124,6 +125,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	})
 	challenge.AddWorkers(workers, a.Challenges)
 	a.KPI = kpi.NewService(db, nil, log.With("component", "kpi"))
+	a.Registry.MustRegister(a.KPI.Collectors()...)
 	periodic := []*river.PeriodicJob{
 		river.NewPeriodicJob(river.PeriodicInterval(24*time.Hour),
 			func() (river.JobArgs, *river.InsertOpts) { return idempotency.PurgeArgs{}, nil },
@@ -172,6 +174,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	// collapses a batch in memory, so fewer, larger writes catch up faster
 	// (a small backlog is still read at once).
 	a.Feed.BatchSize = 20000
+	a.Feed.Sweep = cfg.FeedSweep
 	a.Feed.Retry = event.RetryPolicy{MaxAttempts: cfg.FeedMaxAttempts, Base: cfg.FeedRetryBase, Max: cfg.FeedRetryMax}
 	a.Registry.MustRegister(a.Feed.Collectors()...)
 	a.Feed.Register(a.KPI.Rollups())
@@ -208,7 +211,6 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	srv.RegisterOnShutdown(a.Boards.Close) // live streams end; their clients reconnect elsewhere
 	if err := a.River.Start(ctx); err != nil {
 		return fmt.Errorf("start job queue: %w", err)
 	}
@@ -237,12 +239,19 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
-	a.Log.Info("shutting down", "timeout", a.Config.ShutdownTimeout)
-	a.Boards.Close() // live dashboard streams end; clients reconnect elsewhere
+	a.Log.Info("shutting down", "timeout", a.Config.ShutdownTimeout.String())
+	// Live streams (rankings and dashboards) end first, their clients
+	// reconnecting elsewhere: the HTTP shutdown waits for every open
+	// handler, and a stream never finishes by itself.
+	a.closeStreams()
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.Config.ShutdownTimeout)
 	defer cancel()
 	err := srv.Shutdown(shutCtx)
-	if stopErr := a.River.Stop(shutCtx); stopErr != nil && err == nil {
+	// The job queue has its own budget: a slow HTTP shutdown must not leave
+	// it an expired context, cutting running jobs short.
+	jobsCtx, cancelJobs := context.WithTimeout(context.WithoutCancel(ctx), a.Config.ShutdownTimeout)
+	defer cancelJobs()
+	if stopErr := a.River.Stop(jobsCtx); stopErr != nil && err == nil {
 		err = stopErr
 	}
 	if errors.Is(err, http.ErrServerClosed) {
@@ -251,14 +260,23 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
+// closeStreams ends every live stream: WatchRanking and the dashboards'
+// Watch.
+func (a *App) closeStreams() {
+	if a.Boards != nil {
+		a.Boards.Close()
+	}
+	if a.Dashboards != nil {
+		a.Dashboards.Close()
+	}
+}
+
 // Close releases connections. Call it after Serve returned.
 func (a *App) Close() {
 	if a.jwksCancel != nil {
 		a.jwksCancel()
 	}
-	if a.Boards != nil {
-		a.Boards.Close()
-	}
+	a.closeStreams()
 	if a.Redis != nil {
 		_ = a.Redis.Close()
 	}

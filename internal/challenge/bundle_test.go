@@ -101,6 +101,8 @@ type bundle struct {
 	events  *event.Store
 	feed    *event.Feed
 	boards  boardsView
+	lb      *leaderboard.Service
+	scores  *countingScores // the leaderboard seam, counting receipts
 	clock   *clock
 	tenant  org.Tenant
 	admin   rallye.Principal
@@ -130,7 +132,8 @@ func setup(t *testing.T) *bundle {
 	lb.SetJobs(jobs)
 	t.Cleanup(lb.Close)
 	seam := challenge.LeaderboardSeam{LB: lb}
-	b.svc = challenge.New(challenge.Deps{DB: db, Jobs: jobs, Scores: seam, Boards: seam, Now: b.clock.Now})
+	b.lb, b.scores = lb, &countingScores{inner: seam}
+	b.svc = challenge.New(challenge.Deps{DB: db, Jobs: jobs, Scores: b.scores, Boards: seam, Now: b.clock.Now})
 	b.feed = event.NewFeed(db, quiet)
 	b.feed.Register(b.svc.Progress())
 

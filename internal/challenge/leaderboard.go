@@ -28,15 +28,21 @@ func (s LeaderboardSeam) Record(ctx context.Context, tx pgx.Tx, tenantID uuid.UU
 		out[i] = leaderboard.Entry{Key: e.Key, UserID: e.UserID, TeamID: e.TeamID, ChallengeID: e.ChallengeID,
 			Points: e.Points, At: e.At, Reason: e.Reason}
 	}
-	return s.LB.Scores.Record(ctx, tx, tenantID, out)
+	r, err := s.LB.Scores.Record(ctx, tx, tenantID, out)
+	if err != nil {
+		return nil, err
+	}
+	return leaderboardReceipt{scores: s.LB.Scores, r: r}, nil
 }
 
-// Publish implements Scores.
-func (s LeaderboardSeam) Publish(ctx context.Context, r Receipt) {
-	if rec, ok := r.(leaderboard.Receipt); ok {
-		s.LB.Scores.Publish(ctx, rec)
-	}
+// leaderboardReceipt publishes what the leaderboard recorded.
+type leaderboardReceipt struct {
+	scores *leaderboard.Scores
+	r      leaderboard.Receipt
 }
+
+// Publish implements Receipt.
+func (r leaderboardReceipt) Publish(ctx context.Context) { r.scores.Publish(ctx, r.r) }
 
 // CreateChallengeBoards implements Boards.
 func (s LeaderboardSeam) CreateChallengeBoards(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, b BoardSpec) error {

@@ -245,9 +245,8 @@ func completeness(ctx context.Context, tx pgx.Tx, c *Challenge) (Completeness, e
 // received. It writes the final ranks, freezes the boards and grants the
 // rewards, in one transaction. Before that it asks to be retried later.
 func (s *Service) Finalize(ctx context.Context, a FinalizeArgs) (retryIn time.Duration, err error) {
-	var receipts []Receipt
 	err = s.db.InTenant(ctx, a.TenantID, func(tx pgx.Tx) error {
-		retryIn, receipts = 0, nil
+		retryIn = 0
 		c, err := s.current(ctx, tx, a.TenantID, a.ChallengeID, 0, StateEnded)
 		if err != nil || c == nil || c.Final() {
 			return err
@@ -273,11 +272,9 @@ func (s *Service) Finalize(ctx context.Context, a FinalizeArgs) (retryIn time.Du
 			retryIn = min(s.recheck, 5*time.Second)
 			return nil
 		}
-		return s.finalize(withReceipts(ctx, &receipts), tx, c, now)
+		// Finalizing records no points: the boards freeze as they are.
+		return s.finalize(ctx, tx, c, now)
 	})
-	if err == nil {
-		s.publishReceipts(ctx, receipts)
-	}
 	return retryIn, err
 }
 

@@ -185,9 +185,9 @@ type ReviewRequest struct {
 func (s *Service) Review(ctx context.Context, p rallye.Principal, req ReviewRequest) (Submission, error) {
 	id, approve, note := req.SubmissionID, req.Approve, req.Note
 	var out Submission
-	var receipts []Receipt
+	var receipts Receipts
 	err := s.db.InTenant(ctx, p.TenantID, func(tx pgx.Tx) error {
-		receipts = nil
+		receipts = nil // a retried transaction records again
 		sb, err := scanSubmission(tx.QueryRow(ctx, `SELECT `+submissionColumns+` FROM mission_submissions
 			WHERE tenant_id = $1 AND id = $2 FOR UPDATE`, p.TenantID, id))
 		if postgres.IsNoRows(err) {
@@ -227,12 +227,13 @@ func (s *Service) Review(ctx context.Context, p rallye.Principal, req ReviewRequ
 		if !approve {
 			return nil
 		}
-		return s.approve(withReceipts(ctx, &receipts), tx, c, sb)
+		receipts, err = s.approve(ctx, tx, c, sb)
+		return err
 	})
 	if err != nil {
 		return Submission{}, err
 	}
-	s.publishReceipts(ctx, receipts)
+	receipts.Publish(ctx)
 	return out, nil
 }
 
@@ -261,22 +262,22 @@ func (s *Service) mayReview(ctx context.Context, tx pgx.Tx, p rallye.Principal, 
 }
 
 // approve marks the manual mission met for the rep and settles it.
-func (s *Service) approve(ctx context.Context, tx pgx.Tx, c *Challenge, sb Submission) error {
+func (s *Service) approve(ctx context.Context, tx pgx.Tx, c *Challenge, sb Submission) (Receipts, error) {
 	_, idx, ok := c.mission(sb.MissionID)
 	if !ok {
-		return rallye.NotFound("mission")
+		return nil, rallye.NotFound("mission")
 	}
 	b, err := s.batchFor(ctx, tx, c, sb.UserID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	en := b.enr[enrollmentKey{c.ID, sb.UserID}]
 	if en == nil {
-		return failed("NOT_ENROLLED", "the rep does not take part in the challenge")
+		return nil, failed("NOT_ENROLLED", "the rep does not take part in the challenge")
 	}
 	b.setMet(b.progressFor(sb.MissionID, sb.UserID), true)
 	if err := b.settle(c, en, map[int]bool{idx: true}, sb.SubmittedAt); err != nil {
-		return err
+		return nil, err
 	}
 	return b.flush()
 }

@@ -29,9 +29,7 @@ func (*Progress) Name() string { return ProgressConsumer }
 // the challenges whose window holds them and that read their type; the
 // points are published after commit.
 func (pc *Progress) Consume(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, changes []event.Change) (event.Applied, error) {
-	s := pc.s
-	var receipts []Receipt
-	b, err := s.newBatch(withReceipts(ctx, &receipts), tx, tenantID, changes)
+	b, err := pc.s.newBatch(ctx, tx, tenantID, changes)
 	if err != nil || b == nil {
 		return event.Applied{}, err
 	}
@@ -40,12 +38,13 @@ func (pc *Progress) Consume(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, 
 			return event.Applied{}, err
 		}
 	}
-	if err := b.flush(); err != nil {
+	receipts, err := b.flush()
+	if err != nil {
 		return event.Applied{}, err
 	}
 	out := event.Applied{RuleErrors: b.ruleErrors}
 	if len(receipts) > 0 {
-		out.After = func(ctx context.Context) { s.publishReceipts(ctx, receipts) }
+		out.After = receipts.Publish
 	}
 	return out, nil
 }
@@ -571,7 +570,7 @@ func (b *batch) teamMembers(c *Challenge, team uuid.UUID) ([]uuid.UUID, error) {
 }
 
 // flush writes back what the batch changed and records the points.
-func (b *batch) flush() error {
+func (b *batch) flush() (Receipts, error) {
 	ctx, tx := b.ctx, b.tx
 	now := b.s.now()
 
@@ -593,7 +592,7 @@ func (b *batch) flush() error {
 		if _, err := tx.Exec(ctx, `UPDATE challenge_enrollments e SET points = x.p
 			FROM unnest($2::uuid[], $3::uuid[], $4::bigint[]) AS x(c, u, p)
 			WHERE e.tenant_id = $1 AND e.challenge_id = x.c AND e.user_id = x.u`, b.tenant, cs, us, pts); err != nil {
-			return fmt.Errorf("write points: %w", err)
+			return nil, fmt.Errorf("write points: %w", err)
 		}
 	}
 
@@ -641,7 +640,7 @@ func (b *batch) flush() error {
 		case r.present:
 			ms, err := json.Marshal(r.missions)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			pb.Queue(`INSERT INTO challenge_contributions (tenant_id, challenge_id, version_id, user_id, team_id,
 					occurred_at, points, missions)
@@ -657,11 +656,11 @@ func (b *batch) flush() error {
 	}
 	if pb.Len() > 0 {
 		if err := tx.SendBatch(ctx, pb).Close(); err != nil {
-			return fmt.Errorf("write progress: %w", err)
+			return nil, fmt.Errorf("write progress: %w", err)
 		}
 	}
 	if len(b.entries) == 0 {
-		return nil
+		return nil, nil
 	}
 	scored := map[uuid.UUID]bool{}
 	for _, e := range b.entries {
@@ -670,7 +669,7 @@ func (b *batch) flush() error {
 	for _, c := range b.challenges {
 		if scored[c.ID] {
 			if err := b.s.ensureBoards(ctx, tx, c); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}

@@ -37,17 +37,33 @@ type Entry struct {
 	Reason string
 }
 
-// Receipt is what Scores.Record wrote, handed back to Publish after commit.
-type Receipt any
+// Receipt is what Scores.Record wrote. Publish it once the transaction has
+// committed: it copies the points into the live rankings (best effort: the
+// repair job Record enqueued heals a failure, seconds later).
+type Receipt interface {
+	Publish(ctx context.Context)
+}
+
+// Receipts are what one transaction recorded. The functions that record
+// points return them, so that the caller that commits holds them and
+// publishes them after commit; dropping them takes a deliberate `_`.
+type Receipts []Receipt
+
+// Publish publishes every receipt, in order.
+func (rs Receipts) Publish(ctx context.Context) {
+	for _, r := range rs {
+		r.Publish(ctx)
+	}
+}
 
 // Scores records points in the leaderboard's ledger (in the caller's
-// transaction) and publishes them to the live rankings after commit. The
-// leaderboard package implements it; this package only calls it.
+// transaction); the receipt it returns publishes them to the live rankings
+// after commit. The leaderboard package implements it; this package only
+// calls it.
 type Scores interface {
 	// Record returns CodeFailedPrecondition when the challenge's boards are
 	// frozen or the person is not enrolled on them.
 	Record(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, entries []Entry) (Receipt, error)
-	Publish(ctx context.Context, r Receipt)
 }
 
 // BoardSpec describes a challenge's boards.

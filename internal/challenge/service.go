@@ -191,18 +191,26 @@ func (s *Service) schedule(ctx context.Context, tx pgx.Tx, c *Challenge) error {
 }
 
 // change runs fn on a challenge the caller manages, locked, and returns it
-// re-read. Points recorded by fn are published after commit.
+// re-read.
 func (s *Service) change(ctx context.Context, p rallye.Principal, id uuid.UUID, fn func(ctx context.Context, tx pgx.Tx, c *Challenge) error) (*Challenge, error) {
+	return s.changeScoring(ctx, p, id, func(ctx context.Context, tx pgx.Tx, c *Challenge) (Receipts, error) {
+		return nil, fn(ctx, tx, c)
+	})
+}
+
+// changeScoring is change for a fn that records points: their receipts are
+// published after commit.
+func (s *Service) changeScoring(ctx context.Context, p rallye.Principal, id uuid.UUID, fn func(ctx context.Context, tx pgx.Tx, c *Challenge) (Receipts, error)) (*Challenge, error) {
 	var out *Challenge
-	var receipts []Receipt
+	var receipts Receipts
 	err := s.db.InTenant(ctx, p.TenantID, func(tx pgx.Tx) error {
-		receipts = nil
+		receipts = nil // a retried transaction records again
 		v := &viewer{p: p}
 		c, err := v.managedChallenge(ctx, tx, id, updateLock)
 		if err != nil {
 			return err
 		}
-		if err := fn(withReceipts(ctx, &receipts), tx, c); err != nil {
+		if receipts, err = fn(ctx, tx, c); err != nil {
 			return err
 		}
 		out, err = getChallenge(ctx, tx, p.TenantID, id, noLock)
@@ -211,44 +219,25 @@ func (s *Service) change(ctx context.Context, p rallye.Principal, id uuid.UUID, 
 	if err != nil {
 		return nil, err
 	}
-	s.publishReceipts(ctx, receipts)
+	receipts.Publish(ctx)
 	return out, nil
 }
 
-type receiptsKey struct{}
-
-// withReceipts lets code deep in a transaction hand receipts to the caller
-// that publishes them after commit.
-func withReceipts(ctx context.Context, rs *[]Receipt) context.Context {
-	return context.WithValue(ctx, receiptsKey{}, rs)
-}
-
-// record records entries (in chunks the leaderboard accepts) and keeps the
-// receipts for publication after commit.
-func (s *Service) record(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, entries []Entry) error {
+// record records entries (in chunks the leaderboard accepts) and returns
+// the receipts, for the caller to publish after commit.
+func (s *Service) record(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, entries []Entry) (Receipts, error) {
 	if len(entries) == 0 || s.scores == nil {
-		return nil
+		return nil, nil
 	}
-	rs, _ := ctx.Value(receiptsKey{}).(*[]Receipt)
+	var rs Receipts
 	for chunk := range slices.Chunk(entries, 1000) {
 		r, err := s.scores.Record(ctx, tx, tenantID, chunk)
 		if err != nil {
-			return fmt.Errorf("record points: %w", err)
+			return nil, fmt.Errorf("record points: %w", err)
 		}
-		if rs != nil {
-			*rs = append(*rs, r)
-		}
+		rs = append(rs, r)
 	}
-	return nil
-}
-
-func (s *Service) publishReceipts(ctx context.Context, rs []Receipt) {
-	if s.scores == nil {
-		return
-	}
-	for _, r := range rs {
-		s.scores.Publish(ctx, r)
-	}
+	return rs, nil
 }
 
 // Patch changes a challenge. Mask names the fields to change, by their API
@@ -495,25 +484,25 @@ func (s *Service) EndNow(ctx context.Context, p rallye.Principal, id uuid.UUID) 
 // Cancel cancels a challenge that is not final. The points it gave are
 // taken back (its boards end at zero); no reward is granted.
 func (s *Service) Cancel(ctx context.Context, p rallye.Principal, id uuid.UUID) (*Challenge, error) {
-	return s.change(ctx, p, id, func(ctx context.Context, tx pgx.Tx, c *Challenge) error {
+	return s.changeScoring(ctx, p, id, func(ctx context.Context, tx pgx.Tx, c *Challenge) (Receipts, error) {
 		switch {
 		case c.State == StateCancelled:
-			return nil // cancelling twice is cancelling once
+			return nil, nil // cancelling twice is cancelling once
 		case c.Final():
-			return failed("FINAL", "the challenge is final")
+			return nil, failed("FINAL", "the challenge is final")
 		}
 		now := s.now()
 		if _, err := tx.Exec(ctx, `UPDATE challenges SET state = 'cancelled', cancelled_at = $3, updated_at = $3
 			WHERE tenant_id = $1 AND id = $2 AND state <> 'cancelled'`, c.TenantID, c.ID, now); err != nil {
-			return fmt.Errorf("cancel challenge: %w", err)
+			return nil, fmt.Errorf("cancel challenge: %w", err)
 		}
 		entries, err := cancelEntries(ctx, tx, c)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE challenge_enrollments SET points = 0 WHERE tenant_id = $1 AND challenge_id = $2`,
 			c.TenantID, c.ID); err != nil {
-			return fmt.Errorf("reset points: %w", err)
+			return nil, fmt.Errorf("reset points: %w", err)
 		}
 		return s.record(ctx, tx, c.TenantID, entries)
 	})

@@ -54,6 +54,15 @@ type Config struct {
 	// ChallengeFinalizeCheck is how often an ended challenge waiting for its
 	// sources' data checks again whether it can become final.
 	ChallengeFinalizeCheck time.Duration `env:"RALLYE_CHALLENGE_FINALIZE_CHECK" envDefault:"1m"`
+	// WatchRefresh, FeedSweep and LeaderboardRepairDelay are safety nets
+	// behind the wake-ups: how often a live ranking stream re-reads its
+	// board without an announcement, how often the change feed drains every
+	// company without a notification, and how long after a scoring
+	// transaction its repair job copies the board to Redis again (0: 10 s,
+	// 30 s, 1 s).
+	WatchRefresh           time.Duration `env:"RALLYE_WATCH_REFRESH" envDefault:"10s"`
+	FeedSweep              time.Duration `env:"RALLYE_FEED_SWEEP" envDefault:"30s"`
+	LeaderboardRepairDelay time.Duration `env:"RALLYE_LEADERBOARD_REPAIR_DELAY" envDefault:"1s"`
 
 	// EventMaxFuture is how far ahead of the server's clock an event's
 	// occurred_at may be (0: event.DefaultMaxFuture).
@@ -160,6 +169,15 @@ func (c Config) Validate() error {
 	}
 	if c.FeedRetryMax < 0 || (c.FeedRetryMax > 0 && c.FeedRetryMax < c.FeedRetryBase) {
 		bad("RALLYE_FEED_RETRY_MAX", "must not be below RALLYE_FEED_RETRY_BASE (%s), got %s", c.FeedRetryBase, c.FeedRetryMax)
+	}
+	if c.WatchRefresh < 0 {
+		bad("RALLYE_WATCH_REFRESH", "must not be negative")
+	}
+	if c.FeedSweep < 0 {
+		bad("RALLYE_FEED_SWEEP", "must not be negative")
+	}
+	if c.LeaderboardRepairDelay < 0 {
+		bad("RALLYE_LEADERBOARD_REPAIR_DELAY", "must not be negative")
 	}
 	return errors.Join(errs...)
 }

@@ -223,6 +223,8 @@ func (s *Service) Watch(ctx context.Context, p rallye.Principal, level int, req 
 			select {
 			case <-ctx.Done():
 				return nil
+			case <-s.stopping:
+				return nil
 			case <-time.After(s.Coalesce):
 			}
 			changed, all := sub.take()

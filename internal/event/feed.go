@@ -81,6 +81,9 @@ type Feed struct {
 	// Now is the clock of the backoff (time.Now unless set).
 	Now     func() time.Time
 	metrics *feedMetrics
+	// Sweep is how often Run drains every company whatever the
+	// notifications (0: SweepInterval); set it before Run.
+	Sweep time.Duration
 
 	mu      sync.Mutex
 	dirty   map[uuid.UUID]bool
@@ -563,7 +566,11 @@ func (f *Feed) listenOnce(ctx context.Context) error {
 }
 
 func (f *Feed) sweep(ctx context.Context) {
-	t := time.NewTicker(SweepInterval)
+	every := f.Sweep
+	if every <= 0 {
+		every = SweepInterval
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {

@@ -62,7 +62,7 @@ func (s *Service) Backfill(ctx context.Context, tenantID uuid.UUID) error {
 				rows.Close()
 				return err
 			}
-			m, err := compileMeasure(spec)
+			m, err := s.compiler.measure(spec)
 			if err != nil {
 				rows.Close()
 				return err

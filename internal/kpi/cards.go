@@ -193,7 +193,7 @@ func (s *Service) Dependencies(ctx context.Context, tenantID uuid.UUID, keys []s
 				}
 				seen[k] = true
 				for _, v := range kp.Versions {
-					pl, err := planOf(v.Definition)
+					pl, err := s.compiler.plan(v.Definition)
 					if err != nil {
 						return err
 					}

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"cel.dev/cel-go/cel"
@@ -147,25 +146,6 @@ func (p *plan) measures() []*MeasureSpec {
 	return out
 }
 
-var plans sync.Map // definition JSON -> *plan
-
-// planOf compiles a stored definition, once per process.
-func planOf(d Definition) (*plan, error) {
-	b, err := json.Marshal(d)
-	if err != nil {
-		return nil, err
-	}
-	if p, ok := plans.Load(string(b)); ok {
-		return p.(*plan), nil
-	}
-	p, err := compilePlan(d)
-	if err != nil {
-		return nil, err
-	}
-	plans.Store(string(b), p)
-	return p, nil
-}
-
 // celReserved are words CEL reserves: KPI keys may not be one of them, as
 // composites name KPIs by key.
 var celReserved = []string{"in", "as", "break", "const", "continue", "else", "false", "for", "function", "if",
@@ -258,14 +238,9 @@ type compiledMeasure struct {
 	value  *event.Expr
 }
 
-var measureCache sync.Map // uuid -> *compiledMeasure
-
+// compileMeasure compiles a measure (the service's compiler caches it).
 func compileMeasure(spec MeasureSpec) (*compiledMeasure, error) {
-	id := spec.ID()
-	if m, ok := measureCache.Load(id); ok {
-		return m.(*compiledMeasure), nil
-	}
-	m := &compiledMeasure{id: id, spec: spec}
+	m := &compiledMeasure{id: spec.ID(), spec: spec}
 	var err error
 	if m.filter, err = event.CompileFilter("filter", spec.Filter); err != nil {
 		return nil, err
@@ -275,7 +250,6 @@ func compileMeasure(spec MeasureSpec) (*compiledMeasure, error) {
 			return nil, err
 		}
 	}
-	measureCache.Store(id, m)
 	return m, nil
 }
 

@@ -56,6 +56,7 @@ type DimValue struct {
 
 // reader evaluates KPIs from the roll-ups inside one read transaction.
 type reader struct {
+	c       *compiler
 	tx      pgx.Tx
 	tenant  uuid.UUID
 	loc     *time.Location
@@ -81,7 +82,7 @@ func (s *Service) newReader(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, 
 	if err != nil {
 		return nil, err
 	}
-	r := &reader{tx: tx, tenant: tenantID, loc: loc, now: now, kpis: kpis, pending: map[uuid.UUID]bool{}}
+	r := &reader{c: s.compiler, tx: tx, tenant: tenantID, loc: loc, now: now, kpis: kpis, pending: map[uuid.UUID]bool{}}
 	for _, id := range ids {
 		r.pending[id] = true
 	}
@@ -236,7 +237,7 @@ func (r *reader) plansFor(keys []string, periods []period.Period) ([]map[string]
 				out[pi][key] = nil // a composite reading a KPI that no longer exists: no value
 				return nil
 			}
-			pl, err := planOf(k.VersionFor(p.End).Definition)
+			pl, err := r.c.plan(k.VersionFor(p.End).Definition)
 			if err != nil {
 				return fmt.Errorf("kpi %s: %w", key, err)
 			}

@@ -55,7 +55,7 @@ func (r Rollups) Consume(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, cha
 	if err != nil {
 		return event.Applied{}, err
 	}
-	measures, err := activeMeasures(ctx, tx, tenantID)
+	measures, err := activeMeasures(ctx, tx, tenantID, r.s.compiler)
 	if err != nil {
 		return event.Applied{}, err
 	}
@@ -115,7 +115,7 @@ func tenantLocation(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID) (*time.L
 
 // activeMeasures returns the company's measures; those the consumer sees for
 // the first time start at its cursor (the backfill covers what came before).
-func activeMeasures(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID) ([]*compiledMeasure, error) {
+func activeMeasures(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, c *compiler) ([]*compiledMeasure, error) {
 	rows, err := tx.Query(ctx, `SELECT spec, applied_from_seq IS NULL FROM kpi_measures WHERE tenant_id = $1`, tenantID)
 	if err != nil {
 		return nil, fmt.Errorf("read measures: %w", err)
@@ -134,7 +134,7 @@ func activeMeasures(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID) ([]*comp
 			rows.Close()
 			return nil, fmt.Errorf("measure spec: %w", err)
 		}
-		m, err := compileMeasure(spec)
+		m, err := c.measure(spec)
 		if err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("compile measure %s: %w", spec.ID(), err)

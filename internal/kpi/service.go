@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
@@ -21,9 +22,10 @@ type Jobs interface {
 // Service is the KPI use cases: definitions, roll-ups, values, targets,
 // alerts and action plans.
 type Service struct {
-	db   *postgres.DB
-	jobs Jobs
-	log  *slog.Logger
+	db       *postgres.DB
+	jobs     Jobs
+	log      *slog.Logger
+	compiler *compiler
 	// Now is the clock; tests fix it.
 	Now func() time.Time
 	// OnChange is called after roll-ups commit with the measures whose
@@ -34,8 +36,12 @@ type Service struct {
 // NewService returns the KPI service. jobs may be nil in tests that run
 // backfills and evaluations themselves.
 func NewService(db *postgres.DB, jobs Jobs, log *slog.Logger) *Service {
-	return &Service{db: db, jobs: jobs, log: log, Now: time.Now}
+	return &Service{db: db, jobs: jobs, log: log, Now: time.Now, compiler: newCompiler(planCacheSize, measureCacheSize)}
 }
+
+// Collectors are the service's Prometheus metrics (the compiler's caches),
+// for the server's registry.
+func (s *Service) Collectors() []prometheus.Collector { return s.compiler.collectors() }
 
 // SetJobs sets the job queue (the River client is built after its workers,
 // which need the service).

@@ -122,6 +122,12 @@ type Deps struct {
 	Events Events
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// WatchRefresh is how often a watched board is read again without an
+	// announcement (0: 10 s).
+	WatchRefresh time.Duration
+	// RepairDelay is how long a scoring transaction's repair job waits, so
+	// that a burst of changes shares one job (0: 1 s).
+	RepairDelay time.Duration
 }
 
 // Service reads boards for the API, streams their changes and keeps Redis in
@@ -145,6 +151,9 @@ type Service struct {
 	now    func() time.Time
 	jobs   JobInserter
 	live   *hub
+	// watchRefresh and repairDelay are Deps.WatchRefresh and
+	// Deps.RepairDelay.
+	watchRefresh, repairDelay time.Duration
 	// stopping ends the watch streams when the server shuts down, so that
 	// graceful shutdown does not wait for them (clients reconnect).
 	stopping  chan struct{}
@@ -191,6 +200,12 @@ func New(d Deps) *Service {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.watchRefresh = d.WatchRefresh; s.watchRefresh <= 0 {
+		s.watchRefresh = watchRefresh
+	}
+	if s.repairDelay = d.RepairDelay; s.repairDelay <= 0 {
+		s.repairDelay = repairDelay
 	}
 	if s.events == nil {
 		s.events = LogEvents{Log: s.log}

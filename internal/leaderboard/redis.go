@@ -49,7 +49,10 @@ func scoreArg(f float64) string { return strconv.FormatInt(int64(f), 10) }
 // highest version: into the live set when it is complete, and into the set
 // being rebuilt when a rebuild runs, so that neither misses a change. On
 // challenge boards it reports who passed whom. It announces changes on the
-// board's channel.
+// board's channel, and every write to a board that is not (completely) in
+// Redis: its watchers' next read rebuilds it. A board nobody had scored on
+// (a new period's) is such a board; without the announcement its watchers
+// would wait for their periodic re-read.
 //
 // KEYS: ready z v build bz bv live
 // ARGV: overtake(0/1) shared(0/1) tieRange ttl_ms, then member score version...
@@ -122,12 +125,12 @@ for i = 5, #ARGV, 3 do
     end
   end
 end
-if changed > 0 then
-  if ttl > 0 then
-    redis.call('PEXPIRE', KEYS[1], ttl)
-    redis.call('PEXPIRE', KEYS[2], ttl)
-    redis.call('PEXPIRE', KEYS[3], ttl)
-  end
+if changed > 0 and ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('PEXPIRE', KEYS[3], ttl)
+end
+if changed > 0 or not live then
   redis.call('SPUBLISH', KEYS[7], changed)
 end
 return {changed, events}

@@ -219,7 +219,8 @@ type RepairArgs struct {
 // Kind implements river.JobArgs.
 func (RepairArgs) Kind() string { return "leaderboard.repair" }
 
-// repairDelay lets a burst of changes share one job.
+// repairDelay lets a burst of changes share one job (Deps.RepairDelay
+// changes it).
 const repairDelay = time.Second
 
 // RepairWorker runs repair jobs.
@@ -244,7 +245,7 @@ func (w *RepairWorker) Work(ctx context.Context, job *river.Job[RepairArgs]) err
 	if err != nil {
 		return err
 	}
-	_, err = client.Insert(ctx, *followUp, &river.InsertOpts{ScheduledAt: w.svc.now().Add(repairDelay)})
+	_, err = client.Insert(ctx, *followUp, &river.InsertOpts{ScheduledAt: w.svc.now().Add(w.svc.repairDelay)})
 	return err
 }
 

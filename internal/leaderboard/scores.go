@@ -485,7 +485,7 @@ func (s *Service) enqueueRepairs(ctx context.Context, tx pgx.Tx, tenantID uuid.U
 		return nil
 	}
 	params := make([]river.InsertManyParams, len(boards))
-	at := s.now().Add(repairDelay)
+	at := s.now().Add(s.repairDelay)
 	for i, b := range boards {
 		params[i] = river.InsertManyParams{Args: RepairArgs{TenantID: tenantID, BoardID: b}, InsertOpts: &river.InsertOpts{ScheduledAt: at}}
 	}
