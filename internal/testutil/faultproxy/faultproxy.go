@@ -110,8 +110,7 @@ func (p *Proxy) Cut() {
 func (p *Proxy) cutLocked(sending *pair) {
 	p.up = false
 	for pr := range p.pairs {
-		if pr == sending {
-			pr.drain.Store(true) // before the close its serve notices
+		if pr == sending { // drain was set before its data went out
 			_ = pr.client.Close()
 			continue
 		}
@@ -229,33 +228,28 @@ func (p *Proxy) serve(client net.Conn) {
 }
 
 // pipe copies src to dst; on the client-to-server direction, an armed cut
-// looks for its marker.
+// looks for its markers, and when the data completes them, the server's
+// answers stop being forwarded before the data is, and every connection is
+// cut once it is.
 func (p *Proxy) pipe(pr *pair, dst, src net.Conn, fromClient bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
+			if !fromClient && pr.drain.Load() {
+				return // the answer to the marked data is lost
+			}
+			trip := fromClient && p.completesMarkers(pr, buf[:n])
+			if trip {
+				pr.drain.Store(true)
+			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
-			if fromClient {
+			if trip {
 				p.mu.Lock()
-				if p.armed != nil {
-					data := bytes.ToLower(buf[:n])
-					for pr.seen < len(p.armed) {
-						i := bytes.Index(data, p.armed[pr.seen])
-						if i < 0 {
-							break
-						}
-						data = data[i+len(p.armed[pr.seen]):]
-						pr.seen++
-					}
-					if pr.seen == len(p.armed) {
-						p.armed = nil
-						p.cutLocked(pr)
-						close(p.cutArmed)
-					}
-				}
+				p.cutLocked(pr)
+				close(p.cutArmed)
 				p.mu.Unlock()
 			}
 		}
@@ -263,4 +257,28 @@ func (p *Proxy) pipe(pr *pair, dst, src net.Conn, fromClient bool) {
 			return
 		}
 	}
+}
+
+// completesMarkers advances the connection through the armed markers and
+// reports whether data completes them (disarming the proxy).
+func (p *Proxy) completesMarkers(pr *pair, data []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.armed == nil {
+		return false
+	}
+	data = bytes.ToLower(data)
+	for pr.seen < len(p.armed) {
+		i := bytes.Index(data, p.armed[pr.seen])
+		if i < 0 {
+			break
+		}
+		data = data[i+len(p.armed[pr.seen]):]
+		pr.seen++
+	}
+	if pr.seen < len(p.armed) {
+		return false
+	}
+	p.armed = nil
+	return true
 }
