@@ -241,9 +241,10 @@ func (h *challengeHandler) ListMyChallenges(ctx context.Context, req *rallyev1.L
 		return nil, err
 	}
 	window := map[rallyev1.ChallengeWindow]challenge.Window{
-		rallyev1.ChallengeWindow_CHALLENGE_WINDOW_ACTIVE:   challenge.WindowActive,
-		rallyev1.ChallengeWindow_CHALLENGE_WINDOW_UPCOMING: challenge.WindowUpcoming,
-		rallyev1.ChallengeWindow_CHALLENGE_WINDOW_PAST:     challenge.WindowPast,
+		rallyev1.ChallengeWindow_CHALLENGE_WINDOW_UNSPECIFIED: challenge.WindowActive, // the documented default
+		rallyev1.ChallengeWindow_CHALLENGE_WINDOW_ACTIVE:      challenge.WindowActive,
+		rallyev1.ChallengeWindow_CHALLENGE_WINDOW_UPCOMING:    challenge.WindowUpcoming,
+		rallyev1.ChallengeWindow_CHALLENGE_WINDOW_PAST:        challenge.WindowPast,
 	}[req.GetWindow()]
 	size := sizeOf(req.GetPageSize(), 20, 50)
 	list, err := h.svc.ListMine(ctx, p, challenge.ListMineRequest{Window: window, Size: size, Cursor: cursor})

@@ -63,7 +63,12 @@ func dependencyError(err error) (*rallye.Error, bool) {
 func toConnect(ctx context.Context, err error) *connect.Error {
 	var ce *connect.Error
 	if errors.As(err, &ce) {
-		return ce
+		if ce.Code() != connect.CodeInternal && ce.Code() != connect.CodeUnknown {
+			return ce
+		}
+		// Connect's own internal errors (a reply that would not encode on
+		// a stream) are answered like ours: the cause goes to the logs.
+		return internalError(ctx)
 	}
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -74,8 +79,7 @@ func toConnect(ctx context.Context, err error) *connect.Error {
 	e, ok := rallye.AsError(err)
 	if !ok || e.Code == rallye.CodeInternal {
 		if e, ok = dependencyError(err); !ok {
-			return connect.NewError(connect.CodeInternal,
-				fmt.Errorf("internal error; quote request id %s to the support", requestID(ctx)))
+			return internalError(ctx)
 		}
 	}
 	code, ok := connectCodes[e.Code]
@@ -109,6 +113,13 @@ func toConnect(ctx context.Context, err error) *connect.Error {
 		}
 	}
 	return out
+}
+
+// internalError is the answer to a failure of the server: no cause, only
+// the request id under which the logs record it.
+func internalError(ctx context.Context) *connect.Error {
+	return connect.NewError(connect.CodeInternal,
+		fmt.Errorf("internal error; quote request id %s to the support", requestID(ctx)))
 }
 
 // retryDelay returns the google.rpc.RetryInfo delay of err, if it has one.

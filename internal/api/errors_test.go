@@ -54,6 +54,8 @@ func TestToConnect(t *testing.T) {
 		{name: "DomainInternalHidesCause", err: &rallye.Error{Code: rallye.CodeInternal, Message: "db password is hunter2"},
 			code: connect.CodeInternal, message: "req-42", hideCause: "hunter2"},
 		{name: "Canceled", err: fmt.Errorf("query: %w", context.Canceled), code: connect.CodeCanceled},
+		{name: "ConnectInternalHidesCause", err: connect.NewError(connect.CodeInternal, errors.New("marshal message: seconds out of range")),
+			code: connect.CodeInternal, message: "req-42", hideCause: "seconds out of range"},
 		{name: "ConnectErrorPassesThrough", err: connect.NewError(connect.CodeInvalidArgument, errors.New("validation error: x")),
 			code: connect.CodeInvalidArgument, message: "validation error: x"},
 	}

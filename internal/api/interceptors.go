@@ -17,6 +17,10 @@ import (
 type requestInfo struct {
 	id        string
 	principal rallye.Principal
+	// reply is the unary reply the observer encoded, forgotten when the
+	// request ends in case connect never asked for it.
+	reply    replyKey
+	hasReply bool
 }
 
 type requestInfoKey struct{}
@@ -80,6 +84,7 @@ func newRPCMetrics(reg prometheus.Registerer) *rpcMetrics {
 type observer struct {
 	log     *slog.Logger
 	metrics *rpcMetrics
+	codecs  *codecSet
 }
 
 func (o *observer) begin(ctx context.Context, procedure string) context.Context {
@@ -127,7 +132,22 @@ func (o *observer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		procedure := req.Spec().Procedure
 		ctx = o.begin(ctx, procedure)
 		res, err := next(ctx, req)
-		return res, o.end(ctx, procedure, start, err)
+		if err == nil && res != nil {
+			// Encoding the reply here makes a failure an error of the
+			// call, logged and counted; connect reuses the bytes.
+			key, ok, encErr := o.codecs.encodeReply(req, res)
+			switch {
+			case encErr != nil:
+				res, err = nil, encErr
+			case ok:
+				ri := infoFrom(ctx)
+				ri.reply, ri.hasReply = key, true
+			}
+		}
+		if err != nil {
+			return nil, o.end(ctx, procedure, start, err)
+		}
+		return res, o.end(ctx, procedure, start, nil)
 	}
 }
 
@@ -150,7 +170,8 @@ type Authenticator interface {
 }
 
 // guard authenticates every call and enforces the rules table: the one place
-// where roles are checked against procedures.
+// where roles are checked against procedures. It runs as a request gate, on
+// the headers, before the body is read (edge.go), and for the webhook.
 type guard struct {
 	auth  Authenticator
 	rules map[string][]rallye.Role
@@ -171,28 +192,4 @@ func (g *guard) admit(ctx context.Context, procedure, authorization string) (con
 		return ctx, rallye.Errorf(rallye.CodePermissionDenied, "your role does not allow this call")
 	}
 	return rallye.WithPrincipal(ctx, p), nil
-}
-
-func (g *guard) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		ctx, err := g.admit(ctx, req.Spec().Procedure, req.Header().Get("Authorization"))
-		if err != nil {
-			return nil, err
-		}
-		return next(ctx, req)
-	}
-}
-
-func (g *guard) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-func (g *guard) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		ctx, err := g.admit(ctx, conn.Spec().Procedure, conn.RequestHeader().Get("Authorization"))
-		if err != nil {
-			return err
-		}
-		return next(ctx, conn)
-	}
 }

@@ -17,7 +17,6 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
-	"connectrpc.com/validate"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -46,6 +45,9 @@ type Deps struct {
 	Challenges *challenge.Service
 	KPI        *kpi.Service
 	Dashboards *dashboard.Service
+	// MaxRequestBytes bounds one request message after decompression
+	// (0: config.DefaultMaxRequestBytes).
+	MaxRequestBytes int64
 }
 
 // NewHandler returns the HTTP handler of the whole API.
@@ -54,13 +56,19 @@ func NewHandler(d Deps) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	obs := &observer{log: d.Log, metrics: newRPCMetrics(d.Registry)}
+	codecs := newCodecSet()
+	obs := &observer{log: d.Log, metrics: newRPCMetrics(d.Registry), codecs: codecs}
 	grd := &guard{auth: d.Auth, rules: rules}
+	limit := requestLimit(d.MaxRequestBytes)
 	opts := connect.WithHandlerOptions(
+		// Credentials and roles are checked from the headers, before a
+		// byte of the body is read (edge.go).
+		connect.WithRequestGate(grd.gate(obs, limit)),
+		readLimits(limit),
+		codecs.options(),
 		connect.WithInterceptors(
 			obs,
-			grd,
-			validate.NewInterceptor(validate.WithValidator(validator)),
+			&validating{v: validator},
 		),
 		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, r any) error {
 			d.Log.Error("handler panicked", "procedure", spec.Procedure, "request_id", requestID(ctx), "panic", r)
@@ -85,18 +93,21 @@ func NewHandler(d Deps) (http.Handler, error) {
 	mount(rallyev1connect.NewMissionServiceHandler(&missionHandler{svc: d.Challenges}, opts))
 	mount(rallyev1connect.NewKpiServiceHandler(&kpiHandler{kpi: d.KPI}, opts))
 	mount(rallyev1connect.NewDashboardServiceHandler(&dashboardHandler{dash: d.Dashboards}, opts))
-	mux.Handle(WebhookPath, &eventWebhook{guard: grd, observer: obs, events: events, validator: validator, errors: connect.NewErrorWriter()})
+	mux.Handle(WebhookPath, &eventWebhook{guard: grd, observer: obs, events: events, validator: validator,
+		errors: connect.NewErrorWriter(), maxBytes: limit})
 	// Rankings are read several times a second by every player: gzip would
 	// cost more CPU than the 1-3 KB it saves, so small responses go as is.
 	mount(rallyev1connect.NewLeaderboardServiceHandler(&leaderboardHandler{boards: d.Boards},
 		opts, connect.WithCompressMinBytes(leaderboardCompressMinBytes)))
 
-	mux.Handle(grpchealth.NewHandler(d.Health))
+	// Health and reflection need no credentials: their messages are small.
+	anonymous := readLimits(anonymousMaxBytes)
+	mux.Handle(grpchealth.NewHandler(d.Health, anonymous))
 	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName)...)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, anonymous))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, anonymous))
 	mux.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry}))
-	return withRequestID(mux), nil
+	return withRequestID(limitBodies(mux, rules, limit), codecs), nil
 }
 
 // leaderboardCompressMinBytes is the smallest leaderboard response that is
@@ -107,7 +118,8 @@ var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // withRequestID gives every request an id (the caller's X-Request-Id when it
 // is sane), echoes it in the response and puts it in the context for logs.
-func withRequestID(next http.Handler) http.Handler {
+// It also forgets the encoded reply of a request that connect did not send.
+func withRequestID(next http.Handler, codecs *codecSet) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
 		if !requestIDPattern.MatchString(id) {
@@ -116,7 +128,10 @@ func withRequestID(next http.Handler) http.Handler {
 			id = hex.EncodeToString(b)
 		}
 		w.Header().Set("X-Request-Id", id)
-		ctx := context.WithValue(r.Context(), requestInfoKey{}, &requestInfo{id: id})
-		next.ServeHTTP(w, r.WithContext(ctx))
+		ri := &requestInfo{id: id}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, ri)))
+		if ri.hasReply {
+			codecs.forget(ri.reply)
+		}
 	})
 }

@@ -21,9 +21,6 @@ import (
 // speak Connect. It feeds the same path as EventService.IngestEvents.
 const WebhookPath = "/webhooks/events"
 
-// maxWebhookBody bounds a webhook request (1,000 events fit easily).
-const maxWebhookBody = 8 << 20
-
 // eventWebhook accepts POST bodies of the form {"events": [...]}, a bare
 // array of events, or a single event, in SalesEvent's JSON form. The API key
 // comes in "Authorization: Bearer rly_..." or, for tools that only set
@@ -35,6 +32,8 @@ type eventWebhook struct {
 	events    *eventHandler
 	validator protovalidate.Validator
 	errors    *connect.ErrorWriter
+	// maxBytes bounds the body, like RALLYE_MAX_REQUEST_BYTES bounds RPCs.
+	maxBytes int64
 }
 
 func (h *eventWebhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -61,13 +60,14 @@ func (h *eventWebhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxWebhookBody+1))
-	if err != nil {
-		fail(connect.NewError(connect.CodeInvalidArgument, errors.New("the request body could not be read")))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBytes))
+	var overLimit *http.MaxBytesError
+	switch {
+	case errors.As(err, &overLimit):
+		fail(connect.NewError(connect.CodeResourceExhausted, errors.New(tooLarge(h.maxBytes))))
 		return
-	}
-	if len(body) > maxWebhookBody {
-		fail(connect.NewError(connect.CodeResourceExhausted, errors.New("the request body is larger than 8 MiB: send fewer events per call")))
+	case err != nil:
+		fail(connect.NewError(connect.CodeInvalidArgument, errors.New("the request body could not be read")))
 		return
 	}
 	req, err := decodeWebhook(body)

@@ -188,7 +188,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	a.Handler, err = api.NewHandler(api.Deps{
 		Log: log, Registry: a.Registry, Auth: a.Auth, Health: &healthChecker{db: db, redis: a.Redis},
 		Org: a.Org, APIKeys: a.APIKeys, Events: a.Events, Boards: a.Boards, Challenges: a.Challenges,
-		KPI: a.KPI, Dashboards: a.Dashboards,
+		KPI: a.KPI, Dashboards: a.Dashboards, MaxRequestBytes: cfg.MaxRequestBytes,
 	})
 	if err != nil {
 		return nil, err

@@ -89,7 +89,7 @@ func (s *Service) Submit(ctx context.Context, p rallye.Principal, req SubmitRequ
 			return rallye.NotFound("mission")
 		}
 		id, fresh, err := idempotency.Claim(ctx, tx, idempotency.Key{
-			TenantID: p.TenantID, Operation: "SubmitMission", RequestID: req.RequestID, Request: req,
+			Caller: p, Operation: "SubmitMission", RequestID: req.RequestID, Request: req,
 		}, newID())
 		if err != nil {
 			return err

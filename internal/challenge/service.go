@@ -62,16 +62,18 @@ func (s *Service) Create(ctx context.Context, p rallye.Principal, req CreateRequ
 			fp = req.fingerprint
 		}
 		id, fresh, err := idempotency.Claim(ctx, tx, idempotency.Key{
-			TenantID: p.TenantID, Operation: op, RequestID: req.RequestID, Request: fp,
+			Caller: p, Operation: op, RequestID: req.RequestID, Request: fp,
 		}, newID())
 		if err != nil {
 			return err
 		}
+		v := &viewer{p: p}
 		if !fresh {
-			c, err = getChallenge(ctx, tx, p.TenantID, id, noLock)
+			// A replay answers with the stored challenge only if the
+			// caller may see it now.
+			c, _, err = v.visible(ctx, tx, id, noLock)
 			return err
 		}
-		v := &viewer{p: p}
 		if err := v.checkScope(ctx, tx, req.TeamIDs, req.UserIDs); err != nil {
 			return err
 		}

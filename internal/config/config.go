@@ -37,6 +37,10 @@ type Config struct {
 	DebugAddr string `env:"RALLYE_DEBUG_ADDR"`
 	// ShutdownTimeout bounds how long in-flight requests may run after SIGTERM.
 	ShutdownTimeout time.Duration `env:"RALLYE_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// MaxRequestBytes bounds the size of one request message after
+	// decompression (0: DefaultMaxRequestBytes); a larger one is refused with
+	// resource_exhausted before it is held in memory.
+	MaxRequestBytes int64 `env:"RALLYE_MAX_REQUEST_BYTES" envDefault:"4194304"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `env:"RALLYE_LOG_LEVEL" envDefault:"info"`
 
@@ -75,6 +79,20 @@ type Config struct {
 	FeedRetryBase   time.Duration `env:"RALLYE_FEED_RETRY_BASE" envDefault:"1s"`
 	FeedRetryMax    time.Duration `env:"RALLYE_FEED_RETRY_MAX" envDefault:"5m"`
 }
+
+// DefaultMaxRequestBytes is the default request size limit, 4 MiB: a batch
+// of 1,000 events with every field at its maximum length and five attributes
+// of maximum size takes 3.7 MiB in JSON and 3.2 MiB in binary (computed by
+// api's TestDefaultRequestLimitFitsAFullBatch); everyday batches are a third
+// of that.
+const DefaultMaxRequestBytes = 4 << 20
+
+// Bounds of RALLYE_MAX_REQUEST_BYTES: below 64 KiB ordinary calls would not
+// fit, above 1 GiB one request could take the server's memory.
+const (
+	minMaxRequestBytes = 64 << 10
+	maxMaxRequestBytes = 1 << 30
+)
 
 // Load reads the environment and validates the result.
 func Load() (Config, error) {
@@ -138,6 +156,10 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("RALLYE_SHUTDOWN_TIMEOUT", "must be positive")
+	}
+	if c.MaxRequestBytes != 0 && (c.MaxRequestBytes < minMaxRequestBytes || c.MaxRequestBytes > maxMaxRequestBytes) {
+		bad("RALLYE_MAX_REQUEST_BYTES", "want a size in bytes between %d (64 KiB) and %d (1 GiB), got %d",
+			minMaxRequestBytes, maxMaxRequestBytes, c.MaxRequestBytes)
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

@@ -13,6 +13,9 @@ func TestLoadDefaults(t *testing.T) {
 	if cfg.Addr != "127.0.0.1:8080" || !strings.HasPrefix(cfg.DatabaseURL, "postgres://") {
 		t.Fatalf("unexpected defaults: %+v", cfg)
 	}
+	if cfg.MaxRequestBytes != DefaultMaxRequestBytes {
+		t.Fatalf("RALLYE_MAX_REQUEST_BYTES defaults to %d, want DefaultMaxRequestBytes (%d)", cfg.MaxRequestBytes, DefaultMaxRequestBytes)
+	}
 	if err := cfg.RequireVerifier(); err == nil {
 		t.Fatal("serve must refuse to start without a way to verify tokens")
 	}
@@ -32,6 +35,9 @@ func TestValidateNamesTheVariable(t *testing.T) {
 		{"LogLevel", map[string]string{"RALLYE_LOG_LEVEL": "loud"}, "RALLYE_LOG_LEVEL"},
 		{"JWKSURL", map[string]string{"RALLYE_JWKS_URL": "ftp://idp"}, "RALLYE_JWKS_URL"},
 		{"DurationSyntax", map[string]string{"RALLYE_SHUTDOWN_TIMEOUT": "soon"}, "RALLYE_SHUTDOWN_TIMEOUT"},
+		{"MaxRequestBytesTooSmall", map[string]string{"RALLYE_MAX_REQUEST_BYTES": "1024"}, "RALLYE_MAX_REQUEST_BYTES"},
+		{"MaxRequestBytesTooLarge", map[string]string{"RALLYE_MAX_REQUEST_BYTES": "4294967296"}, "RALLYE_MAX_REQUEST_BYTES"},
+		{"MaxRequestBytesSyntax", map[string]string{"RALLYE_MAX_REQUEST_BYTES": "4MiB"}, "RALLYE_MAX_REQUEST_BYTES"},
 		{"IntSyntax", map[string]string{"RALLYE_DATABASE_MAX_CONNS": "many"}, "RALLYE_DATABASE_MAX_CONNS"},
 		{"NegativeWatchRefresh", map[string]string{"RALLYE_WATCH_REFRESH": "-1s"}, "RALLYE_WATCH_REFRESH"},
 		{"NegativeFeedSweep", map[string]string{"RALLYE_FEED_SWEEP": "-1s"}, "RALLYE_FEED_SWEEP"},

@@ -121,14 +121,25 @@ func (s *Service) CreatePlan(ctx context.Context, p rallye.Principal, req Create
 	var out ActionPlan
 	err := s.db.InTenant(ctx, p.TenantID, func(tx pgx.Tx) error {
 		id, fresh, err := idempotency.Claim(ctx, tx, idempotency.Key{
-			TenantID: p.TenantID, Operation: "CreateActionPlan", RequestID: req.RequestID, Request: req,
+			Caller: p, Operation: "CreateActionPlan", RequestID: req.RequestID, Request: req,
 		}, newID())
 		if err != nil {
 			return err
 		}
-		if !fresh {
-			out, err = getPlan(ctx, tx, p.TenantID, id)
+		aud, err := audienceOf(ctx, tx, p)
+		if err != nil {
 			return err
+		}
+		if !fresh {
+			// A replay answers with the stored plan only if the caller may
+			// still plan for its scope.
+			if out, err = getPlan(ctx, tx, p.TenantID, id); err != nil {
+				return err
+			}
+			if !aud.Sees(out.Criterion.Scope) {
+				return rallye.Errorf(rallye.CodePermissionDenied, "you may not plan for this scope")
+			}
+			return nil
 		}
 		all, err := loadKPIs(ctx, tx, p.TenantID)
 		if err != nil {
@@ -139,10 +150,6 @@ func (s *Service) CreatePlan(ctx context.Context, p rallye.Principal, req Create
 			return rallye.NotFound("KPI")
 		}
 		if err := checkScope(ctx, tx, p.TenantID, c.Scope, "criterion.scope"); err != nil {
-			return err
-		}
-		aud, err := audienceOf(ctx, tx, p)
-		if err != nil {
 			return err
 		}
 		if !aud.Sees(c.Scope) {

@@ -34,7 +34,7 @@ func (s *Service) Create(ctx context.Context, p rallye.Principal, req CreateRequ
 	var out KPI
 	err := s.db.InTenant(ctx, p.TenantID, func(tx pgx.Tx) error {
 		id, fresh, err := idempotency.Claim(ctx, tx, idempotency.Key{
-			TenantID: p.TenantID, Operation: "CreateKpi", RequestID: req.RequestID, Request: req.Definition,
+			Caller: p, Operation: "CreateKpi", RequestID: req.RequestID, Request: req.Definition,
 		}, newID())
 		if err != nil {
 			return err

@@ -46,7 +46,7 @@ func (s *Service) CreateTeam(ctx context.Context, p rallye.Principal, req Create
 	var team Team
 	err := s.db.InTenant(ctx, p.TenantID, func(tx pgx.Tx) error {
 		id, fresh, err := idempotency.Claim(ctx, tx, idempotency.Key{
-			TenantID: p.TenantID, Operation: "CreateTeam", RequestID: req.RequestID, Request: req,
+			Caller: p, Operation: "CreateTeam", RequestID: req.RequestID, Request: req,
 		}, newID())
 		if err != nil {
 			return err

@@ -154,7 +154,7 @@ func (s *Service) CreateUser(ctx context.Context, p rallye.Principal, req Create
 	var user User
 	err := s.db.InTenant(ctx, p.TenantID, func(tx pgx.Tx) error {
 		id, fresh, err := idempotency.Claim(ctx, tx, idempotency.Key{
-			TenantID: p.TenantID, Operation: "CreateUser", RequestID: req.RequestID, Request: req,
+			Caller: p, Operation: "CreateUser", RequestID: req.RequestID, Request: req,
 		}, newID())
 		if err != nil {
 			return err

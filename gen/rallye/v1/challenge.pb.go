@@ -3423,8 +3423,10 @@ func (*SetParticipantTargetResponse) Descriptor() ([]byte, []int) {
 }
 
 type ListMyChallengesRequest struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Window ChallengeWindow        `protobuf:"varint,1,opt,name=window,proto3,enum=rallye.v1.ChallengeWindow" json:"window,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Which challenges; unset: CHALLENGE_WINDOW_ACTIVE, what the app's home
+	// screen shows.
+	Window ChallengeWindow `protobuf:"varint,1,opt,name=window,proto3,enum=rallye.v1.ChallengeWindow" json:"window,omitempty"`
 	// At most 50; 0 means 20.
 	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -4270,7 +4272,7 @@ var File_rallye_v1_challenge_proto protoreflect.FileDescriptor
 
 const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\n" +
-	"\x19rallye/v1/challenge.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16rallye/v1/common.proto\x1a\x17rallye/v1/mission.proto\"\x97\x03\n" +
+	"\x19rallye/v1/challenge.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16rallye/v1/common.proto\x1a\x17rallye/v1/mission.proto\x1a\x15rallye/v1/rules.proto\"\x97\x03\n" +
 	"\aMission\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\x03key\x18\x02 \x01(\tB \xbaH\x1dr\x1b2\x19^[a-z0-9][a-z0-9-]{0,62}$R\x03key\x124\n" +
@@ -4434,16 +4436,18 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\asources\x18\x01 \x03(\v2\x1d.rallye.v1.SourceCompletenessR\asources\x12\x1a\n" +
 	"\bcomplete\x18\x02 \x01(\bR\bcomplete\x12J\n" +
 	"\x13earliest_final_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x11earliestFinalTime\x12F\n" +
-	"\x11latest_final_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0flatestFinalTime\"\xf2\x02\n" +
+	"\x11latest_final_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0flatestFinalTime\"\x8a\x03\n" +
 	"\x16CreateChallengeRequest\x12F\n" +
 	"\n" +
 	"definition\x18\x01 \x01(\v2\x1e.rallye.v1.ChallengeDefinitionB\x06\xbaH\x03\xc8\x01\x01R\n" +
 	"definition\x12,\n" +
 	"\bteam_ids\x18\x02 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\x18\x01\"\x05r\x03\xb0\x01\x01R\ateamIds\x12-\n" +
-	"\buser_ids\x18\x03 \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\xe8\a\x18\x01\"\x05r\x03\xb0\x01\x01R\auserIds\x129\n" +
+	"\buser_ids\x18\x03 \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\xe8\a\x18\x01\"\x05r\x03\xb0\x01\x01R\auserIds\x12E\n" +
 	"\n" +
-	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x18\n" +
+	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\tstartTime\x12A\n" +
+	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\aendTime\x12\x18\n" +
 	"\apublish\x18\x06 \x01(\bR\apublish\x12'\n" +
 	"\n" +
 	"request_id\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\trequestId\"M\n" +
@@ -4458,14 +4462,16 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\x06remove\x18\x05 \x01(\bR\x06removeB\t\n" +
 	"\a_targetB\t\n" +
 	"\a_pointsB\r\n" +
-	"\v_min_volume\"\xa0\x06\n" +
+	"\v_min_volume\"\xb8\x06\n" +
 	"\"CreateChallengeFromTemplateRequest\x12C\n" +
 	"\ftemplate_key\x18\x01 \x01(\tB \xbaH\x1dr\x1b2\x19^[a-z0-9][a-z0-9-]{0,62}$R\vtemplateKey\x12,\n" +
 	"\bteam_ids\x18\x02 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\x18\x01\"\x05r\x03\xb0\x01\x01R\ateamIds\x12-\n" +
-	"\buser_ids\x18\x03 \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\xe8\a\x18\x01\"\x05r\x03\xb0\x01\x01R\auserIds\x129\n" +
+	"\buser_ids\x18\x03 \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\xe8\a\x18\x01\"\x05r\x03\xb0\x01\x01R\auserIds\x12E\n" +
 	"\n" +
-	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12D\n" +
+	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\tstartTime\x12A\n" +
+	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\aendTime\x12D\n" +
 	"\toverrides\x18\x06 \x01(\v2\x1e.rallye.v1.ChallengeDefinitionB\x06\xbaH\x03\xd8\x01\x03R\toverrides\x12\x83\x02\n" +
 	"\roverride_mask\x18\a \x01(\v2\x1a.google.protobuf.FieldMaskB\xc1\x01\xbaH\xbd\x01\xe2\x01\xb9\x01\x12\x04name\x12\vdescription\x12\x04mode\x12\x06format\x12\n" +
 	"enrollment\x12\n" +
@@ -4486,17 +4492,19 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\n" +
 	"can_manage\x18\x04 \x01(\bR\tcanManage\x12\x19\n" +
 	"\bcan_join\x18\x05 \x01(\bR\acanJoin\x12+\n" +
-	"\x11participant_count\x18\x06 \x01(\x05R\x10participantCount\"\x91\x05\n" +
+	"\x11participant_count\x18\x06 \x01(\x05R\x10participantCount\"\xa9\x05\n" +
 	"\x16UpdateChallengeRequest\x12+\n" +
 	"\fchallenge_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\vchallengeId\x12F\n" +
 	"\n" +
 	"definition\x18\x02 \x01(\v2\x1e.rallye.v1.ChallengeDefinitionB\x06\xbaH\x03\xd8\x01\x03R\n" +
 	"definition\x12,\n" +
 	"\bteam_ids\x18\x03 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\x18\x01\"\x05r\x03\xb0\x01\x01R\ateamIds\x12-\n" +
-	"\buser_ids\x18\x04 \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\xe8\a\x18\x01\"\x05r\x03\xb0\x01\x01R\auserIds\x129\n" +
+	"\buser_ids\x18\x04 \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\xe8\a\x18\x01\"\x05r\x03\xb0\x01\x01R\auserIds\x12E\n" +
 	"\n" +
-	"start_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\xb2\x02\n" +
+	"start_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\tstartTime\x12A\n" +
+	"\bend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\aendTime\x12\xb2\x02\n" +
 	"\vupdate_mask\x18\a \x01(\v2\x1a.google.protobuf.FieldMaskB\xf4\x01\xbaH\xf0\x01\xc8\x01\x01\xe2\x01\xe9\x01\x12\x04name\x12\vdescription\x12\x04kind\x12\x04mode\x12\x06format\x12\n" +
 	"enrollment\x12\n" +
 	"sequential\x12\x12race_target_points\x12\x14league_target_points\x12\vteam_metric\x12\bduration\x12\fgrace_period\x12\rmax_data_wait\x12\bmissions\x12\rscoring_rules\x12\arewards\x12\bteam_ids\x12\buser_ids\x12\n" +
@@ -4507,10 +4515,11 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\x17PublishChallengeRequest\x12+\n" +
 	"\fchallenge_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\vchallengeId\"N\n" +
 	"\x18PublishChallengeResponse\x122\n" +
-	"\tchallenge\x18\x01 \x01(\v2\x14.rallye.v1.ChallengeR\tchallenge\"\x84\x01\n" +
+	"\tchallenge\x18\x01 \x01(\v2\x14.rallye.v1.ChallengeR\tchallenge\"\x8b\x01\n" +
 	"\x16ExtendChallengeRequest\x12+\n" +
-	"\fchallenge_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\vchallengeId\x12=\n" +
-	"\bend_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\aendTime\"M\n" +
+	"\fchallenge_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\vchallengeId\x12D\n" +
+	"\bend_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\r\xbaH\n" +
+	"\xc8\x01\x01\xb2\x01\x04\xc8\xd5\"\x01R\aendTime\"M\n" +
 	"\x17ExtendChallengeResponse\x122\n" +
 	"\tchallenge\x18\x01 \x01(\v2\x14.rallye.v1.ChallengeR\tchallenge\"B\n" +
 	"\x13EndChallengeRequest\x12+\n" +
@@ -4530,10 +4539,9 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x122\n" +
 	"\rtarget_points\x18\x03 \x01(\x03B\r\xbaH\n" +
 	"\"\b\x18\x80\x94\xeb\xdc\x03 \x00R\ftargetPoints\"\x1e\n" +
-	"\x1cSetParticipantTargetResponse\"\xaa\x01\n" +
-	"\x17ListMyChallengesRequest\x12>\n" +
-	"\x06window\x18\x01 \x01(\x0e2\x1a.rallye.v1.ChallengeWindowB\n" +
-	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x06window\x12&\n" +
+	"\x1cSetParticipantTargetResponse\"\xa8\x01\n" +
+	"\x17ListMyChallengesRequest\x12<\n" +
+	"\x06window\x18\x01 \x01(\x0e2\x1a.rallye.v1.ChallengeWindowB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06window\x12&\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\t\xbaH\x06\x1a\x04\x182(\x00R\bpageSize\x12'\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\"\xa9\x01\n" +
@@ -4914,6 +4922,7 @@ func file_rallye_v1_challenge_proto_init() {
 	}
 	file_rallye_v1_common_proto_init()
 	file_rallye_v1_mission_proto_init()
+	file_rallye_v1_rules_proto_init()
 	file_rallye_v1_challenge_proto_msgTypes[0].OneofWrappers = []any{
 		(*Mission_Auto)(nil),
 		(*Mission_Manual)(nil),

@@ -1121,7 +1121,7 @@ var File_rallye_v1_dashboard_proto protoreflect.FileDescriptor
 
 const file_rallye_v1_dashboard_proto_rawDesc = "" +
 	"\n" +
-	"\x19rallye/v1/dashboard.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16rallye/v1/common.proto\x1a\x13rallye/v1/kpi.proto\"\x8c\x01\n" +
+	"\x19rallye/v1/dashboard.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16rallye/v1/common.proto\x1a\x13rallye/v1/kpi.proto\x1a\x15rallye/v1/rules.proto\"\x8c\x01\n" +
 	"\vSeriesPoint\x12\x1d\n" +
 	"\n" +
 	"period_key\x18\x01 \x01(\tR\tperiodKey\x129\n" +
@@ -1172,18 +1172,20 @@ const file_rallye_v1_dashboard_proto_rawDesc = "" +
 	"\x0eprevious_value\x18\x03 \x01(\x01H\x01R\rpreviousValue\x88\x01\x01\x12,\n" +
 	"\x06status\x18\x04 \x01(\x0e2\x14.rallye.v1.KpiStatusR\x06statusB\b\n" +
 	"\x06_valueB\x11\n" +
-	"\x0f_previous_value\"\xa7\x01\n" +
+	"\x0f_previous_value\"\xb3\x01\n" +
 	"\x10GetLevel1Request\x127\n" +
-	"\x06period\x18\x01 \x01(\x0e2\x15.rallye.v1.PeriodKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06period\x12*\n" +
-	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12.\n" +
+	"\x06period\x18\x01 \x01(\x0e2\x15.rallye.v1.PeriodKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06period\x126\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\x02at\x12.\n" +
 	"\rseries_length\x18\x03 \x01(\x05B\t\xbaH\x06\x1a\x04\x18<(\x00R\fseriesLength\"t\n" +
 	"\x11GetLevel1Response\x12&\n" +
 	"\x04kpis\x18\x01 \x03(\v2\x12.rallye.v1.KpiCardR\x04kpis\x12\x1b\n" +
 	"\ttime_zone\x18\x02 \x01(\tR\btimeZone\x12\x1a\n" +
-	"\bcurrency\x18\x03 \x01(\tR\bcurrency\"\xcd\x01\n" +
+	"\bcurrency\x18\x03 \x01(\tR\bcurrency\"\xd9\x01\n" +
 	"\x10GetLevel2Request\x127\n" +
-	"\x06period\x18\x01 \x01(\x0e2\x15.rallye.v1.PeriodKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06period\x12*\n" +
-	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12$\n" +
+	"\x06period\x18\x01 \x01(\x0e2\x15.rallye.v1.PeriodKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06period\x126\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\x02at\x12$\n" +
 	"\ateam_id\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\x12.\n" +
 	"\rseries_length\x18\x04 \x01(\x05B\t\xbaH\x06\x1a\x04\x18<(\x00R\fseriesLength\"c\n" +
 	"\aTeamRow\x12\x17\n" +
@@ -1195,10 +1197,11 @@ const file_rallye_v1_dashboard_proto_rawDesc = "" +
 	"\x04kpis\x18\x02 \x03(\v2\x12.rallye.v1.KpiCardR\x04kpis\x12(\n" +
 	"\x05teams\x18\x03 \x03(\v2\x12.rallye.v1.TeamRowR\x05teams\x12\x1b\n" +
 	"\ttime_zone\x18\x04 \x01(\tR\btimeZone\x12\x1a\n" +
-	"\bcurrency\x18\x05 \x01(\tR\bcurrency\"\xf3\x01\n" +
+	"\bcurrency\x18\x05 \x01(\tR\bcurrency\"\xff\x01\n" +
 	"\x10GetLevel3Request\x127\n" +
-	"\x06period\x18\x01 \x01(\x0e2\x15.rallye.v1.PeriodKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06period\x12*\n" +
-	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12$\n" +
+	"\x06period\x18\x01 \x01(\x0e2\x15.rallye.v1.PeriodKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06period\x126\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\x02at\x12$\n" +
 	"\auser_id\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06userId\x12$\n" +
 	"\ateam_id\x18\x04 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\x12.\n" +
 	"\rseries_length\x18\x05 \x01(\x05B\t\xbaH\x06\x1a\x04\x18<(\x00R\fseriesLength\"t\n" +
@@ -1319,6 +1322,7 @@ func file_rallye_v1_dashboard_proto_init() {
 	}
 	file_rallye_v1_common_proto_init()
 	file_rallye_v1_kpi_proto_init()
+	file_rallye_v1_rules_proto_init()
 	file_rallye_v1_dashboard_proto_msgTypes[0].OneofWrappers = []any{}
 	file_rallye_v1_dashboard_proto_msgTypes[1].OneofWrappers = []any{}
 	file_rallye_v1_dashboard_proto_msgTypes[2].OneofWrappers = []any{}

@@ -864,12 +864,12 @@ var File_rallye_v1_event_proto protoreflect.FileDescriptor
 
 const file_rallye_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x15rallye/v1/event.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16rallye/v1/common.proto\"W\n" +
+	"\x15rallye/v1/event.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16rallye/v1/common.proto\x1a\x15rallye/v1/rules.proto\"W\n" +
 	"\x05Money\x12\x1f\n" +
 	"\vminor_units\x18\x01 \x01(\x03R\n" +
 	"minorUnits\x12-\n" +
 	"\bcurrency\x18\x02 \x01(\tB\x11\xbaH\x0er\f2\n" +
-	"^[A-Z]{3}$R\bcurrency\"\xef\r\n" +
+	"^[A-Z]{3}$R\bcurrency\"\xa6\x0e\n" +
 	"\n" +
 	"SalesEvent\x12:\n" +
 	"\x06source\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^[a-z0-9][a-z0-9_.-]{0,63}$R\x06source\x12+\n" +
@@ -878,8 +878,9 @@ const file_rallye_v1_event_proto_rawDesc = "" +
 	"externalId\x12#\n" +
 	"\brevision\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\brevision\x12\x85\x03\n" +
 	"\x04type\x18\x04 \x01(\tB\xf0\x02\xbaH\xec\x02r\xe9\x02R\flead.createdR\x0elead.qualifiedR\x0elead.contactedR\x13opportunity.createdR\x19opportunity.stage_changedR\bdeal.wonR\tdeal.lostR\rdeal.reopenedR\x11meeting.scheduledR\fmeeting.heldR\x0fmeeting.no_showR\vcall.loggedR\n" +
-	"quote.sentR\rticket.openedR\x0fticket.resolvedR\x10customer.renewedR\x10customer.churnedR\fnps.answeredR\x15satisfaction.answeredR\x12training.completedR\fcontent.usedR\x0fmarketing.spendR\x04type\x12C\n" +
-	"\voccurred_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\n" +
+	"quote.sentR\rticket.openedR\x0fticket.resolvedR\x10customer.renewedR\x10customer.churnedR\fnps.answeredR\x15satisfaction.answeredR\x12training.completedR\fcontent.usedR\x0fmarketing.spendR\x04type\x12J\n" +
+	"\voccurred_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\r\xbaH\n" +
+	"\xc8\x01\x01\xb2\x01\x04\xc8\xd5\"\x01R\n" +
 	"occurredAt\x12\x1c\n" +
 	"\tretracted\x18\x06 \x01(\bR\tretracted\x12\"\n" +
 	"\x06rep_id\x18\a \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x05repId\x120\n" +
@@ -893,14 +894,18 @@ const file_rallye_v1_event_proto_rawDesc = "" +
 	"\fgross_margin\x18\r \x01(\v2\x10.rallye.v1.MoneyR\vgrossMargin\x12!\n" +
 	"\asegment\x18\x0e \x01(\tB\a\xbaH\x04r\x02\x18dR\asegment\x12!\n" +
 	"\aproduct\x18\x0f \x01(\tB\a\xbaH\x04r\x02\x18dR\aproduct\x12;\n" +
-	"\tdeal_kind\x18\x10 \x01(\tB\x1e\xbaH\x1b\xd8\x01\x01r\x16R\x03newR\x06upsellR\arenewalR\bdealKind\x12P\n" +
-	"\x16opportunity_created_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\x14opportunityCreatedAt\x12\x1d\n" +
+	"\tdeal_kind\x18\x10 \x01(\tB\x1e\xbaH\x1b\xd8\x01\x01r\x16R\x03newR\x06upsellR\arenewalR\bdealKind\x12\\\n" +
+	"\x16opportunity_created_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\x14opportunityCreatedAt\x12\x1d\n" +
 	"\x05stage\x18\x12 \x01(\tB\a\xbaH\x04r\x02\x18dR\x05stage\x12&\n" +
 	"\n" +
-	"from_stage\x18\x13 \x01(\tB\a\xbaH\x04r\x02\x18dR\tfromStage\x12D\n" +
-	"\x10stage_entered_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\x0estageEnteredAt\x12B\n" +
-	"\x0flead_created_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\rleadCreatedAt\x12D\n" +
-	"\x10ticket_opened_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\x0eticketOpenedAt\x12$\n" +
+	"from_stage\x18\x13 \x01(\tB\a\xbaH\x04r\x02\x18dR\tfromStage\x12P\n" +
+	"\x10stage_entered_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\x0estageEnteredAt\x12N\n" +
+	"\x0flead_created_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\rleadCreatedAt\x12P\n" +
+	"\x10ticket_opened_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\x0eticketOpenedAt\x12$\n" +
 	"\x05score\x18\x17 \x01(\x05B\t\xbaH\x06\x1a\x04\x18\n" +
 	"(\x00H\x00R\x05score\x88\x01\x01\x12/\n" +
 	"\x13discovery_completed\x18\x18 \x01(\bR\x12discoveryCompleted\x12'\n" +
@@ -1023,6 +1028,7 @@ func file_rallye_v1_event_proto_init() {
 		return
 	}
 	file_rallye_v1_common_proto_init()
+	file_rallye_v1_rules_proto_init()
 	file_rallye_v1_event_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

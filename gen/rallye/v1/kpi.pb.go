@@ -3170,7 +3170,7 @@ var File_rallye_v1_kpi_proto protoreflect.FileDescriptor
 
 const file_rallye_v1_kpi_proto_rawDesc = "" +
 	"\n" +
-	"\x13rallye/v1/kpi.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16rallye/v1/common.proto\"Z\n" +
+	"\x13rallye/v1/kpi.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16rallye/v1/common.proto\x1a\x15rallye/v1/rules.proto\"Z\n" +
 	"\x05Scope\x124\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x14.rallye.v1.ScopeKindB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04kind\x12\x1b\n" +
@@ -3243,11 +3243,12 @@ const file_rallye_v1_kpi_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18dR\trequestId\"5\n" +
 	"\x11CreateKpiResponse\x12 \n" +
-	"\x03kpi\x18\x01 \x01(\v2\x0e.rallye.v1.KpiR\x03kpi\"\xba\x01\n" +
+	"\x03kpi\x18\x01 \x01(\v2\x0e.rallye.v1.KpiR\x03kpi\"\xc6\x01\n" +
 	"\x10UpdateKpiRequest\x12/\n" +
 	"\x03key\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{1,62}$R\x03key\x122\n" +
-	"\x03kpi\x18\x02 \x01(\v2\x18.rallye.v1.KpiDefinitionB\x06\xbaH\x03\xc8\x01\x01R\x03kpi\x12A\n" +
-	"\x0eeffective_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\reffectiveTime\"5\n" +
+	"\x03kpi\x18\x02 \x01(\v2\x18.rallye.v1.KpiDefinitionB\x06\xbaH\x03\xc8\x01\x01R\x03kpi\x12M\n" +
+	"\x0eeffective_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
+	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\reffectiveTime\"5\n" +
 	"\x11UpdateKpiResponse\x12 \n" +
 	"\x03kpi\x18\x01 \x01(\v2\x0e.rallye.v1.KpiR\x03kpi\"@\n" +
 	"\rGetKpiRequest\x12/\n" +
@@ -3371,7 +3372,7 @@ const file_rallye_v1_kpi_proto_rawDesc = "" +
 	"created_by\x18\x0e \x01(\tR\tcreatedBy\x12;\n" +
 	"\vcreate_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTimeB\x11\n" +
-	"\x0f_measured_value\"\xc2\x03\n" +
+	"\x0f_measured_value\"\xc9\x03\n" +
 	"\x17CreateActionPlanRequest\x126\n" +
 	"\akpi_key\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{1,62}$R\x06kpiKey\x12&\n" +
 	"\bquestion\x18\x02 \x01(\tB\n" +
@@ -3381,8 +3382,9 @@ const file_rallye_v1_kpi_proto_rawDesc = "" +
 	"\n" +
 	"hypotheses\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\n" +
 	"hypotheses\x12&\n" +
-	"\bowner_id\x18\x05 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\aownerId\x12>\n" +
-	"\bdeadline\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\bdeadline\x12A\n" +
+	"\bowner_id\x18\x05 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\aownerId\x12E\n" +
+	"\bdeadline\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\r\xbaH\n" +
+	"\xc8\x01\x01\xb2\x01\x04\xc8\xd5\"\x01R\bdeadline\x12A\n" +
 	"\tcriterion\x18\a \x01(\v2\x1b.rallye.v1.SuccessCriterionB\x06\xbaH\x03\xc8\x01\x01R\tcriterion\x12&\n" +
 	"\balert_id\x18\b \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\aalertId\x12&\n" +
 	"\n" +
@@ -3652,6 +3654,7 @@ func file_rallye_v1_kpi_proto_init() {
 		return
 	}
 	file_rallye_v1_common_proto_init()
+	file_rallye_v1_rules_proto_init()
 	file_rallye_v1_kpi_proto_msgTypes[20].OneofWrappers = []any{}
 	file_rallye_v1_kpi_proto_msgTypes[26].OneofWrappers = []any{}
 	file_rallye_v1_kpi_proto_msgTypes[32].OneofWrappers = []any{}

@@ -42,6 +42,22 @@ type Option func(*config.Config)
 // Start starts a server; it stops when the test ends.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
+	var logOut io.Writer = io.Discard
+	if os.Getenv("RALLYE_TEST_LOG") != "" {
+		logOut = os.Stderr
+	}
+	return start(t, logOut, opts)
+}
+
+// StartLogging starts a server that writes its logs (JSON lines) to w, for
+// tests that check what the server logs. w must be safe for concurrent use.
+func StartLogging(t testing.TB, w io.Writer, opts ...Option) *Server {
+	t.Helper()
+	return start(t, w, opts)
+}
+
+func start(t testing.TB, logOut io.Writer, opts []Option) *Server {
+	t.Helper()
 	cfg := config.Config{
 		DatabaseMaxConns:   10,
 		RedisURL:           testutil.RedisURL(),
@@ -62,10 +78,6 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
-	}
-	var logOut io.Writer = io.Discard
-	if os.Getenv("RALLYE_TEST_LOG") != "" {
-		logOut = os.Stderr
 	}
 	log := slog.New(slog.NewJSONHandler(logOut, nil))
 	ctx, cancel := context.WithCancel(context.Background())

@@ -127,7 +127,7 @@ type ChallengeServiceClient interface {
 	// FailedPrecondition outside a league or once final.
 	SetParticipantTarget(context.Context, *v1.SetParticipantTargetRequest) (*v1.SetParticipantTargetResponse, error)
 	// ListMyChallenges lists the caller's challenges (taken part in or open
-	// to them) that are active, upcoming or past, newest first, with points,
+	// to them) that are active (by default), upcoming or past, newest first, with points,
 	// rank (final for past ones) and the next instant that matters. People
 	// only (FailedPrecondition for API keys).
 	ListMyChallenges(context.Context, *v1.ListMyChallengesRequest) (*v1.ListMyChallengesResponse, error)
@@ -434,7 +434,7 @@ type ChallengeServiceHandler interface {
 	// FailedPrecondition outside a league or once final.
 	SetParticipantTarget(context.Context, *v1.SetParticipantTargetRequest) (*v1.SetParticipantTargetResponse, error)
 	// ListMyChallenges lists the caller's challenges (taken part in or open
-	// to them) that are active, upcoming or past, newest first, with points,
+	// to them) that are active (by default), upcoming or past, newest first, with points,
 	// rank (final for past ones) and the next instant that matters. People
 	// only (FailedPrecondition for API keys).
 	ListMyChallenges(context.Context, *v1.ListMyChallengesRequest) (*v1.ListMyChallengesResponse, error)

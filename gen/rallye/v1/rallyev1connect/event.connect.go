@@ -61,7 +61,10 @@ type EventServiceClient interface {
 	// 2000-01-01, amount and gross_margin within 10^14 minor units.
 	//
 	// Errors: invalid_argument (no events, or more than 1,000);
-	// unauthenticated; permission_denied; unavailable when the database is
+	// unauthenticated; permission_denied; resource_exhausted when the request
+	// is larger than the server's limit (RALLYE_MAX_REQUEST_BYTES, 4 MiB by
+	// default, after decompression; 1,000 events with every field at its
+	// maximum length fit); unavailable when the database is
 	// momentarily out of reach (google.rpc.RetryInfo says how long to wait):
 	// send the batch again with backoff, what was stored reports duplicates.
 	IngestEvents(context.Context, *v1.IngestEventsRequest) (*v1.IngestEventsResponse, error)
@@ -159,7 +162,10 @@ type EventServiceHandler interface {
 	// 2000-01-01, amount and gross_margin within 10^14 minor units.
 	//
 	// Errors: invalid_argument (no events, or more than 1,000);
-	// unauthenticated; permission_denied; unavailable when the database is
+	// unauthenticated; permission_denied; resource_exhausted when the request
+	// is larger than the server's limit (RALLYE_MAX_REQUEST_BYTES, 4 MiB by
+	// default, after decompression; 1,000 events with every field at its
+	// maximum length fit); unavailable when the database is
 	// momentarily out of reach (google.rpc.RetryInfo says how long to wait):
 	// send the batch again with backoff, what was stored reports duplicates.
 	IngestEvents(context.Context, *v1.IngestEventsRequest) (*v1.IngestEventsResponse, error)
