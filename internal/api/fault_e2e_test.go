@@ -20,6 +20,7 @@ import (
 
 	rallyev1 "github.com/rallyehq/rallye/gen/rallye/v1"
 	"github.com/rallyehq/rallye/gen/rallye/v1/rallyev1connect"
+	"github.com/rallyehq/rallye/internal/api"
 	"github.com/rallyehq/rallye/internal/auth"
 	"github.com/rallyehq/rallye/internal/config"
 	"github.com/rallyehq/rallye/internal/event"
@@ -511,4 +512,52 @@ func liveBoard(t *testing.T, boards rallyev1connect.LeaderboardServiceClient, ch
 		return fmt.Errorf("no individual board yet")
 	})
 	return id
+}
+
+// TestWebhookUnavailableSaysWhenToRetry: while PostgreSQL is out of reach,
+// the webhook answers 503 unavailable with Retry-After (plain HTTP clients
+// honour it), and the same body is accepted once it is back.
+func TestWebhookUnavailableSaysWhenToRetry(t *testing.T) {
+	raw := testutil.DatabaseURL(t)
+	pg := faultproxy.Start(t, faultproxy.Target(raw))
+	srv := testserver.Start(t, func(c *config.Config) { c.DatabaseURL = pg.URL(raw) })
+	ctx := context.Background()
+	acme := testserver.NewCompany(t, srv.App.Org)
+	rep, _ := testserver.NewPerson(t, srv.App.Org, acme, []rallye.Role{rallye.RoleRep})
+	_, key, err := srv.App.APIKeys.Create(ctx, acme.Operator, auth.CreateAPIKeyRequest{Name: "crm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	post := func(id string) (*http.Response, string) {
+		t.Helper()
+		body := fmt.Sprintf(`{"source":"crm","externalId":%q,"type":"call.logged","occurredAt":%q,"repExternalId":%q}`, id, at, rep.ExternalID)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+api.WebhookPath, strings.NewReader(body))
+		req.Header.Set("X-Rallye-Api-Key", key)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res, string(b)
+	}
+	if res, body := post("warm-up"); res.StatusCode != http.StatusOK { // the key is now cached
+		t.Fatalf("before the cut: %d %s", res.StatusCode, body)
+	}
+	pg.Cut()
+	res, body := post("during")
+	pg.Restore()
+	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" ||
+		!strings.Contains(body, `"code":"unavailable"`) {
+		t.Fatalf("while PostgreSQL is cut: %d, Retry-After %q, %s", res.StatusCode, res.Header.Get("Retry-After"), body)
+	}
+	within(t, time.Minute, "the retry", func() error {
+		res, body := post("during")
+		if res.StatusCode != http.StatusOK || !strings.Contains(body, `"accepted":1`) {
+			return fmt.Errorf("%d %s", res.StatusCode, body)
+		}
+		return nil
+	})
 }
