@@ -18,8 +18,11 @@ import (
 	"github.com/rallyehq/rallye/internal/demo"
 	"github.com/rallyehq/rallye/internal/event"
 	"github.com/rallyehq/rallye/internal/kpi"
+	"github.com/rallyehq/rallye/internal/leaderboard"
 	"github.com/rallyehq/rallye/internal/org"
 	"github.com/rallyehq/rallye/internal/postgres"
+	"github.com/rallyehq/rallye/internal/redisdb"
+	"github.com/rallyehq/rallye/internal/reward"
 )
 
 // openDB creates and migrates the database, for commands that need no Redis.
@@ -205,6 +208,20 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	}
 	c, err := demo.SeedChallenge(ctx, challenge.New(challenge.Deps{DB: db, Jobs: jobs}), event.NewStore(db), res)
 	if err != nil {
+		return err
+	}
+	// Rewards write points through the leaderboard (PostgreSQL, then Redis).
+	rdb, err := redisdb.Open(ctx, redisdb.Options{URL: env.cfg.RedisURL, Addrs: env.cfg.RedisAddrs, MasterName: env.cfg.RedisMasterName})
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	lb := leaderboard.New(leaderboard.Deps{DB: db, Redis: rdb, Keys: redisdb.Keyspace{Prefix: env.cfg.RedisPrefix}, Log: env.log})
+	defer lb.Close()
+	lb.SetJobs(jobs)
+	seam := challenge.LeaderboardSeam{LB: lb}
+	if err := demo.SeedRewards(ctx, reward.New(reward.Deps{DB: db, Ledger: lb.Scores, Log: env.log}),
+		challenge.New(challenge.Deps{DB: db, Jobs: jobs, Scores: seam, Boards: seam}), event.NewStore(db), res, time.Now()); err != nil {
 		return err
 	}
 	return printDemo(env, res, c)

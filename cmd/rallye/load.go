@@ -22,9 +22,32 @@ func runLoad(ctx context.Context, env *environment, args []string) error {
 			return runLoadLeaderboard(ctx, env, args)
 		case "stack-ceiling":
 			return runStackCeiling(ctx, args)
+		case "rewards":
+			return runLoadRewards(ctx, env, args)
 		}
 	}
-	return fmt.Errorf("usage: rallye load events|leaderboard [flags]")
+	return fmt.Errorf("usage: rallye load events|leaderboard|rewards [flags]")
+}
+
+// runLoadRewards measures the wallet read and concurrent redemptions.
+func runLoadRewards(ctx context.Context, env *environment, args []string) error {
+	fs := flag.NewFlagSet("load rewards", flag.ContinueOnError)
+	cfg := load.RewardsConfig{App: env.cfg, Out: os.Stdout}
+	fs.IntVar(&cfg.Users, "users", 2000, "reps with a wallet")
+	fs.IntVar(&cfg.Entries, "entries", 100, "ledger entries of history per rep")
+	fs.IntVar(&cfg.Reads, "reads", 20000, "wallet reads per mode (API, service, raw)")
+	fs.IntVar(&cfg.Clients, "clients", 16, "concurrent readers")
+	fs.IntVar(&cfg.Redemptions, "redemptions", 1000, "concurrent redemptions of one item")
+	fs.IntVar(&cfg.Stock, "stock", 100, "the item's stock")
+	fs.BoolVar(&cfg.Keep, "keep", false, "keep the fresh database")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	if cfg.Users < 1 || cfg.Entries < 1 || cfg.Reads < 1 || cfg.Clients < 1 || cfg.Redemptions < 1 || cfg.Stock < 0 {
+		return fmt.Errorf("users, entries, reads, clients and redemptions must be positive")
+	}
+	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return load.RunRewards(ctx, cfg)
 }
 
 // runLoadEvents measures ingestion, roll-ups and dashboards.

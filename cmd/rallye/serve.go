@@ -40,6 +40,9 @@ func runServe(ctx context.Context, env *environment, args []string) error {
 		if err != nil {
 			return err
 		}
+		if err := demo.SeedRewards(ctx, a.Rewards, a.Challenges, a.Events, res, time.Now()); err != nil {
+			return err
+		}
 		if err := printDemo(env, res, c); err != nil {
 			return err
 		}

@@ -143,7 +143,8 @@ func definitionFromProto(in *rallyev1.ChallengeDefinition) challenge.Definition 
 	}
 	for _, r := range in.GetRewards() {
 		d.Rewards = append(d.Rewards, challenge.Reward{Kind: rewardKinds.fromProto[r.GetKind()], FromRank: int(r.GetFromRank()),
-			ToRank: int(r.GetToRank()), MinPoints: r.GetMinPoints(), Ref: r.GetRewardRef(), Label: textFromProto(r.GetLabel())})
+			ToRank: int(r.GetToRank()), MinPoints: r.GetMinPoints(), Ref: r.GetRewardRef(), Label: textFromProto(r.GetLabel()),
+			Points: r.GetPoints(), Badge: r.GetBadge()})
 	}
 	return d
 }
@@ -186,7 +187,8 @@ func definitionToProto(d challenge.Definition, missions []challenge.MissionInfo)
 	}
 	for _, r := range d.Rewards {
 		out.Rewards = append(out.Rewards, &rallyev1.RewardRule{Kind: rewardKinds.toProto[r.Kind], FromRank: int32(r.FromRank),
-			ToRank: int32(r.ToRank), MinPoints: r.MinPoints, RewardRef: r.Ref, Label: textToProto(r.Label)})
+			ToRank: int32(r.ToRank), MinPoints: r.MinPoints, RewardRef: r.Ref, Label: textToProto(r.Label),
+			Points: r.Points, Badge: r.Badge})
 	}
 	return out
 }
@@ -237,6 +239,11 @@ func participationToProto(p *challenge.Participation) *rallyev1.Participation {
 		UserId: p.UserID.String(), TeamId: idString(p.TeamID), Enrolled: p.Enrolled, CountsFrom: timestamp(p.CountsFrom),
 		Points: p.Points, Rank: int32(p.Rank), Provisional: p.Provisional, TargetPoints: p.Target, TargetPercent: p.Percent,
 		TargetReachTime: timestamp(p.Reached), Duel: duelToProto(p.Duel, p.UserID),
+	}
+	out.Tied, out.Result = p.Tied, p.Result
+	for _, g := range p.Rewards {
+		out.Rewards = append(out.Rewards, &rallyev1.GrantedReward{Kind: rewardKinds.toProto[g.Kind], Rank: int32(g.Rank),
+			Points: g.Points, Badge: g.Badge, Label: textToProto(g.Label)})
 	}
 	for _, m := range p.Missions {
 		out.Missions = append(out.Missions, &rallyev1.MissionProgress{

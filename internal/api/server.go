@@ -28,6 +28,7 @@ import (
 	"github.com/rallyehq/rallye/internal/kpi"
 	"github.com/rallyehq/rallye/internal/leaderboard"
 	"github.com/rallyehq/rallye/internal/org"
+	"github.com/rallyehq/rallye/internal/reward"
 )
 
 // Deps are what the handlers need.
@@ -45,6 +46,8 @@ type Deps struct {
 	Challenges *challenge.Service
 	KPI        *kpi.Service
 	Dashboards *dashboard.Service
+	// Rewards serves RewardService and the redemptions CSV export.
+	Rewards *reward.Service
 	// MaxRequestBytes bounds one request message after decompression
 	// (0: config.DefaultMaxRequestBytes).
 	MaxRequestBytes int64
@@ -95,6 +98,8 @@ func NewHandler(d Deps) (http.Handler, error) {
 	mount(rallyev1connect.NewDashboardServiceHandler(&dashboardHandler{dash: d.Dashboards}, opts))
 	mux.Handle(WebhookPath, &eventWebhook{guard: grd, observer: obs, events: events, validator: validator,
 		errors: connect.NewErrorWriter(), maxBytes: limit})
+	mount(rallyev1connect.NewRewardServiceHandler(&rewardHandler{svc: d.Rewards, validator: validator}, opts))
+	mux.Handle(ExportPath, &redemptionsCSV{guard: grd, observer: obs, svc: d.Rewards, errors: connect.NewErrorWriter()})
 	// Rankings are read several times a second by every player: gzip would
 	// cost more CPU than the 1-3 KB it saves, so small responses go as is.
 	mount(rallyev1connect.NewLeaderboardServiceHandler(&leaderboardHandler{boards: d.Boards},

@@ -274,11 +274,12 @@ func humanSeconds(s string) string {
 // patternHints says in words what each pattern of the protos accepts. A test
 // checks that every pattern in the protos has its hint.
 var patternHints = map[string]string{
-	`^[a-z0-9][a-z0-9-]{0,62}$`:   "1 to 63 lowercase letters, digits and hyphens, starting with a letter or digit, such as \"upsell-revenue\"",
-	`^[a-z][a-z0-9_]{1,62}$`:      "2 to 63 lowercase letters, digits and underscores, starting with a letter, such as \"win_rate\"",
-	`^[a-z0-9][a-z0-9_.-]{0,63}$`: "1 to 64 lowercase letters, digits, dots, hyphens and underscores, starting with a letter or digit, such as \"salesforce\"",
-	`^[A-Z]{3}$`:                  "an ISO 4217 currency code in capitals, such as \"EUR\"",
-	`^[a-z_]+\.[a-z_]+$`:          "an event type, such as \"deal.won\"",
+	`^[a-z0-9][a-z0-9-]{0,62}$`:    "1 to 63 lowercase letters, digits and hyphens, starting with a letter or digit, such as \"upsell-revenue\"",
+	`^[a-z][a-z0-9_]{1,62}$`:       "2 to 63 lowercase letters, digits and underscores, starting with a letter, such as \"win_rate\"",
+	`^[a-z0-9][a-z0-9_.-]{0,63}$`:  "1 to 64 lowercase letters, digits, dots, hyphens and underscores, starting with a letter or digit, such as \"salesforce\"",
+	`^[A-Z]{3}$`:                   "an ISO 4217 currency code in capitals, such as \"EUR\"",
+	`^[a-z_]+\.[a-z_]+$`:           "an event type, such as \"deal.won\"",
+	`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`: "a date as YYYY-MM-DD, such as \"2026-05-01\"",
 }
 
 // checkPart validates msg with the rules written in the protos when the

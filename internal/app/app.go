@@ -31,8 +31,10 @@ import (
 	"github.com/rallyehq/rallye/internal/kpi"
 	"github.com/rallyehq/rallye/internal/leaderboard"
 	"github.com/rallyehq/rallye/internal/org"
+	"github.com/rallyehq/rallye/internal/outbox"
 	"github.com/rallyehq/rallye/internal/postgres"
 	"github.com/rallyehq/rallye/internal/redisdb"
+	"github.com/rallyehq/rallye/internal/reward"
 )
 
 // App is a wired Rallye server.
@@ -60,7 +62,12 @@ type App struct {
 	KPI        *kpi.Service
 	Hub        *dashboard.Hub
 	Dashboards *dashboard.Service
-	Handler    http.Handler
+	// Outbox delivers domain events to their consumers (Rewards' today).
+	Outbox *outbox.Runner
+	// Rewards is the wallet, badges, streaks, kudos and catalogue, fed by
+	// Feed and Outbox.
+	Rewards *reward.Service
+	Handler http.Handler
 
 	jwksCancel context.CancelFunc
 }
@@ -134,6 +141,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 			func() (river.JobArgs, *river.InsertOpts) { return leaderboard.SweepArgs{}, nil }, nil),
 	}
 	periodic = append(periodic, kpi.AddWorkers(workers, a.KPI)...)
+	a.Rewards = reward.New(reward.Deps{DB: db, Ledger: a.Boards.Scores, Log: log.With("component", "rewards")})
+	periodic = append(periodic, reward.AddWorkers(workers, a.Rewards)...)
 	a.River, err = river.NewClient(riverpgxv5.New(db.Pool), &river.Config{
 		Logger:       log.With("component", "jobs"),
 		Workers:      workers,
@@ -179,6 +188,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	a.Registry.MustRegister(a.Feed.Collectors()...)
 	a.Feed.Register(a.KPI.Rollups())
 	a.Feed.Register(a.Challenges.Progress())
+	a.Feed.Register(a.Rewards.Activity())
+	a.Outbox = outbox.NewRunner(db, log.With("component", "outbox"))
+	a.Outbox.Register(a.Rewards.Consumer())
 	// Roll-up changes reach the live dashboards of every instance through
 	// Redis.
 	a.Hub = dashboard.NewHub(a.Redis, a.Keys, log.With("component", "dashboard"))
@@ -188,7 +200,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	a.Handler, err = api.NewHandler(api.Deps{
 		Log: log, Registry: a.Registry, Auth: a.Auth, Health: &healthChecker{db: db, redis: a.Redis},
 		Org: a.Org, APIKeys: a.APIKeys, Events: a.Events, Boards: a.Boards, Challenges: a.Challenges,
-		KPI: a.KPI, Dashboards: a.Dashboards, MaxRequestBytes: cfg.MaxRequestBytes,
+		KPI: a.KPI, Dashboards: a.Dashboards, Rewards: a.Rewards, MaxRequestBytes: cfg.MaxRequestBytes,
 	})
 	if err != nil {
 		return nil, err
@@ -220,6 +232,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(feedDone)
 		a.Feed.Run(feedCtx, 2)
 	}()
+	outboxDone := make(chan struct{})
+	go func() {
+		defer close(outboxDone)
+		a.Outbox.Run(feedCtx, 2)
+	}()
 	hubDone := make(chan struct{})
 	go func() {
 		defer close(hubDone)
@@ -228,6 +245,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	defer func() {
 		stopFeed()
 		<-feedDone
+		<-outboxDone
 		<-hubDone
 	}()
 	errc := make(chan error, 1)

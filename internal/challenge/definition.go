@@ -253,16 +253,26 @@ const (
 	RewardThreshold RewardKind = "threshold"
 )
 
-// Reward is granted when the challenge is final, through the Rewards hook.
+// Reward is granted when the challenge is final, through the Rewards hook,
+// and delivered by the rewards area: Points bonus points in the wallet and
+// the badge named Badge.
 type Reward struct {
 	Kind      RewardKind `json:"kind"`
 	FromRank  int        `json:"from_rank,omitempty"`
 	ToRank    int        `json:"to_rank,omitempty"`
 	MinPoints int64      `json:"min_points,omitempty"`
-	// Ref names the reward in the rewards catalogue.
-	Ref   string `json:"ref"`
+	// Ref identifies the reward rule ("upsell-podium").
+	Ref string `json:"ref"`
+	// Points are the bonus points (0 for none).
+	Points int64 `json:"points,omitempty"`
+	// Badge is the key of the company's badge awarded ("" for none); a key
+	// the company has not defined becomes a badge named after Label.
+	Badge string `json:"badge,omitempty"`
 	Label Text   `json:"label"`
 }
+
+// MaxRewardPoints bounds a reward's bonus points.
+const MaxRewardPoints = 1_000_000
 
 // Limits of a definition.
 const (
@@ -643,7 +653,16 @@ func checkReward(r Reward, prefix string) error {
 		return rallye.Invalid(prefix+"kind", "must be rank or threshold")
 	}
 	if !keyPattern.MatchString(r.Ref) {
-		return rallye.Invalid(prefix+"reward_ref", "must name a catalogue reward (lowercase letters, digits, dashes)")
+		return rallye.Invalid(prefix+"reward_ref", "must name the reward (lowercase letters, digits, dashes)")
+	}
+	if r.Points < 0 || r.Points > MaxRewardPoints {
+		return rallye.Invalid(prefix+"points", "must be between 0 and %d", MaxRewardPoints)
+	}
+	if r.Badge != "" && !keyPattern.MatchString(r.Badge) {
+		return rallye.Invalid(prefix+"badge", "must be a badge key (lowercase letters, digits, dashes)")
+	}
+	if r.Points == 0 && r.Badge == "" {
+		return rallye.Invalid(prefix+"points", "a reward gives points, a badge or both")
 	}
 	return checkText(prefix+"label", r.Label, false, 200)
 }

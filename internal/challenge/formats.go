@@ -111,6 +111,20 @@ func (st *Standings) person(user uuid.UUID) (Standing, bool) {
 	return Standing{}, false
 }
 
+// tied reports whether more than one person holds rank.
+func (st *Standings) tied(rank int) bool {
+	if rank == 0 {
+		return false
+	}
+	n := 0
+	for _, r := range st.People {
+		if r.Rank == rank {
+			n++
+		}
+	}
+	return n > 1
+}
+
 // competitionRanks gives ranks 1, 2, 2, 4 to rows sorted best first, where
 // same says two neighbours tie.
 func competitionRanks[T any](rows []T, same func(a, b T) bool, set func(*T, int)) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/rallyehq/rallye/internal/event"
+	"github.com/rallyehq/rallye/internal/i18n"
 )
 
 // noun is how a count of events of a type reads, in both languages.
@@ -225,4 +226,45 @@ func missingText(m Mission, p *progress, sub submissionState, lockedBy *Mission,
 		return strings.Join(parts, "; ")
 	}
 	return strings.Join(parts, " ; ")
+}
+
+// ResultText says a participant's final place and rewards in the reader's
+// locale: "2nd (tied): +300 points and the 'Podium' badge", "2e ex æquo :
+// +300 points et le badge « Podium »". rank 0 (unranked) says the rewards
+// alone.
+func ResultText(rank int, tied bool, rewards []GrantedReward, locale string) string {
+	fr := i18n.Normalize(locale) == i18n.FR
+	var parts []string
+	for _, r := range rewards {
+		label := r.Label.In(locale)
+		switch {
+		case r.Points > 0 && r.Badge != "" && fr:
+			parts = append(parts, i18n.Points(r.Points, true, locale)+" et le badge "+i18n.Quote(label, locale))
+		case r.Points > 0 && r.Badge != "":
+			parts = append(parts, i18n.Points(r.Points, true, locale)+" and the "+i18n.Quote(label, locale)+" badge")
+		case r.Points > 0:
+			parts = append(parts, i18n.Points(r.Points, true, locale)+" ("+label+")")
+		case fr:
+			parts = append(parts, "le badge "+i18n.Quote(label, locale))
+		default:
+			parts = append(parts, "the "+i18n.Quote(label, locale)+" badge")
+		}
+	}
+	place := ""
+	if rank > 0 {
+		place = i18n.Ordinal(rank, locale)
+		switch {
+		case tied && fr:
+			place += " ex æquo"
+		case tied:
+			place += " (tied)"
+		}
+	}
+	switch {
+	case place == "":
+		return i18n.And(parts, locale)
+	case len(parts) == 0:
+		return place
+	}
+	return i18n.Colon(place, locale) + " " + i18n.And(parts, locale)
 }

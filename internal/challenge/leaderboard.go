@@ -2,6 +2,8 @@ package challenge
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -26,7 +28,14 @@ func (s LeaderboardSeam) Record(ctx context.Context, tx pgx.Tx, tenantID uuid.UU
 	out := make([]leaderboard.Entry, len(entries))
 	for i, e := range entries {
 		out[i] = leaderboard.Entry{Key: e.Key, UserID: e.UserID, TeamID: e.TeamID, ChallengeID: e.ChallengeID,
-			Points: e.Points, At: e.At, Reason: e.Reason}
+			Points: e.Points, At: e.At, Reason: e.Reason, Kind: leaderboard.EntryKind(e.Kind)}
+		if e.Cause != nil {
+			b, err := json.Marshal(e.Cause)
+			if err != nil {
+				return nil, fmt.Errorf("encode cause: %w", err)
+			}
+			out[i].Cause = b
+		}
 	}
 	r, err := s.LB.Scores.Record(ctx, tx, tenantID, out)
 	if err != nil {

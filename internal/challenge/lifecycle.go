@@ -10,6 +10,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/rallyehq/rallye/internal/event"
+	"github.com/rallyehq/rallye/internal/outbox"
 )
 
 // StartArgs is the job that starts a challenge at its start instant.
@@ -150,7 +151,10 @@ func (s *Service) start(ctx context.Context, tx pgx.Tx, c *Challenge) error {
 			return err
 		}
 	}
-	return s.ensureBoards(ctx, tx, c)
+	if err := s.ensureBoards(ctx, tx, c); err != nil {
+		return err
+	}
+	return s.launched(ctx, tx, c, MessageStarted)
 }
 
 // End ends an active challenge at its end instant and schedules its
@@ -310,14 +314,20 @@ func (s *Service) finalize(ctx context.Context, tx pgx.Tx, c *Challenge, now tim
 			return fmt.Errorf("freeze boards: %w", err)
 		}
 	}
-	return s.grantRewards(ctx, tx, c, st, now)
+	grants, err := s.grantRewards(ctx, tx, c, st, now)
+	if err != nil {
+		return err
+	}
+	return s.announceFinal(ctx, tx, c, st, grants, now)
 }
 
 // grantRewards grants rank rewards (to teams' members in team mode, by team
-// rank) and threshold rewards, each under a key that makes it once only.
-// Nobody wins a rank with no points: a rank reward needs positive points
-// (the team's, in team mode).
-func (s *Service) grantRewards(ctx context.Context, tx pgx.Tx, c *Challenge, st *Standings, now time.Time) error {
+// rank) and threshold rewards, each under a key that makes it once only, and
+// returns them per person. Nobody wins a rank with no points: a rank reward
+// needs positive points (the team's, in team mode). Participants sharing a
+// rank each get the reward of that rank.
+func (s *Service) grantRewards(ctx context.Context, tx pgx.Tx, c *Challenge, st *Standings, now time.Time) (map[uuid.UUID][]GrantedReward, error) {
+	out := map[uuid.UUID][]GrantedReward{}
 	for i, r := range c.Definition.Rewards {
 		for _, row := range st.People {
 			rank, scored := row.Rank, row.Points > 0
@@ -332,16 +342,49 @@ func (s *Service) grantRewards(ctx context.Context, tx pgx.Tx, c *Challenge, st 
 			}
 			g := Grant{
 				Key:         fmt.Sprintf("challenge:%s:reward:%d:user:%s", c.ID, i, row.UserID),
-				ChallengeID: c.ID, UserID: row.UserID, TeamID: row.TeamID, RewardRef: r.Ref,
-				Points: row.Points, Label: r.Label, At: now,
+				ChallengeID: c.ID, UserID: row.UserID, TeamID: row.TeamID, RewardRef: r.Ref, Kind: r.Kind,
+				Points: row.Points, BonusPoints: r.Points, Badge: r.Badge, Label: r.Label, At: now,
 			}
 			if r.Kind == RewardRank {
 				g.Rank = rank
 			}
 			if err := s.rewards.GrantReward(ctx, tx, c.TenantID, g); err != nil {
-				return err
+				return nil, err
 			}
+			out[row.UserID] = append(out[row.UserID], GrantedReward{Key: g.Key, Kind: g.Kind, Rank: g.Rank,
+				Points: g.BonusPoints, Badge: g.Badge, Label: g.Label})
 		}
 	}
-	return nil
+	return out, nil
+}
+
+// announceFinal appends challenge.final and each participant's
+// challenge.result, the last statements of the finalizing transaction.
+func (s *Service) announceFinal(ctx context.Context, tx pgx.Tx, c *Challenge, st *Standings, grants map[uuid.UUID][]GrantedReward, now time.Time) error {
+	completed := map[uuid.UUID]int{}
+	rows, err := tx.Query(ctx, `SELECT subject_id, count(*) FROM challenge_progress
+		WHERE tenant_id = $1 AND challenge_id = $2 AND completed GROUP BY subject_id`, c.TenantID, c.ID)
+	if err != nil {
+		return fmt.Errorf("count completed missions: %w", err)
+	}
+	var subject uuid.UUID
+	var n int
+	if _, err := pgx.ForEachRow(rows, []any{&subject, &n}, func() error { completed[subject] = n; return nil }); err != nil {
+		return fmt.Errorf("count completed missions: %w", err)
+	}
+	msgs := []outbox.Message{{TenantID: c.TenantID, Kind: MessageFinal, Key: fmt.Sprintf("challenge:%s:final", c.ID),
+		Subjects: []uuid.UUID{c.ID}, OccurredAt: now, Payload: Final{ChallengeID: c.ID, Challenge: c.Definition.Name,
+			Kind: c.Definition.Kind, Mode: c.Definition.Mode, EndedAt: c.EndedAt, FinalAt: now, Participants: len(st.People)}}}
+	for _, row := range st.People {
+		done := completed[row.UserID]
+		if row.TeamID != uuid.Nil {
+			done += completed[row.TeamID]
+		}
+		msgs = append(msgs, outbox.Message{TenantID: c.TenantID, Kind: MessageResult,
+			Key: fmt.Sprintf("challenge:%s:result:%s", c.ID, row.UserID), Subjects: []uuid.UUID{row.UserID, c.ID}, OccurredAt: now,
+			Payload: Result{ChallengeID: c.ID, Challenge: c.Definition.Name, Kind: c.Definition.Kind, UserID: row.UserID,
+				TeamID: row.TeamID, Rank: row.Rank, Tied: st.tied(row.Rank), Points: row.Points, Participants: len(st.People),
+				MissionsCompleted: done, MissionsTotal: len(c.Missions), FinalAt: now, Rewards: grants[row.UserID]}})
+	}
+	return outbox.Append(ctx, tx, msgs...)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rallyehq/rallye/internal/idempotency"
 	"github.com/rallyehq/rallye/internal/org"
+	"github.com/rallyehq/rallye/internal/outbox"
 	"github.com/rallyehq/rallye/internal/page"
 	"github.com/rallyehq/rallye/internal/postgres"
 	"github.com/rallyehq/rallye/internal/rallye"
@@ -136,7 +137,10 @@ func (s *Service) Submit(ctx context.Context, p rallye.Principal, req SubmitRequ
 		if postgres.IsUniqueViolation(err, "mission_submissions_open") {
 			return failed("ALREADY_SUBMITTED", "this mission already has a submission waiting or approved")
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return s.announceSubmission(ctx, tx, c, m, out, MessageSubmissionSubmitted, uuid.Nil, "")
 	})
 	return out, err
 }
@@ -224,11 +228,25 @@ func (s *Service) Review(ctx context.Context, p rallye.Principal, req ReviewRequ
 		if err != nil {
 			return fmt.Errorf("review submission: %w", err)
 		}
-		if !approve {
-			return nil
+		m, _, ok := c.mission(sb.MissionID)
+		if !ok {
+			return rallye.NotFound("mission")
 		}
-		receipts, err = s.approve(ctx, tx, c, sb)
-		return err
+		var reviewer string
+		if p.IsPerson() {
+			if err := tx.QueryRow(ctx, `SELECT display_name FROM users WHERE tenant_id = $1 AND id = $2`,
+				p.TenantID, p.UserID).Scan(&reviewer); err != nil {
+				return fmt.Errorf("read reviewer: %w", err)
+			}
+		}
+		kind := MessageSubmissionRejected
+		if approve {
+			kind = MessageSubmissionApproved
+			if receipts, err = s.approve(ctx, tx, c, sb, reviewer); err != nil {
+				return err
+			}
+		}
+		return s.announceSubmission(ctx, tx, c, m, out, kind, p.UserID, reviewer)
 	})
 	if err != nil {
 		return Submission{}, err
@@ -261,8 +279,18 @@ func (s *Service) mayReview(ctx context.Context, tx pgx.Tx, p rallye.Principal, 
 	return rallye.Errorf(rallye.CodePermissionDenied, "only the rep's managers review their submissions")
 }
 
-// approve marks the manual mission met for the rep and settles it.
-func (s *Service) approve(ctx context.Context, tx pgx.Tx, c *Challenge, sb Submission) (Receipts, error) {
+// announceSubmission appends a submission message.
+func (s *Service) announceSubmission(ctx context.Context, tx pgx.Tx, c *Challenge, m MissionInfo, sb Submission,
+	kind outbox.Kind, reviewerID uuid.UUID, reviewer string) error {
+	return outbox.Append(ctx, tx, outbox.Message{TenantID: c.TenantID, Kind: kind,
+		Key: fmt.Sprintf("submission:%s:%s", sb.ID, kind), Subjects: []uuid.UUID{sb.UserID, c.ID}, OccurredAt: s.now(),
+		Payload: SubmissionEvent{SubmissionID: sb.ID, ChallengeID: c.ID, Challenge: c.Definition.Name, MissionID: m.ID,
+			Mission: m.Name, UserID: sb.UserID, ReviewerID: reviewerID, Reviewer: reviewer, Note: sb.ReviewNote, At: s.now()}})
+}
+
+// approve marks the manual mission met for the rep and settles it; the
+// points' history names the reviewer.
+func (s *Service) approve(ctx context.Context, tx pgx.Tx, c *Challenge, sb Submission, reviewer string) (Receipts, error) {
 	_, idx, ok := c.mission(sb.MissionID)
 	if !ok {
 		return nil, rallye.NotFound("mission")
@@ -271,6 +299,7 @@ func (s *Service) approve(ctx context.Context, tx pgx.Tx, c *Challenge, sb Submi
 	if err != nil {
 		return nil, err
 	}
+	b.approvedBy = reviewer
 	en := b.enr[enrollmentKey{c.ID, sb.UserID}]
 	if en == nil {
 		return nil, failed("NOT_ENROLLED", "the rep does not take part in the challenge")

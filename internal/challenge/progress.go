@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rallyehq/rallye/internal/event"
+	"github.com/rallyehq/rallye/internal/outbox"
 	"github.com/rallyehq/rallye/internal/rallye"
 )
 
@@ -78,6 +79,11 @@ type batch struct {
 	prog       map[progressKey]*progress
 	contrib    map[contributionKey]*contributionRow
 	entries    []Entry
+	// messages are the mission completions to announce, appended to the
+	// outbox at the end of flush.
+	messages []outbox.Message
+	// approvedBy names the reviewer when the batch applies an approval.
+	approvedBy string
 	// ruleErrors are the rules and missions that could not be evaluated
 	// for a change: the change gave nothing through them.
 	ruleErrors []event.RuleError
@@ -325,6 +331,8 @@ func (b *batch) give(c *Challenge, cc *compiled, ch event.Change) error {
 	loc := c.Location()
 	row := &contributionRow{challenge: c.ID, version: e.VersionID, user: e.UserID, team: en.TeamID, at: e.OccurredAt,
 		present: true, changed: true}
+	cause := causeOf(c)
+	cause.EventType = string(e.Type)
 	for i, r := range cc.rules {
 		p, ok, err := r.points(e, loc)
 		if err != nil {
@@ -333,6 +341,9 @@ func (b *batch) give(c *Challenge, cc *compiled, ch event.Change) error {
 		}
 		if ok {
 			row.points += p
+			if len(cause.Rules) < 3 {
+				cause.Rules = append(cause.Rules, r.Label)
+			}
 		}
 	}
 	affected := map[int]bool{}
@@ -360,7 +371,7 @@ func (b *batch) give(c *Challenge, cc *compiled, ch event.Change) error {
 	b.contrib[k] = row
 	b.applyRow(c, cc, row, +1)
 	b.points(c, en, row.points, fmt.Sprintf("challenge:%s:event:%s:change:%d", c.ID, e.VersionID, ch.Seq),
-		e.OccurredAt, "event:"+e.VersionID.String())
+		e.OccurredAt, "event:"+e.VersionID.String(), "scoring", &cause)
 	return b.settle(c, en, affected, e.OccurredAt)
 }
 
@@ -377,8 +388,10 @@ func (b *batch) takeBack(c *Challenge, cc *compiled, ch event.Change) error {
 	}
 	row.present, row.changed = false, true
 	affected := b.applyRow(c, cc, row, -1)
+	cause := causeOf(c)
+	cause.EventType, cause.Undo = string(e.Type), "event"
 	b.points(c, en, -row.points, fmt.Sprintf("challenge:%s:event:%s:change:%d", c.ID, e.VersionID, ch.Seq),
-		row.at, "correction")
+		row.at, "correction", "correction", &cause)
 	return b.settle(c, en, affected, row.at)
 }
 
@@ -403,14 +416,28 @@ func (b *batch) applyRow(c *Challenge, cc *compiled, row *contributionRow, sign 
 }
 
 // points moves an enrollment's points and queues the leaderboard entry.
-func (b *batch) points(c *Challenge, en *enrollment, pts int64, key string, at time.Time, reason string) {
+func (b *batch) points(c *Challenge, en *enrollment, pts int64, key string, at time.Time, reason, kind string, cause *Cause) {
 	if pts == 0 {
 		return
 	}
 	en.Points += pts
 	en.dirty = true
 	b.entries = append(b.entries, Entry{Key: key, UserID: en.UserID, TeamID: teamFor(c, en), ChallengeID: c.ID,
-		Points: pts, At: at, Reason: reason})
+		Points: pts, At: at, Reason: reason, Kind: kind, Cause: cause})
+}
+
+// announce queues a mission's completion (or its taking back) for the
+// outbox.
+func (b *batch) announce(c *Challenge, m MissionInfo, user uuid.UUID, ordinal int, points int64, at time.Time, done bool) {
+	kind := MessageMissionCompleted
+	if !done {
+		kind = MessageMissionUncompleted
+	}
+	b.messages = append(b.messages, outbox.Message{TenantID: b.tenant, Kind: kind,
+		Key:      fmt.Sprintf("challenge:%s:mission:%s:user:%s:%s:%d", c.ID, m.ID, user, kind, ordinal),
+		Subjects: []uuid.UUID{user, c.ID, m.ID}, OccurredAt: b.s.now(),
+		Payload: MissionCompletion{ChallengeID: c.ID, Challenge: c.Definition.Name, MissionID: m.ID, Mission: m.Name,
+			UserID: user, Ordinal: ordinal, Points: points, Manual: m.IsManual(), At: at}})
 }
 
 // settle re-evaluates the missions touched for the participant (and their
@@ -492,8 +519,11 @@ func (b *batch) complete(c *Challenge, m MissionInfo, p *progress, done bool, at
 			if err != nil {
 				return err
 			}
+			cause := causeOf(c)
+			cause.MissionID, cause.Mission, cause.Undo = m.ID, &m.Name, "mission"
 			b.points(c, en, -a.points, fmt.Sprintf("challenge:%s:mission:%s:user:%s:revoke:%d", c.ID, m.ID, a.user, ordinal),
-				a.at, "correction")
+				a.at, "correction", "correction", &cause)
+			b.announce(c, m, a.user, ordinal, a.points, a.at, false)
 		}
 		return nil
 	}
@@ -521,8 +551,11 @@ func (b *batch) complete(c *Challenge, m MissionInfo, p *progress, done bool, at
 		if tag.RowsAffected() == 0 {
 			continue
 		}
+		cause := causeOf(c)
+		cause.MissionID, cause.Mission, cause.ApprovedBy = m.ID, &m.Name, b.approvedBy
 		b.points(c, en, m.Points, fmt.Sprintf("challenge:%s:mission:%s:user:%s:complete:%d", c.ID, m.ID, u, p.Completions),
-			at, "mission:"+m.ID.String())
+			at, "mission:"+m.ID.String(), "mission", &cause)
+		b.announce(c, m, u, p.Completions, m.Points, at, true)
 	}
 	return nil
 }
@@ -660,7 +693,7 @@ func (b *batch) flush() (Receipts, error) {
 		}
 	}
 	if len(b.entries) == 0 {
-		return nil, nil
+		return nil, outbox.Append(ctx, tx, b.messages...)
 	}
 	scored := map[uuid.UUID]bool{}
 	for _, e := range b.entries {
@@ -673,7 +706,11 @@ func (b *batch) flush() (Receipts, error) {
 			}
 		}
 	}
-	return b.s.record(ctx, tx, b.tenant, b.entries)
+	rs, err := b.s.record(ctx, tx, b.tenant, b.entries)
+	if err != nil {
+		return nil, err
+	}
+	return rs, outbox.Append(ctx, tx, b.messages...)
 }
 
 func nonNil(xs []float64) []float64 {

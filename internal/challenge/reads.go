@@ -55,6 +55,12 @@ type Participation struct {
 	Reached     time.Time
 	Duel        *Duel
 	Missions    []MissionView
+	// Rewards granted once final, and Result saying the place and rewards
+	// in the reader's language ("2nd: +300 points and the 'Podium'
+	// badge"); Tied when others share the rank.
+	Rewards []GrantedReward
+	Tied    bool
+	Result  string
 }
 
 // Detail is a challenge as one person sees it.
@@ -143,6 +149,15 @@ func (s *Service) participation(ctx context.Context, tx pgx.Tx, c *Challenge, st
 		}
 		if c.Final() && e.FinalRank > 0 {
 			me.Rank = e.FinalRank
+		}
+		me.Tied = st.tied(me.Rank)
+		if c.Final() {
+			gs, err := grantsOf(ctx, tx, c, []uuid.UUID{user})
+			if err != nil {
+				return nil, err
+			}
+			me.Rewards = gs[user]
+			me.Result = ResultText(me.Rank, me.Tied, me.Rewards, rd.locale)
 		}
 		for i := range st.Duels {
 			if d := st.Duels[i]; d.A == user || d.B == user {
@@ -562,6 +577,12 @@ func (s *Service) Participants(ctx context.Context, p rallye.Principal, req Part
 		if err != nil {
 			return err
 		}
+		var grants map[uuid.UUID][]GrantedReward
+		if c.Final() {
+			if grants, err = grantsOf(ctx, tx, c, users); err != nil {
+				return err
+			}
+		}
 		for _, e := range es {
 			row := ParticipantRow{DisplayName: names[e.UserID], Participation: Participation{
 				UserID: e.UserID, TeamID: e.TeamID, Enrolled: true, CountsFrom: e.CountsFrom, Points: e.Points,
@@ -570,9 +591,34 @@ func (s *Service) Participants(ctx context.Context, p rallye.Principal, req Part
 			if sr, ok := st.person(e.UserID); ok {
 				row.Rank, row.Percent, row.Reached = sr.Rank, sr.Percent, sr.Reached
 			}
+			if c.Final() {
+				row.Tied, row.Rewards = st.tied(row.Rank), grants[e.UserID]
+				row.Result = ResultText(row.Rank, row.Tied, row.Rewards, rd.locale)
+			}
 			out = append(out, row)
 		}
 		return nil
 	})
 	return out, err
+}
+
+// grantsOf reads the rewards granted to people in a final challenge.
+func grantsOf(ctx context.Context, tx pgx.Tx, c *Challenge, users []uuid.UUID) (map[uuid.UUID][]GrantedReward, error) {
+	rows, err := tx.Query(ctx, `SELECT user_id, key, kind, coalesce(rank, 0), bonus_points, badge, label_fr, label_en
+		FROM challenge_reward_grants WHERE tenant_id = $1 AND challenge_id = $2 AND user_id = ANY($3)
+		ORDER BY user_id, coalesce(rank, 0) = 0, key`, c.TenantID, c.ID, users)
+	if err != nil {
+		return nil, fmt.Errorf("read rewards: %w", err)
+	}
+	out := map[uuid.UUID][]GrantedReward{}
+	var user uuid.UUID
+	var g GrantedReward
+	_, err = pgx.ForEachRow(rows, []any{&user, &g.Key, &g.Kind, &g.Rank, &g.Points, &g.Badge, &g.Label.FR, &g.Label.EN}, func() error {
+		out[user] = append(out[user], g)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read rewards: %w", err)
+	}
+	return out, nil
 }

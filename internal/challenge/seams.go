@@ -35,6 +35,10 @@ type Entry struct {
 	// At is when the points were earned (event time).
 	At     time.Time
 	Reason string
+	// Kind is what the points are for: "scoring", "mission" or
+	// "correction" (leaderboard.EntryKind); Cause what caused them.
+	Kind  string
+	Cause *Cause
 }
 
 // Receipt is what Scores.Record wrote. Publish it once the transaction has
@@ -101,14 +105,18 @@ type Grant struct {
 	ChallengeID uuid.UUID
 	UserID      uuid.UUID
 	TeamID      uuid.UUID
-	// RewardRef names the reward in the catalogue.
+	// RewardRef names the reward rule.
 	RewardRef string
+	Kind      RewardKind
 	// Rank is the final rank (0 for a threshold reward); Points the final
 	// points.
 	Rank   int
 	Points int64
-	Label  Text
-	At     time.Time
+	// BonusPoints and Badge are what the reward gives.
+	BonusPoints int64
+	Badge       string
+	Label       Text
+	At          time.Time
 }
 
 // Rewards is the hook through which a final challenge grants its rank and
@@ -118,7 +126,8 @@ type Rewards interface {
 }
 
 // GrantTable is the default Rewards: it stores grants in
-// challenge_reward_grants, which the rewards area consumes.
+// challenge_reward_grants (each participant's result shows them); the
+// rewards area delivers them from the challenge.result messages.
 type GrantTable struct{}
 
 // GrantReward implements Rewards.
@@ -132,9 +141,10 @@ func (GrantTable) GrantReward(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID
 		rank = &g.Rank
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO challenge_reward_grants (tenant_id, key, challenge_id, user_id, team_id,
-			reward_ref, rank, points, label_fr, label_en, granted_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`,
-		tenantID, g.Key, g.ChallengeID, g.UserID, team, g.RewardRef, rank, g.Points, g.Label.FR, g.Label.EN, g.At)
+			reward_ref, rank, points, label_fr, label_en, granted_at, kind, bonus_points, badge)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING`,
+		tenantID, g.Key, g.ChallengeID, g.UserID, team, g.RewardRef, rank, g.Points, g.Label.FR, g.Label.EN, g.At,
+		string(g.Kind), g.BonusPoints, g.Badge)
 	if err != nil {
 		return fmt.Errorf("grant reward: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -11,6 +12,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/rallyehq/rallye/internal/idempotency"
+	"github.com/rallyehq/rallye/internal/outbox"
 	"github.com/rallyehq/rallye/internal/rallye"
 )
 
@@ -169,7 +171,10 @@ func (s *Service) publish(ctx context.Context, tx pgx.Tx, c *Challenge) error {
 	if err := s.enrollEligible(ctx, tx, c, c.StartsAt); err != nil {
 		return err
 	}
-	return s.schedule(ctx, tx, c)
+	if err := s.schedule(ctx, tx, c); err != nil {
+		return err
+	}
+	return s.launched(ctx, tx, c, MessagePublished)
 }
 
 // schedule enqueues the jobs of the challenge's current version: the start
@@ -506,7 +511,13 @@ func (s *Service) Cancel(ctx context.Context, p rallye.Principal, id uuid.UUID) 
 			c.TenantID, c.ID); err != nil {
 			return nil, fmt.Errorf("reset points: %w", err)
 		}
-		return s.record(ctx, tx, c.TenantID, entries)
+		rs, err := s.record(ctx, tx, c.TenantID, entries)
+		if err != nil {
+			return nil, err
+		}
+		return rs, outbox.Append(ctx, tx, outbox.Message{TenantID: c.TenantID, Kind: MessageCancelled,
+			Key: fmt.Sprintf("challenge:%s:cancelled", c.ID), Subjects: []uuid.UUID{c.ID}, OccurredAt: now,
+			Payload: Cancelled{ChallengeID: c.ID, Challenge: c.Definition.Name, CancelledAt: now}})
 	})
 }
 
@@ -536,10 +547,23 @@ func cancelEntries(ctx context.Context, tx pgx.Tx, c *Challenge) ([]Entry, error
 	var user uuid.UUID
 	var points int64
 	var at time.Time
+	names := map[uuid.UUID]Text{}
+	for _, m := range c.Missions {
+		names[m.ID] = m.Name
+	}
 	_, err = pgx.ForEachRow(rows, []any{&what, &user, &points, &at}, func() error {
+		cause := causeOf(c)
+		cause.Cancelled, cause.Undo = true, "event"
+		if rest, ok := strings.CutPrefix(what, "mission:"); ok {
+			cause.Undo = "mission"
+			if id, err := uuid.Parse(rest[:36]); err == nil {
+				name := names[id]
+				cause.MissionID, cause.Mission = id, &name
+			}
+		}
 		entries = append(entries, Entry{
 			Key: fmt.Sprintf("challenge:%s:cancel:%s", c.ID, what), UserID: user, TeamID: team[user],
-			ChallengeID: c.ID, Points: -points, At: at, Reason: "cancelled",
+			ChallengeID: c.ID, Points: -points, At: at, Reason: "cancelled", Kind: "correction", Cause: &cause,
 		})
 		return nil
 	})

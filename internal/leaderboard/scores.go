@@ -2,6 +2,7 @@ package leaderboard
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -10,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
+	"github.com/rallyehq/rallye/internal/outbox"
+	"github.com/rallyehq/rallye/internal/postgres"
 	"github.com/rallyehq/rallye/internal/rallye"
 )
 
@@ -32,6 +35,62 @@ type Entry struct {
 	// Reason says where the points come from: "mission:<id>", "event:<id>",
 	// "correction".
 	Reason string
+	// Kind says what the points are for ("" is EntryScoring). Spending
+	// kinds and adjustments move no board.
+	Kind EntryKind
+	// Cause links the entry to what caused it, as a JSON object whose
+	// shape the writer documents (challenge.Cause, the rewards area's
+	// causes): the wallet's history reads it. nil for none.
+	Cause json.RawMessage
+}
+
+// EntryKind is what a ledger entry is for.
+type EntryKind string
+
+// Entry kinds (the points_ledger.kind check lists them).
+const (
+	EntryScoring         EntryKind = "scoring"          // a challenge's scoring rule on an event
+	EntryMission         EntryKind = "mission"          // a mission completed
+	EntryCorrection      EntryKind = "correction"       // what a correction or a cancellation takes back
+	EntryRankReward      EntryKind = "rank_reward"      // a final rank's bonus
+	EntryThresholdReward EntryKind = "threshold_reward" // a final threshold's bonus
+	EntryManual          EntryKind = "manual"           // granted by a manager
+	EntryKudos           EntryKind = "kudos"            // received with kudos
+	EntryRedemption      EntryKind = "redemption"       // spent on a catalogue reward (negative)
+	EntryRefund          EntryKind = "refund"           // a redemption rejected or cancelled
+	EntryAdjustment      EntryKind = "adjustment"       // a settlement keeping the wallet at zero or more
+)
+
+var entryKinds = map[EntryKind]bool{EntryScoring: true, EntryMission: true, EntryCorrection: true,
+	EntryRankReward: true, EntryThresholdReward: true, EntryManual: true, EntryKudos: true,
+	EntryRedemption: true, EntryRefund: true, EntryAdjustment: true}
+
+// MovesBoards reports whether entries of the kind count on leaderboards:
+// points earned do, spending, refunds and wallet adjustments do not.
+func (k EntryKind) MovesBoards() bool {
+	return k != EntryRedemption && k != EntryRefund && k != EntryAdjustment
+}
+
+// Spending reports whether the kind is spending (or its refund), which
+// lifetime points leave out.
+func (k EntryKind) Spending() bool { return k == EntryRedemption || k == EntryRefund }
+
+// MessagePointsRecorded is the outbox kind Record appends when it recorded
+// new entries: payload PointsRecorded, subjects the people.
+const MessagePointsRecorded outbox.Kind = "points.recorded"
+
+// PointsRecorded is the payload of a points.recorded message: each person's
+// change in one Record call.
+type PointsRecorded struct {
+	Changes []PointsChange `json:"changes"`
+}
+
+// PointsChange is one person's change.
+type PointsChange struct {
+	UserID uuid.UUID `json:"user_id"`
+	// Points is the sum of the new entries; Lifetime leaves spending out.
+	Points   int64 `json:"points"`
+	Lifetime int64 `json:"lifetime"`
 }
 
 // Receipt is what Record wrote, for Publish to copy into Redis after commit.
@@ -60,6 +119,7 @@ const (
 	MaxEntries   = 1000
 	maxKeyLen    = 200
 	maxReasonLen = 200
+	maxCauseLen  = 4096
 )
 
 // Record records points in the caller's transaction: ledger rows (idempotent
@@ -73,10 +133,17 @@ const (
 // of the period containing At in the company's time zone (cached for a
 // minute: a change of time zone applies to entries recorded after that).
 //
+// Entries of kinds that move no board (spending, refunds, adjustments) are
+// only written to the ledger. The wallet's balances follow the ledger in the
+// same statement (a database trigger, see migrations/00101_wallet.sql), and
+// new entries are announced in the outbox (MessagePointsRecorded) in the
+// caller's transaction: call Record last in it (see outbox.Append).
+//
 // Errors: CodeInvalid for a malformed entry (Field names it), CodeNotFound
 // when a challenge has no boards, CodeFailedPrecondition when a challenge is
-// frozen (reason BOARD_FROZEN) or the person is not enrolled in it (reason
-// NOT_ENROLLED).
+// frozen (reason BOARD_FROZEN), the person is not enrolled in it (reason
+// NOT_ENROLLED), or an entry would take a person's spendable points below
+// zero (reason INSUFFICIENT_POINTS).
 func (sc *Scores) Record(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, entries []Entry) (Receipt, error) {
 	s := sc.s
 	r := Receipt{TenantID: tenantID}
@@ -96,7 +163,7 @@ func (sc *Scores) Record(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, ent
 	var challenges []uuid.UUID
 	var users []uuid.UUID
 	for _, e := range entries {
-		if e.ChallengeID != uuid.Nil {
+		if e.ChallengeID != uuid.Nil && e.Kind.MovesBoards() {
 			challenges = append(challenges, e.ChallengeID)
 			users = append(users, e.UserID)
 		}
@@ -149,6 +216,9 @@ func (sc *Scores) Record(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, ent
 	known := map[uuid.UUID]Board{}
 	var periodBoards []Board
 	for i, e := range entries {
+		if !e.Kind.MovesBoards() {
+			continue
+		}
 		if e.ChallengeID != uuid.Nil {
 			bs := boardsOf[e.ChallengeID]
 			ind, ok := bs[KindIndividual]
@@ -192,15 +262,16 @@ func (sc *Scores) Record(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, ent
 	// need, the totals they move (returned absolute, with their version), and
 	// the dirty marks of the boards. Totals are upserted in (board, member)
 	// order so that concurrent calls lock rows in the same order.
-	keys, userIDs, teamIDs, challengeIDs, points, ats, reasons := entryColumns(entries)
+	keys, userIDs, teamIDs, challengeIDs, points, ats, reasons, kinds, causes := entryColumns(entries)
 	pb := periodColumns(periodBoards)
 	rows, err := tx.Query(ctx, `
 		WITH e AS (
-			INSERT INTO points_ledger (tenant_id, key, user_id, team_id, challenge_id, points, earned_at, reason)
-			SELECT $1, k, u, nullif(t, '00000000-0000-0000-0000-000000000000'), nullif(c, '00000000-0000-0000-0000-000000000000'), p, a, r
-			FROM unnest($2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::bigint[], $7::timestamptz[], $8::text[]) AS x(k, u, t, c, p, a, r)
+			INSERT INTO points_ledger (tenant_id, key, user_id, team_id, challenge_id, points, earned_at, reason, kind, cause)
+			SELECT $1, k, u, nullif(t, '00000000-0000-0000-0000-000000000000'), nullif(c, '00000000-0000-0000-0000-000000000000'), p, a, r, kd, cs
+			FROM unnest($2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::bigint[], $7::timestamptz[], $8::text[],
+				$20::text[], $21::jsonb[]) AS x(k, u, t, c, p, a, r, kd, cs)
 			ON CONFLICT (tenant_id, key) DO NOTHING
-			RETURNING key
+			RETURNING key, user_id, points, kind
 		), nb AS (
 			INSERT INTO boards (tenant_id, id, kind, period, starts_at, ends_at, tick_seconds)
 			SELECT $1, id, 'individual', period, s, en, tick
@@ -226,32 +297,39 @@ func (sc *Scores) Record(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, ent
 			ON CONFLICT DO NOTHING
 			RETURNING board_id
 		)
-		SELECT false, board_id, member_id, points, reached_at, members, version FROM up
+		SELECT 0, board_id, member_id, points, reached_at, members, version FROM up
 		UNION ALL
-		SELECT true, board_id, board_id, 0, NULL, 0, 0 FROM d
+		SELECT 1, board_id, board_id, 0, NULL, 0, 0 FROM d
 		UNION ALL
-		SELECT NULL, '00000000-0000-0000-0000-000000000000', '00000000-0000-0000-0000-000000000000', count(*), NULL, 0, 0 FROM e`,
+		SELECT 2, '00000000-0000-0000-0000-000000000000', '00000000-0000-0000-0000-000000000000', count(*), NULL, 0, 0 FROM e
+		UNION ALL
+		SELECT 3, user_id, user_id, sum(points)::bigint, NULL, 0,
+			coalesce(sum(points) FILTER (WHERE kind NOT IN ('redemption', 'refund')), 0)::bigint
+		FROM e GROUP BY user_id`,
 		tenantID, keys, userIDs, teamIDs, challengeIDs, points, ats, reasons,
 		pb.ids, pb.periods, pb.starts, pb.ends, pb.ticks,
-		t.keys, t.boards, t.members, t.points, t.ats, t.members0)
+		t.keys, t.boards, t.members, t.points, t.ats, t.members0, kinds, causes)
 	if err != nil {
-		return r, fmt.Errorf("record points: %w", err)
+		return r, recordError(err)
 	}
 	byBoard := map[uuid.UUID]*boardChange{}
 	var dirty []uuid.UUID
+	var recorded PointsRecorded
 	var (
-		isDirty *bool
+		tag     int32
 		board   uuid.UUID
 		row     scoreRow
 		reached *time.Time
 		members int32
 	)
-	_, err = pgx.ForEachRow(rows, []any{&isDirty, &board, &row.Member, &row.Points, &reached, &members, &row.Version}, func() error {
-		switch {
-		case isDirty == nil:
+	_, err = pgx.ForEachRow(rows, []any{&tag, &board, &row.Member, &row.Points, &reached, &members, &row.Version}, func() error {
+		switch tag {
+		case 2:
 			r.Recorded = int(row.Points)
-		case *isDirty:
+		case 1:
 			dirty = append(dirty, board)
+		case 3:
+			recorded.Changes = append(recorded.Changes, PointsChange{UserID: row.Member, Points: row.Points, Lifetime: row.Version})
 		default:
 			rr := row
 			rr.Members = int(members)
@@ -268,7 +346,7 @@ func (sc *Scores) Record(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, ent
 		return nil
 	})
 	if err != nil {
-		return r, fmt.Errorf("record points: %w", err)
+		return r, recordError(err)
 	}
 	r.Duplicates = len(entries) - r.Recorded
 	for _, c := range byBoard {
@@ -278,7 +356,27 @@ func (sc *Scores) Record(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, ent
 	if err := s.enqueueRepairs(ctx, tx, tenantID, dirty); err != nil {
 		return r, err
 	}
+	if len(recorded.Changes) > 0 {
+		slices.SortFunc(recorded.Changes, func(a, b PointsChange) int { return compareIDs(a.UserID, b.UserID) })
+		subjects := make([]uuid.UUID, len(recorded.Changes))
+		for i, c := range recorded.Changes {
+			subjects[i] = c.UserID
+		}
+		if err := outbox.Append(ctx, tx, outbox.Message{TenantID: tenantID, Kind: MessagePointsRecorded,
+			Subjects: subjects, Payload: recorded, OccurredAt: s.now()}); err != nil {
+			return r, err
+		}
+	}
 	return r, nil
+}
+
+// recordError translates the database's refusals of a Record statement.
+func recordError(err error) error {
+	if postgres.IsCheckViolation(err, "wallet_balances_spendable_check") {
+		return &rallye.Error{Code: rallye.CodeFailedPrecondition, Reason: "INSUFFICIENT_POINTS",
+			Message: "not enough points", Cause: err}
+	}
+	return fmt.Errorf("record points: %w", err)
 }
 
 // checkEntries validates entries and drops repeated keys (the first wins, as
@@ -302,6 +400,17 @@ func checkEntries(entries []Entry) ([]Entry, error) {
 			return nil, rallye.Invalid(field("reason"), "must be at most %d bytes", maxReasonLen)
 		case e.Points > MaxValue || e.Points < -MaxValue:
 			return nil, rallye.Invalid(field("points"), "must be within ±%d", MaxValue)
+		case e.Kind != "" && !entryKinds[e.Kind]:
+			return nil, rallye.Invalid(field("kind"), "%q is not an entry kind", e.Kind)
+		case !e.Kind.MovesBoards() && e.ChallengeID != uuid.Nil:
+			return nil, rallye.Invalid(field("challenge_id"), "%s entries belong to no challenge", e.Kind)
+		case len(e.Cause) > maxCauseLen:
+			return nil, rallye.Invalid(field("cause"), "must be at most %d bytes", maxCauseLen)
+		case len(e.Cause) > 0 && !json.Valid(e.Cause):
+			return nil, rallye.Invalid(field("cause"), "must be JSON")
+		}
+		if e.Kind == "" {
+			e.Kind = EntryScoring
 		}
 		if seen[e.Key] {
 			continue
@@ -312,7 +421,8 @@ func checkEntries(entries []Entry) ([]Entry, error) {
 	return out, nil
 }
 
-func entryColumns(entries []Entry) (keys []string, users, teams, challenges []uuid.UUID, points []int64, ats []time.Time, reasons []string) {
+func entryColumns(entries []Entry) (keys []string, users, teams, challenges []uuid.UUID, points []int64, ats []time.Time,
+	reasons, kinds []string, causes []*string) {
 	for _, e := range entries {
 		keys = append(keys, e.Key)
 		users = append(users, e.UserID)
@@ -321,6 +431,13 @@ func entryColumns(entries []Entry) (keys []string, users, teams, challenges []uu
 		points = append(points, e.Points)
 		ats = append(ats, e.At)
 		reasons = append(reasons, e.Reason)
+		kinds = append(kinds, string(e.Kind))
+		var cause *string
+		if len(e.Cause) > 0 {
+			c := string(e.Cause)
+			cause = &c
+		}
+		causes = append(causes, cause)
 	}
 	return
 }

@@ -77,6 +77,7 @@ const probeKPI = "load_probe"
 
 type run struct {
 	cfg      Config
+	app      *app.App // in-process server (nil with Target)
 	db       *postgres.DB
 	baseURL  string
 	tenant   org.Tenant
@@ -223,7 +224,7 @@ func (r *run) start(ctx context.Context) error {
 		<-done
 		a.Close()
 	})
-	r.db, r.kpis, r.baseURL = a.DB, a.KPI, "http://"+ln.Addr().String()
+	r.app, r.db, r.kpis, r.baseURL = a, a.DB, a.KPI, "http://"+ln.Addr().String()
 	r.printf("in-process server on %s, database %s\n", r.baseURL, name)
 	return nil
 }

@@ -1232,9 +1232,15 @@ type RewardRule struct {
 	FromRank  int32                  `protobuf:"varint,2,opt,name=from_rank,json=fromRank,proto3" json:"from_rank,omitempty"`
 	ToRank    int32                  `protobuf:"varint,3,opt,name=to_rank,json=toRank,proto3" json:"to_rank,omitempty"`
 	MinPoints int64                  `protobuf:"varint,4,opt,name=min_points,json=minPoints,proto3" json:"min_points,omitempty"`
-	// The reward in the catalogue, such as "upsell-trophy".
-	RewardRef     string         `protobuf:"bytes,5,opt,name=reward_ref,json=rewardRef,proto3" json:"reward_ref,omitempty"`
-	Label         *LocalizedText `protobuf:"bytes,6,opt,name=label,proto3" json:"label,omitempty"`
+	// Identifies the reward rule, such as "upsell-trophy".
+	RewardRef string         `protobuf:"bytes,5,opt,name=reward_ref,json=rewardRef,proto3" json:"reward_ref,omitempty"`
+	Label     *LocalizedText `protobuf:"bytes,6,opt,name=label,proto3" json:"label,omitempty"`
+	// Bonus points credited to the wallet (0 for none).
+	Points int64 `protobuf:"varint,7,opt,name=points,proto3" json:"points,omitempty"`
+	// Key of the company's badge awarded (RewardService.ListBadges), empty for
+	// none; a key the company has not defined becomes a badge named after the
+	// label. A reward gives points, a badge or both.
+	Badge         string `protobuf:"bytes,8,opt,name=badge,proto3" json:"badge,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1311,6 +1317,100 @@ func (x *RewardRule) GetLabel() *LocalizedText {
 	return nil
 }
 
+func (x *RewardRule) GetPoints() int64 {
+	if x != nil {
+		return x.Points
+	}
+	return 0
+}
+
+func (x *RewardRule) GetBadge() string {
+	if x != nil {
+		return x.Badge
+	}
+	return ""
+}
+
+// GrantedReward is a reward a participant received when the challenge became
+// final; the rewards area credits its points and awards its badge exactly
+// once.
+type GrantedReward struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  RewardKind             `protobuf:"varint,1,opt,name=kind,proto3,enum=rallye.v1.RewardKind" json:"kind,omitempty"`
+	// The rank rewarded (the team's in team mode); 0 for a threshold reward.
+	Rank          int32          `protobuf:"varint,2,opt,name=rank,proto3" json:"rank,omitempty"`
+	Points        int64          `protobuf:"varint,3,opt,name=points,proto3" json:"points,omitempty"`
+	Badge         string         `protobuf:"bytes,4,opt,name=badge,proto3" json:"badge,omitempty"`
+	Label         *LocalizedText `protobuf:"bytes,5,opt,name=label,proto3" json:"label,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantedReward) Reset() {
+	*x = GrantedReward{}
+	mi := &file_rallye_v1_challenge_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantedReward) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantedReward) ProtoMessage() {}
+
+func (x *GrantedReward) ProtoReflect() protoreflect.Message {
+	mi := &file_rallye_v1_challenge_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantedReward.ProtoReflect.Descriptor instead.
+func (*GrantedReward) Descriptor() ([]byte, []int) {
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GrantedReward) GetKind() RewardKind {
+	if x != nil {
+		return x.Kind
+	}
+	return RewardKind_REWARD_KIND_UNSPECIFIED
+}
+
+func (x *GrantedReward) GetRank() int32 {
+	if x != nil {
+		return x.Rank
+	}
+	return 0
+}
+
+func (x *GrantedReward) GetPoints() int64 {
+	if x != nil {
+		return x.Points
+	}
+	return 0
+}
+
+func (x *GrantedReward) GetBadge() string {
+	if x != nil {
+		return x.Badge
+	}
+	return ""
+}
+
+func (x *GrantedReward) GetLabel() *LocalizedText {
+	if x != nil {
+		return x.Label
+	}
+	return nil
+}
+
 // ChallengeDefinition is what a challenge or a template says, besides its
 // window and participants. Unspecified enums take defaults: CUSTOM,
 // INDIVIDUAL, LEADERBOARD, AUTO, TOTAL.
@@ -1347,7 +1447,7 @@ type ChallengeDefinition struct {
 
 func (x *ChallengeDefinition) Reset() {
 	*x = ChallengeDefinition{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[5]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1459,7 @@ func (x *ChallengeDefinition) String() string {
 func (*ChallengeDefinition) ProtoMessage() {}
 
 func (x *ChallengeDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[5]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1472,7 @@ func (x *ChallengeDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeDefinition.ProtoReflect.Descriptor instead.
 func (*ChallengeDefinition) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{5}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ChallengeDefinition) GetName() *LocalizedText {
@@ -1526,7 +1626,7 @@ type Challenge struct {
 
 func (x *Challenge) Reset() {
 	*x = Challenge{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[6]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1638,7 @@ func (x *Challenge) String() string {
 func (*Challenge) ProtoMessage() {}
 
 func (x *Challenge) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[6]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1651,7 @@ func (x *Challenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Challenge.ProtoReflect.Descriptor instead.
 func (*Challenge) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{6}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Challenge) GetId() string {
@@ -1721,7 +1821,7 @@ type MissionProgress struct {
 
 func (x *MissionProgress) Reset() {
 	*x = MissionProgress{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[7]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1833,7 @@ func (x *MissionProgress) String() string {
 func (*MissionProgress) ProtoMessage() {}
 
 func (x *MissionProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[7]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1846,7 @@ func (x *MissionProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MissionProgress.ProtoReflect.Descriptor instead.
 func (*MissionProgress) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{7}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *MissionProgress) GetMissionId() string {
@@ -1877,7 +1977,7 @@ type Duel struct {
 
 func (x *Duel) Reset() {
 	*x = Duel{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[8]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +1989,7 @@ func (x *Duel) String() string {
 func (*Duel) ProtoMessage() {}
 
 func (x *Duel) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[8]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +2002,7 @@ func (x *Duel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Duel.ProtoReflect.Descriptor instead.
 func (*Duel) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{8}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Duel) GetUserId() string {
@@ -1969,13 +2069,19 @@ type Participation struct {
 	TargetReachTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=target_reach_time,json=targetReachTime,proto3" json:"target_reach_time,omitempty"`
 	Duel            *Duel                  `protobuf:"bytes,11,opt,name=duel,proto3" json:"duel,omitempty"`
 	Missions        []*MissionProgress     `protobuf:"bytes,12,rep,name=missions,proto3" json:"missions,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Once final: the rewards granted, whether others share the rank, and the
+	// result in the caller's language ("2nd: +300 points and the 'Upsell
+	// podium' badge", "2e : +300 points et le badge « Podium upsell »").
+	Rewards       []*GrantedReward `protobuf:"bytes,13,rep,name=rewards,proto3" json:"rewards,omitempty"`
+	Tied          bool             `protobuf:"varint,14,opt,name=tied,proto3" json:"tied,omitempty"`
+	Result        string           `protobuf:"bytes,15,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Participation) Reset() {
 	*x = Participation{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[9]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1987,7 +2093,7 @@ func (x *Participation) String() string {
 func (*Participation) ProtoMessage() {}
 
 func (x *Participation) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[9]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2000,7 +2106,7 @@ func (x *Participation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Participation.ProtoReflect.Descriptor instead.
 func (*Participation) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{9}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Participation) GetUserId() string {
@@ -2087,6 +2193,27 @@ func (x *Participation) GetMissions() []*MissionProgress {
 	return nil
 }
 
+func (x *Participation) GetRewards() []*GrantedReward {
+	if x != nil {
+		return x.Rewards
+	}
+	return nil
+}
+
+func (x *Participation) GetTied() bool {
+	if x != nil {
+		return x.Tied
+	}
+	return false
+}
+
+func (x *Participation) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
 // SourceCompleteness is one source's data against the challenge's end.
 type SourceCompleteness struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -2101,7 +2228,7 @@ type SourceCompleteness struct {
 
 func (x *SourceCompleteness) Reset() {
 	*x = SourceCompleteness{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[10]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2240,7 @@ func (x *SourceCompleteness) String() string {
 func (*SourceCompleteness) ProtoMessage() {}
 
 func (x *SourceCompleteness) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[10]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2253,7 @@ func (x *SourceCompleteness) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceCompleteness.ProtoReflect.Descriptor instead.
 func (*SourceCompleteness) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{10}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SourceCompleteness) GetSource() string {
@@ -2171,7 +2298,7 @@ type DataCompleteness struct {
 
 func (x *DataCompleteness) Reset() {
 	*x = DataCompleteness{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[11]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2183,7 +2310,7 @@ func (x *DataCompleteness) String() string {
 func (*DataCompleteness) ProtoMessage() {}
 
 func (x *DataCompleteness) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[11]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2196,7 +2323,7 @@ func (x *DataCompleteness) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataCompleteness.ProtoReflect.Descriptor instead.
 func (*DataCompleteness) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{11}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DataCompleteness) GetSources() []*SourceCompleteness {
@@ -2248,7 +2375,7 @@ type CreateChallengeRequest struct {
 
 func (x *CreateChallengeRequest) Reset() {
 	*x = CreateChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[12]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2260,7 +2387,7 @@ func (x *CreateChallengeRequest) String() string {
 func (*CreateChallengeRequest) ProtoMessage() {}
 
 func (x *CreateChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[12]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2273,7 +2400,7 @@ func (x *CreateChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateChallengeRequest.ProtoReflect.Descriptor instead.
 func (*CreateChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{12}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateChallengeRequest) GetDefinition() *ChallengeDefinition {
@@ -2334,7 +2461,7 @@ type CreateChallengeResponse struct {
 
 func (x *CreateChallengeResponse) Reset() {
 	*x = CreateChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[13]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2473,7 @@ func (x *CreateChallengeResponse) String() string {
 func (*CreateChallengeResponse) ProtoMessage() {}
 
 func (x *CreateChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[13]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2486,7 @@ func (x *CreateChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateChallengeResponse.ProtoReflect.Descriptor instead.
 func (*CreateChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{13}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateChallengeResponse) GetChallenge() *Challenge {
@@ -2384,7 +2511,7 @@ type MissionAdjustment struct {
 
 func (x *MissionAdjustment) Reset() {
 	*x = MissionAdjustment{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[14]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2396,7 +2523,7 @@ func (x *MissionAdjustment) String() string {
 func (*MissionAdjustment) ProtoMessage() {}
 
 func (x *MissionAdjustment) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[14]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2409,7 +2536,7 @@ func (x *MissionAdjustment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MissionAdjustment.ProtoReflect.Descriptor instead.
 func (*MissionAdjustment) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{14}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MissionAdjustment) GetKey() string {
@@ -2468,7 +2595,7 @@ type CreateChallengeFromTemplateRequest struct {
 
 func (x *CreateChallengeFromTemplateRequest) Reset() {
 	*x = CreateChallengeFromTemplateRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[15]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2480,7 +2607,7 @@ func (x *CreateChallengeFromTemplateRequest) String() string {
 func (*CreateChallengeFromTemplateRequest) ProtoMessage() {}
 
 func (x *CreateChallengeFromTemplateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[15]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2493,7 +2620,7 @@ func (x *CreateChallengeFromTemplateRequest) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use CreateChallengeFromTemplateRequest.ProtoReflect.Descriptor instead.
 func (*CreateChallengeFromTemplateRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{15}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateChallengeFromTemplateRequest) GetTemplateKey() string {
@@ -2575,7 +2702,7 @@ type CreateChallengeFromTemplateResponse struct {
 
 func (x *CreateChallengeFromTemplateResponse) Reset() {
 	*x = CreateChallengeFromTemplateResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[16]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2587,7 +2714,7 @@ func (x *CreateChallengeFromTemplateResponse) String() string {
 func (*CreateChallengeFromTemplateResponse) ProtoMessage() {}
 
 func (x *CreateChallengeFromTemplateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[16]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2600,7 +2727,7 @@ func (x *CreateChallengeFromTemplateResponse) ProtoReflect() protoreflect.Messag
 
 // Deprecated: Use CreateChallengeFromTemplateResponse.ProtoReflect.Descriptor instead.
 func (*CreateChallengeFromTemplateResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{16}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateChallengeFromTemplateResponse) GetChallenge() *Challenge {
@@ -2619,7 +2746,7 @@ type GetChallengeRequest struct {
 
 func (x *GetChallengeRequest) Reset() {
 	*x = GetChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[17]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2631,7 +2758,7 @@ func (x *GetChallengeRequest) String() string {
 func (*GetChallengeRequest) ProtoMessage() {}
 
 func (x *GetChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[17]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2644,7 +2771,7 @@ func (x *GetChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeRequest.ProtoReflect.Descriptor instead.
 func (*GetChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{17}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetChallengeRequest) GetChallengeId() string {
@@ -2670,7 +2797,7 @@ type GetChallengeResponse struct {
 
 func (x *GetChallengeResponse) Reset() {
 	*x = GetChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[18]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2682,7 +2809,7 @@ func (x *GetChallengeResponse) String() string {
 func (*GetChallengeResponse) ProtoMessage() {}
 
 func (x *GetChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[18]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2695,7 +2822,7 @@ func (x *GetChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeResponse.ProtoReflect.Descriptor instead.
 func (*GetChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{18}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetChallengeResponse) GetChallenge() *Challenge {
@@ -2757,7 +2884,7 @@ type UpdateChallengeRequest struct {
 
 func (x *UpdateChallengeRequest) Reset() {
 	*x = UpdateChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[19]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2769,7 +2896,7 @@ func (x *UpdateChallengeRequest) String() string {
 func (*UpdateChallengeRequest) ProtoMessage() {}
 
 func (x *UpdateChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[19]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2782,7 +2909,7 @@ func (x *UpdateChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChallengeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{19}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdateChallengeRequest) GetChallengeId() string {
@@ -2843,7 +2970,7 @@ type UpdateChallengeResponse struct {
 
 func (x *UpdateChallengeResponse) Reset() {
 	*x = UpdateChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[20]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2855,7 +2982,7 @@ func (x *UpdateChallengeResponse) String() string {
 func (*UpdateChallengeResponse) ProtoMessage() {}
 
 func (x *UpdateChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[20]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2868,7 +2995,7 @@ func (x *UpdateChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChallengeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{20}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateChallengeResponse) GetChallenge() *Challenge {
@@ -2887,7 +3014,7 @@ type PublishChallengeRequest struct {
 
 func (x *PublishChallengeRequest) Reset() {
 	*x = PublishChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[21]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2899,7 +3026,7 @@ func (x *PublishChallengeRequest) String() string {
 func (*PublishChallengeRequest) ProtoMessage() {}
 
 func (x *PublishChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[21]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2912,7 +3039,7 @@ func (x *PublishChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishChallengeRequest.ProtoReflect.Descriptor instead.
 func (*PublishChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{21}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PublishChallengeRequest) GetChallengeId() string {
@@ -2931,7 +3058,7 @@ type PublishChallengeResponse struct {
 
 func (x *PublishChallengeResponse) Reset() {
 	*x = PublishChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[22]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2943,7 +3070,7 @@ func (x *PublishChallengeResponse) String() string {
 func (*PublishChallengeResponse) ProtoMessage() {}
 
 func (x *PublishChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[22]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2956,7 +3083,7 @@ func (x *PublishChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishChallengeResponse.ProtoReflect.Descriptor instead.
 func (*PublishChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{22}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PublishChallengeResponse) GetChallenge() *Challenge {
@@ -2976,7 +3103,7 @@ type ExtendChallengeRequest struct {
 
 func (x *ExtendChallengeRequest) Reset() {
 	*x = ExtendChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[23]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2988,7 +3115,7 @@ func (x *ExtendChallengeRequest) String() string {
 func (*ExtendChallengeRequest) ProtoMessage() {}
 
 func (x *ExtendChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[23]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3001,7 +3128,7 @@ func (x *ExtendChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendChallengeRequest.ProtoReflect.Descriptor instead.
 func (*ExtendChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{23}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ExtendChallengeRequest) GetChallengeId() string {
@@ -3027,7 +3154,7 @@ type ExtendChallengeResponse struct {
 
 func (x *ExtendChallengeResponse) Reset() {
 	*x = ExtendChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[24]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3039,7 +3166,7 @@ func (x *ExtendChallengeResponse) String() string {
 func (*ExtendChallengeResponse) ProtoMessage() {}
 
 func (x *ExtendChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[24]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3052,7 +3179,7 @@ func (x *ExtendChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendChallengeResponse.ProtoReflect.Descriptor instead.
 func (*ExtendChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{24}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ExtendChallengeResponse) GetChallenge() *Challenge {
@@ -3071,7 +3198,7 @@ type EndChallengeRequest struct {
 
 func (x *EndChallengeRequest) Reset() {
 	*x = EndChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[25]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3083,7 +3210,7 @@ func (x *EndChallengeRequest) String() string {
 func (*EndChallengeRequest) ProtoMessage() {}
 
 func (x *EndChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[25]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3096,7 +3223,7 @@ func (x *EndChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndChallengeRequest.ProtoReflect.Descriptor instead.
 func (*EndChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{25}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EndChallengeRequest) GetChallengeId() string {
@@ -3115,7 +3242,7 @@ type EndChallengeResponse struct {
 
 func (x *EndChallengeResponse) Reset() {
 	*x = EndChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[26]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3127,7 +3254,7 @@ func (x *EndChallengeResponse) String() string {
 func (*EndChallengeResponse) ProtoMessage() {}
 
 func (x *EndChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[26]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3140,7 +3267,7 @@ func (x *EndChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndChallengeResponse.ProtoReflect.Descriptor instead.
 func (*EndChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{26}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *EndChallengeResponse) GetChallenge() *Challenge {
@@ -3159,7 +3286,7 @@ type CancelChallengeRequest struct {
 
 func (x *CancelChallengeRequest) Reset() {
 	*x = CancelChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[27]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3171,7 +3298,7 @@ func (x *CancelChallengeRequest) String() string {
 func (*CancelChallengeRequest) ProtoMessage() {}
 
 func (x *CancelChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[27]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3184,7 +3311,7 @@ func (x *CancelChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelChallengeRequest.ProtoReflect.Descriptor instead.
 func (*CancelChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{27}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CancelChallengeRequest) GetChallengeId() string {
@@ -3203,7 +3330,7 @@ type CancelChallengeResponse struct {
 
 func (x *CancelChallengeResponse) Reset() {
 	*x = CancelChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[28]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3215,7 +3342,7 @@ func (x *CancelChallengeResponse) String() string {
 func (*CancelChallengeResponse) ProtoMessage() {}
 
 func (x *CancelChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[28]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3228,7 +3355,7 @@ func (x *CancelChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelChallengeResponse.ProtoReflect.Descriptor instead.
 func (*CancelChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{28}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CancelChallengeResponse) GetChallenge() *Challenge {
@@ -3247,7 +3374,7 @@ type JoinChallengeRequest struct {
 
 func (x *JoinChallengeRequest) Reset() {
 	*x = JoinChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[29]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3259,7 +3386,7 @@ func (x *JoinChallengeRequest) String() string {
 func (*JoinChallengeRequest) ProtoMessage() {}
 
 func (x *JoinChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[29]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3272,7 +3399,7 @@ func (x *JoinChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinChallengeRequest.ProtoReflect.Descriptor instead.
 func (*JoinChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{29}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JoinChallengeRequest) GetChallengeId() string {
@@ -3291,7 +3418,7 @@ type JoinChallengeResponse struct {
 
 func (x *JoinChallengeResponse) Reset() {
 	*x = JoinChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[30]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3303,7 +3430,7 @@ func (x *JoinChallengeResponse) String() string {
 func (*JoinChallengeResponse) ProtoMessage() {}
 
 func (x *JoinChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[30]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3316,7 +3443,7 @@ func (x *JoinChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinChallengeResponse.ProtoReflect.Descriptor instead.
 func (*JoinChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{30}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *JoinChallengeResponse) GetMe() *Participation {
@@ -3337,7 +3464,7 @@ type SetParticipantTargetRequest struct {
 
 func (x *SetParticipantTargetRequest) Reset() {
 	*x = SetParticipantTargetRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[31]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3349,7 +3476,7 @@ func (x *SetParticipantTargetRequest) String() string {
 func (*SetParticipantTargetRequest) ProtoMessage() {}
 
 func (x *SetParticipantTargetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[31]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3362,7 +3489,7 @@ func (x *SetParticipantTargetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetParticipantTargetRequest.ProtoReflect.Descriptor instead.
 func (*SetParticipantTargetRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{31}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SetParticipantTargetRequest) GetChallengeId() string {
@@ -3394,7 +3521,7 @@ type SetParticipantTargetResponse struct {
 
 func (x *SetParticipantTargetResponse) Reset() {
 	*x = SetParticipantTargetResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[32]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3406,7 +3533,7 @@ func (x *SetParticipantTargetResponse) String() string {
 func (*SetParticipantTargetResponse) ProtoMessage() {}
 
 func (x *SetParticipantTargetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[32]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3419,7 +3546,7 @@ func (x *SetParticipantTargetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetParticipantTargetResponse.ProtoReflect.Descriptor instead.
 func (*SetParticipantTargetResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{32}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{33}
 }
 
 type ListMyChallengesRequest struct {
@@ -3436,7 +3563,7 @@ type ListMyChallengesRequest struct {
 
 func (x *ListMyChallengesRequest) Reset() {
 	*x = ListMyChallengesRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[33]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3448,7 +3575,7 @@ func (x *ListMyChallengesRequest) String() string {
 func (*ListMyChallengesRequest) ProtoMessage() {}
 
 func (x *ListMyChallengesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[33]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3461,7 +3588,7 @@ func (x *ListMyChallengesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyChallengesRequest.ProtoReflect.Descriptor instead.
 func (*ListMyChallengesRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{33}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListMyChallengesRequest) GetWindow() ChallengeWindow {
@@ -3499,7 +3626,7 @@ type ChallengeSummary struct {
 
 func (x *ChallengeSummary) Reset() {
 	*x = ChallengeSummary{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[34]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3511,7 +3638,7 @@ func (x *ChallengeSummary) String() string {
 func (*ChallengeSummary) ProtoMessage() {}
 
 func (x *ChallengeSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[34]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3524,7 +3651,7 @@ func (x *ChallengeSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeSummary.ProtoReflect.Descriptor instead.
 func (*ChallengeSummary) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{34}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ChallengeSummary) GetChallenge() *Challenge {
@@ -3558,7 +3685,7 @@ type ListMyChallengesResponse struct {
 
 func (x *ListMyChallengesResponse) Reset() {
 	*x = ListMyChallengesResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[35]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3570,7 +3697,7 @@ func (x *ListMyChallengesResponse) String() string {
 func (*ListMyChallengesResponse) ProtoMessage() {}
 
 func (x *ListMyChallengesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[35]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3583,7 +3710,7 @@ func (x *ListMyChallengesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyChallengesResponse.ProtoReflect.Descriptor instead.
 func (*ListMyChallengesResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{35}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListMyChallengesResponse) GetChallenges() []*ChallengeSummary {
@@ -3615,7 +3742,7 @@ type ListChallengesRequest struct {
 
 func (x *ListChallengesRequest) Reset() {
 	*x = ListChallengesRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[36]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3627,7 +3754,7 @@ func (x *ListChallengesRequest) String() string {
 func (*ListChallengesRequest) ProtoMessage() {}
 
 func (x *ListChallengesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[36]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3640,7 +3767,7 @@ func (x *ListChallengesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChallengesRequest.ProtoReflect.Descriptor instead.
 func (*ListChallengesRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{36}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListChallengesRequest) GetStates() []ChallengeState {
@@ -3687,7 +3814,7 @@ type ChallengeOverview struct {
 
 func (x *ChallengeOverview) Reset() {
 	*x = ChallengeOverview{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[37]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3699,7 +3826,7 @@ func (x *ChallengeOverview) String() string {
 func (*ChallengeOverview) ProtoMessage() {}
 
 func (x *ChallengeOverview) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[37]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3712,7 +3839,7 @@ func (x *ChallengeOverview) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeOverview.ProtoReflect.Descriptor instead.
 func (*ChallengeOverview) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{37}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ChallengeOverview) GetChallenge() *Challenge {
@@ -3760,7 +3887,7 @@ type ListChallengesResponse struct {
 
 func (x *ListChallengesResponse) Reset() {
 	*x = ListChallengesResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[38]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3772,7 +3899,7 @@ func (x *ListChallengesResponse) String() string {
 func (*ListChallengesResponse) ProtoMessage() {}
 
 func (x *ListChallengesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[38]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3785,7 +3912,7 @@ func (x *ListChallengesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChallengesResponse.ProtoReflect.Descriptor instead.
 func (*ListChallengesResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{38}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListChallengesResponse) GetChallenges() []*ChallengeOverview {
@@ -3811,7 +3938,7 @@ type GetChallengeStandingsRequest struct {
 
 func (x *GetChallengeStandingsRequest) Reset() {
 	*x = GetChallengeStandingsRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[39]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3823,7 +3950,7 @@ func (x *GetChallengeStandingsRequest) String() string {
 func (*GetChallengeStandingsRequest) ProtoMessage() {}
 
 func (x *GetChallengeStandingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[39]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3836,7 +3963,7 @@ func (x *GetChallengeStandingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeStandingsRequest.ProtoReflect.Descriptor instead.
 func (*GetChallengeStandingsRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{39}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetChallengeStandingsRequest) GetChallengeId() string {
@@ -3862,7 +3989,7 @@ type Standing struct {
 
 func (x *Standing) Reset() {
 	*x = Standing{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[40]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3874,7 +4001,7 @@ func (x *Standing) String() string {
 func (*Standing) ProtoMessage() {}
 
 func (x *Standing) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[40]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3887,7 +4014,7 @@ func (x *Standing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Standing.ProtoReflect.Descriptor instead.
 func (*Standing) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{40}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Standing) GetRank() int32 {
@@ -3953,7 +4080,7 @@ type TeamStanding struct {
 
 func (x *TeamStanding) Reset() {
 	*x = TeamStanding{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[41]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3965,7 +4092,7 @@ func (x *TeamStanding) String() string {
 func (*TeamStanding) ProtoMessage() {}
 
 func (x *TeamStanding) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[41]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3978,7 +4105,7 @@ func (x *TeamStanding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeamStanding.ProtoReflect.Descriptor instead.
 func (*TeamStanding) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{41}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TeamStanding) GetRank() int32 {
@@ -4031,7 +4158,7 @@ type GetChallengeStandingsResponse struct {
 
 func (x *GetChallengeStandingsResponse) Reset() {
 	*x = GetChallengeStandingsResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[42]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4043,7 +4170,7 @@ func (x *GetChallengeStandingsResponse) String() string {
 func (*GetChallengeStandingsResponse) ProtoMessage() {}
 
 func (x *GetChallengeStandingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[42]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4056,7 +4183,7 @@ func (x *GetChallengeStandingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeStandingsResponse.ProtoReflect.Descriptor instead.
 func (*GetChallengeStandingsResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{42}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetChallengeStandingsResponse) GetFormat() ChallengeFormat {
@@ -4107,7 +4234,7 @@ type ListChallengeParticipantsRequest struct {
 
 func (x *ListChallengeParticipantsRequest) Reset() {
 	*x = ListChallengeParticipantsRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[43]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4119,7 +4246,7 @@ func (x *ListChallengeParticipantsRequest) String() string {
 func (*ListChallengeParticipantsRequest) ProtoMessage() {}
 
 func (x *ListChallengeParticipantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[43]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4132,7 +4259,7 @@ func (x *ListChallengeParticipantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChallengeParticipantsRequest.ProtoReflect.Descriptor instead.
 func (*ListChallengeParticipantsRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{43}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListChallengeParticipantsRequest) GetChallengeId() string {
@@ -4174,7 +4301,7 @@ type ParticipantProgress struct {
 
 func (x *ParticipantProgress) Reset() {
 	*x = ParticipantProgress{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[44]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4186,7 +4313,7 @@ func (x *ParticipantProgress) String() string {
 func (*ParticipantProgress) ProtoMessage() {}
 
 func (x *ParticipantProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[44]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4199,7 +4326,7 @@ func (x *ParticipantProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParticipantProgress.ProtoReflect.Descriptor instead.
 func (*ParticipantProgress) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{44}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ParticipantProgress) GetDisplayName() string {
@@ -4226,7 +4353,7 @@ type ListChallengeParticipantsResponse struct {
 
 func (x *ListChallengeParticipantsResponse) Reset() {
 	*x = ListChallengeParticipantsResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[45]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4238,7 +4365,7 @@ func (x *ListChallengeParticipantsResponse) String() string {
 func (*ListChallengeParticipantsResponse) ProtoMessage() {}
 
 func (x *ListChallengeParticipantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[45]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4251,7 +4378,7 @@ func (x *ListChallengeParticipantsResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ListChallengeParticipantsResponse.ProtoReflect.Descriptor instead.
 func (*ListChallengeParticipantsResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{45}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListChallengeParticipantsResponse) GetParticipants() []*ParticipantProgress {
@@ -4313,7 +4440,7 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\x05value\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\x05value\x12+\n" +
 	"\x03per\x18\x04 \x01(\x01B\x19\xbaH\x16\x12\x14@\x01\x19\x00\x00\x00\x00e\xcd\xcdA)\x00\x00\x00\x00\x00\x00\x00\x00R\x03per\x12.\n" +
 	"\x06points\x18\x05 \x01(\x03B\x16\xbaH\x13\"\x118\x00\x18\xc0\x84=(\xc0\xfb\xc2\xff\xff\xff\xff\xff\xff\x01R\x06points\x12.\n" +
-	"\x05label\x18\x06 \x01(\v2\x18.rallye.v1.LocalizedTextR\x05label\"\xaa\x02\n" +
+	"\x05label\x18\x06 \x01(\v2\x18.rallye.v1.LocalizedTextR\x05label\"\x8a\x03\n" +
 	"\n" +
 	"RewardRule\x125\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.rallye.v1.RewardKindB\n" +
@@ -4326,7 +4453,15 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"min_points\x18\x04 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\tminPoints\x12?\n" +
 	"\n" +
 	"reward_ref\x18\x05 \x01(\tB \xbaH\x1dr\x1b2\x19^[a-z0-9][a-z0-9-]{0,62}$R\trewardRef\x12.\n" +
-	"\x05label\x18\x06 \x01(\v2\x18.rallye.v1.LocalizedTextR\x05label\"\xf9\a\n" +
+	"\x05label\x18\x06 \x01(\v2\x18.rallye.v1.LocalizedTextR\x05label\x12#\n" +
+	"\x06points\x18\a \x01(\x03B\v\xbaH\b\"\x06\x18\xc0\x84=(\x00R\x06points\x129\n" +
+	"\x05badge\x18\b \x01(\tB#\xbaH \xd8\x01\x01r\x1b2\x19^[a-z0-9][a-z0-9-]{0,62}$R\x05badge\"\xac\x01\n" +
+	"\rGrantedReward\x12)\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x15.rallye.v1.RewardKindR\x04kind\x12\x12\n" +
+	"\x04rank\x18\x02 \x01(\x05R\x04rank\x12\x16\n" +
+	"\x06points\x18\x03 \x01(\x03R\x06points\x12\x14\n" +
+	"\x05badge\x18\x04 \x01(\tR\x05badge\x12.\n" +
+	"\x05label\x18\x05 \x01(\v2\x18.rallye.v1.LocalizedTextR\x05label\"\xf9\a\n" +
 	"\x13ChallengeDefinition\x124\n" +
 	"\x04name\x18\x01 \x01(\v2\x18.rallye.v1.LocalizedTextB\x06\xbaH\x03\xc8\x01\x01R\x04name\x12:\n" +
 	"\vdescription\x18\x02 \x01(\v2\x18.rallye.v1.LocalizedTextR\vdescription\x126\n" +
@@ -4410,7 +4545,7 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\x06points\x18\x03 \x01(\x03R\x06points\x12'\n" +
 	"\x0fopponent_points\x18\x04 \x01(\x03R\x0eopponentPoints\x126\n" +
 	"\x17opponent_average_points\x18\x05 \x01(\x01R\x15opponentAveragePoints\x120\n" +
-	"\aoutcome\x18\x06 \x01(\x0e2\x16.rallye.v1.DuelOutcomeR\aoutcome\"\xd9\x03\n" +
+	"\aoutcome\x18\x06 \x01(\x0e2\x16.rallye.v1.DuelOutcomeR\aoutcome\"\xb9\x04\n" +
 	"\rParticipation\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x17\n" +
 	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x1a\n" +
@@ -4425,7 +4560,10 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\x11target_reach_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\x0ftargetReachTime\x12#\n" +
 	"\x04duel\x18\v \x01(\v2\x0f.rallye.v1.DuelR\x04duel\x126\n" +
-	"\bmissions\x18\f \x03(\v2\x1a.rallye.v1.MissionProgressR\bmissions\"\xdd\x01\n" +
+	"\bmissions\x18\f \x03(\v2\x1a.rallye.v1.MissionProgressR\bmissions\x122\n" +
+	"\arewards\x18\r \x03(\v2\x18.rallye.v1.GrantedRewardR\arewards\x12\x12\n" +
+	"\x04tied\x18\x0e \x01(\bR\x04tied\x12\x16\n" +
+	"\x06result\x18\x0f \x01(\tR\x06result\"\xdd\x01\n" +
 	"\x12SourceCompleteness\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12F\n" +
 	"\x11newest_event_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0fnewestEventTime\x12F\n" +
@@ -4721,7 +4859,7 @@ func file_rallye_v1_challenge_proto_rawDescGZIP() []byte {
 }
 
 var file_rallye_v1_challenge_proto_enumTypes = make([]protoimpl.EnumInfo, 14)
-var file_rallye_v1_challenge_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_rallye_v1_challenge_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_rallye_v1_challenge_proto_goTypes = []any{
 	(ChallengeKind)(0),                          // 0: rallye.v1.ChallengeKind
 	(ChallengeMode)(0),                          // 1: rallye.v1.ChallengeMode
@@ -4742,56 +4880,57 @@ var file_rallye_v1_challenge_proto_goTypes = []any{
 	(*ManualCondition)(nil),                     // 16: rallye.v1.ManualCondition
 	(*ScoringRule)(nil),                         // 17: rallye.v1.ScoringRule
 	(*RewardRule)(nil),                          // 18: rallye.v1.RewardRule
-	(*ChallengeDefinition)(nil),                 // 19: rallye.v1.ChallengeDefinition
-	(*Challenge)(nil),                           // 20: rallye.v1.Challenge
-	(*MissionProgress)(nil),                     // 21: rallye.v1.MissionProgress
-	(*Duel)(nil),                                // 22: rallye.v1.Duel
-	(*Participation)(nil),                       // 23: rallye.v1.Participation
-	(*SourceCompleteness)(nil),                  // 24: rallye.v1.SourceCompleteness
-	(*DataCompleteness)(nil),                    // 25: rallye.v1.DataCompleteness
-	(*CreateChallengeRequest)(nil),              // 26: rallye.v1.CreateChallengeRequest
-	(*CreateChallengeResponse)(nil),             // 27: rallye.v1.CreateChallengeResponse
-	(*MissionAdjustment)(nil),                   // 28: rallye.v1.MissionAdjustment
-	(*CreateChallengeFromTemplateRequest)(nil),  // 29: rallye.v1.CreateChallengeFromTemplateRequest
-	(*CreateChallengeFromTemplateResponse)(nil), // 30: rallye.v1.CreateChallengeFromTemplateResponse
-	(*GetChallengeRequest)(nil),                 // 31: rallye.v1.GetChallengeRequest
-	(*GetChallengeResponse)(nil),                // 32: rallye.v1.GetChallengeResponse
-	(*UpdateChallengeRequest)(nil),              // 33: rallye.v1.UpdateChallengeRequest
-	(*UpdateChallengeResponse)(nil),             // 34: rallye.v1.UpdateChallengeResponse
-	(*PublishChallengeRequest)(nil),             // 35: rallye.v1.PublishChallengeRequest
-	(*PublishChallengeResponse)(nil),            // 36: rallye.v1.PublishChallengeResponse
-	(*ExtendChallengeRequest)(nil),              // 37: rallye.v1.ExtendChallengeRequest
-	(*ExtendChallengeResponse)(nil),             // 38: rallye.v1.ExtendChallengeResponse
-	(*EndChallengeRequest)(nil),                 // 39: rallye.v1.EndChallengeRequest
-	(*EndChallengeResponse)(nil),                // 40: rallye.v1.EndChallengeResponse
-	(*CancelChallengeRequest)(nil),              // 41: rallye.v1.CancelChallengeRequest
-	(*CancelChallengeResponse)(nil),             // 42: rallye.v1.CancelChallengeResponse
-	(*JoinChallengeRequest)(nil),                // 43: rallye.v1.JoinChallengeRequest
-	(*JoinChallengeResponse)(nil),               // 44: rallye.v1.JoinChallengeResponse
-	(*SetParticipantTargetRequest)(nil),         // 45: rallye.v1.SetParticipantTargetRequest
-	(*SetParticipantTargetResponse)(nil),        // 46: rallye.v1.SetParticipantTargetResponse
-	(*ListMyChallengesRequest)(nil),             // 47: rallye.v1.ListMyChallengesRequest
-	(*ChallengeSummary)(nil),                    // 48: rallye.v1.ChallengeSummary
-	(*ListMyChallengesResponse)(nil),            // 49: rallye.v1.ListMyChallengesResponse
-	(*ListChallengesRequest)(nil),               // 50: rallye.v1.ListChallengesRequest
-	(*ChallengeOverview)(nil),                   // 51: rallye.v1.ChallengeOverview
-	(*ListChallengesResponse)(nil),              // 52: rallye.v1.ListChallengesResponse
-	(*GetChallengeStandingsRequest)(nil),        // 53: rallye.v1.GetChallengeStandingsRequest
-	(*Standing)(nil),                            // 54: rallye.v1.Standing
-	(*TeamStanding)(nil),                        // 55: rallye.v1.TeamStanding
-	(*GetChallengeStandingsResponse)(nil),       // 56: rallye.v1.GetChallengeStandingsResponse
-	(*ListChallengeParticipantsRequest)(nil),    // 57: rallye.v1.ListChallengeParticipantsRequest
-	(*ParticipantProgress)(nil),                 // 58: rallye.v1.ParticipantProgress
-	(*ListChallengeParticipantsResponse)(nil),   // 59: rallye.v1.ListChallengeParticipantsResponse
-	(*LocalizedText)(nil),                       // 60: rallye.v1.LocalizedText
-	(*durationpb.Duration)(nil),                 // 61: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),               // 62: google.protobuf.Timestamp
-	(SubmissionState)(0),                        // 63: rallye.v1.SubmissionState
-	(*fieldmaskpb.FieldMask)(nil),               // 64: google.protobuf.FieldMask
+	(*GrantedReward)(nil),                       // 19: rallye.v1.GrantedReward
+	(*ChallengeDefinition)(nil),                 // 20: rallye.v1.ChallengeDefinition
+	(*Challenge)(nil),                           // 21: rallye.v1.Challenge
+	(*MissionProgress)(nil),                     // 22: rallye.v1.MissionProgress
+	(*Duel)(nil),                                // 23: rallye.v1.Duel
+	(*Participation)(nil),                       // 24: rallye.v1.Participation
+	(*SourceCompleteness)(nil),                  // 25: rallye.v1.SourceCompleteness
+	(*DataCompleteness)(nil),                    // 26: rallye.v1.DataCompleteness
+	(*CreateChallengeRequest)(nil),              // 27: rallye.v1.CreateChallengeRequest
+	(*CreateChallengeResponse)(nil),             // 28: rallye.v1.CreateChallengeResponse
+	(*MissionAdjustment)(nil),                   // 29: rallye.v1.MissionAdjustment
+	(*CreateChallengeFromTemplateRequest)(nil),  // 30: rallye.v1.CreateChallengeFromTemplateRequest
+	(*CreateChallengeFromTemplateResponse)(nil), // 31: rallye.v1.CreateChallengeFromTemplateResponse
+	(*GetChallengeRequest)(nil),                 // 32: rallye.v1.GetChallengeRequest
+	(*GetChallengeResponse)(nil),                // 33: rallye.v1.GetChallengeResponse
+	(*UpdateChallengeRequest)(nil),              // 34: rallye.v1.UpdateChallengeRequest
+	(*UpdateChallengeResponse)(nil),             // 35: rallye.v1.UpdateChallengeResponse
+	(*PublishChallengeRequest)(nil),             // 36: rallye.v1.PublishChallengeRequest
+	(*PublishChallengeResponse)(nil),            // 37: rallye.v1.PublishChallengeResponse
+	(*ExtendChallengeRequest)(nil),              // 38: rallye.v1.ExtendChallengeRequest
+	(*ExtendChallengeResponse)(nil),             // 39: rallye.v1.ExtendChallengeResponse
+	(*EndChallengeRequest)(nil),                 // 40: rallye.v1.EndChallengeRequest
+	(*EndChallengeResponse)(nil),                // 41: rallye.v1.EndChallengeResponse
+	(*CancelChallengeRequest)(nil),              // 42: rallye.v1.CancelChallengeRequest
+	(*CancelChallengeResponse)(nil),             // 43: rallye.v1.CancelChallengeResponse
+	(*JoinChallengeRequest)(nil),                // 44: rallye.v1.JoinChallengeRequest
+	(*JoinChallengeResponse)(nil),               // 45: rallye.v1.JoinChallengeResponse
+	(*SetParticipantTargetRequest)(nil),         // 46: rallye.v1.SetParticipantTargetRequest
+	(*SetParticipantTargetResponse)(nil),        // 47: rallye.v1.SetParticipantTargetResponse
+	(*ListMyChallengesRequest)(nil),             // 48: rallye.v1.ListMyChallengesRequest
+	(*ChallengeSummary)(nil),                    // 49: rallye.v1.ChallengeSummary
+	(*ListMyChallengesResponse)(nil),            // 50: rallye.v1.ListMyChallengesResponse
+	(*ListChallengesRequest)(nil),               // 51: rallye.v1.ListChallengesRequest
+	(*ChallengeOverview)(nil),                   // 52: rallye.v1.ChallengeOverview
+	(*ListChallengesResponse)(nil),              // 53: rallye.v1.ListChallengesResponse
+	(*GetChallengeStandingsRequest)(nil),        // 54: rallye.v1.GetChallengeStandingsRequest
+	(*Standing)(nil),                            // 55: rallye.v1.Standing
+	(*TeamStanding)(nil),                        // 56: rallye.v1.TeamStanding
+	(*GetChallengeStandingsResponse)(nil),       // 57: rallye.v1.GetChallengeStandingsResponse
+	(*ListChallengeParticipantsRequest)(nil),    // 58: rallye.v1.ListChallengeParticipantsRequest
+	(*ParticipantProgress)(nil),                 // 59: rallye.v1.ParticipantProgress
+	(*ListChallengeParticipantsResponse)(nil),   // 60: rallye.v1.ListChallengeParticipantsResponse
+	(*LocalizedText)(nil),                       // 61: rallye.v1.LocalizedText
+	(*durationpb.Duration)(nil),                 // 62: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),               // 63: google.protobuf.Timestamp
+	(SubmissionState)(0),                        // 64: rallye.v1.SubmissionState
+	(*fieldmaskpb.FieldMask)(nil),               // 65: google.protobuf.FieldMask
 }
 var file_rallye_v1_challenge_proto_depIdxs = []int32{
-	60,  // 0: rallye.v1.Mission.name:type_name -> rallye.v1.LocalizedText
-	60,  // 1: rallye.v1.Mission.description:type_name -> rallye.v1.LocalizedText
+	61,  // 0: rallye.v1.Mission.name:type_name -> rallye.v1.LocalizedText
+	61,  // 1: rallye.v1.Mission.description:type_name -> rallye.v1.LocalizedText
 	6,   // 2: rallye.v1.Mission.scope:type_name -> rallye.v1.MissionScope
 	15,  // 3: rallye.v1.Mission.auto:type_name -> rallye.v1.AutoCondition
 	16,  // 4: rallye.v1.Mission.manual:type_name -> rallye.v1.ManualCondition
@@ -4799,120 +4938,123 @@ var file_rallye_v1_challenge_proto_depIdxs = []int32{
 	8,   // 6: rallye.v1.AutoCondition.comparison:type_name -> rallye.v1.Comparison
 	9,   // 7: rallye.v1.AutoCondition.unit:type_name -> rallye.v1.MissionUnit
 	10,  // 8: rallye.v1.ManualCondition.kind:type_name -> rallye.v1.ManualKind
-	60,  // 9: rallye.v1.ScoringRule.label:type_name -> rallye.v1.LocalizedText
+	61,  // 9: rallye.v1.ScoringRule.label:type_name -> rallye.v1.LocalizedText
 	11,  // 10: rallye.v1.RewardRule.kind:type_name -> rallye.v1.RewardKind
-	60,  // 11: rallye.v1.RewardRule.label:type_name -> rallye.v1.LocalizedText
-	60,  // 12: rallye.v1.ChallengeDefinition.name:type_name -> rallye.v1.LocalizedText
-	60,  // 13: rallye.v1.ChallengeDefinition.description:type_name -> rallye.v1.LocalizedText
-	0,   // 14: rallye.v1.ChallengeDefinition.kind:type_name -> rallye.v1.ChallengeKind
-	1,   // 15: rallye.v1.ChallengeDefinition.mode:type_name -> rallye.v1.ChallengeMode
-	2,   // 16: rallye.v1.ChallengeDefinition.format:type_name -> rallye.v1.ChallengeFormat
-	3,   // 17: rallye.v1.ChallengeDefinition.enrollment:type_name -> rallye.v1.Enrollment
-	4,   // 18: rallye.v1.ChallengeDefinition.team_metric:type_name -> rallye.v1.TeamMetric
-	61,  // 19: rallye.v1.ChallengeDefinition.duration:type_name -> google.protobuf.Duration
-	61,  // 20: rallye.v1.ChallengeDefinition.grace_period:type_name -> google.protobuf.Duration
-	61,  // 21: rallye.v1.ChallengeDefinition.max_data_wait:type_name -> google.protobuf.Duration
-	14,  // 22: rallye.v1.ChallengeDefinition.missions:type_name -> rallye.v1.Mission
-	17,  // 23: rallye.v1.ChallengeDefinition.scoring_rules:type_name -> rallye.v1.ScoringRule
-	18,  // 24: rallye.v1.ChallengeDefinition.rewards:type_name -> rallye.v1.RewardRule
-	19,  // 25: rallye.v1.Challenge.definition:type_name -> rallye.v1.ChallengeDefinition
-	5,   // 26: rallye.v1.Challenge.state:type_name -> rallye.v1.ChallengeState
-	62,  // 27: rallye.v1.Challenge.start_time:type_name -> google.protobuf.Timestamp
-	62,  // 28: rallye.v1.Challenge.end_time:type_name -> google.protobuf.Timestamp
-	62,  // 29: rallye.v1.Challenge.earliest_final_time:type_name -> google.protobuf.Timestamp
-	62,  // 30: rallye.v1.Challenge.latest_final_time:type_name -> google.protobuf.Timestamp
-	62,  // 31: rallye.v1.Challenge.final_time:type_name -> google.protobuf.Timestamp
-	62,  // 32: rallye.v1.Challenge.cancel_time:type_name -> google.protobuf.Timestamp
-	62,  // 33: rallye.v1.Challenge.create_time:type_name -> google.protobuf.Timestamp
-	62,  // 34: rallye.v1.Challenge.update_time:type_name -> google.protobuf.Timestamp
-	62,  // 35: rallye.v1.Challenge.publish_time:type_name -> google.protobuf.Timestamp
-	6,   // 36: rallye.v1.MissionProgress.scope:type_name -> rallye.v1.MissionScope
-	9,   // 37: rallye.v1.MissionProgress.unit:type_name -> rallye.v1.MissionUnit
-	62,  // 38: rallye.v1.MissionProgress.complete_time:type_name -> google.protobuf.Timestamp
-	63,  // 39: rallye.v1.MissionProgress.submission_state:type_name -> rallye.v1.SubmissionState
-	12,  // 40: rallye.v1.Duel.outcome:type_name -> rallye.v1.DuelOutcome
-	62,  // 41: rallye.v1.Participation.counts_from:type_name -> google.protobuf.Timestamp
-	62,  // 42: rallye.v1.Participation.target_reach_time:type_name -> google.protobuf.Timestamp
-	22,  // 43: rallye.v1.Participation.duel:type_name -> rallye.v1.Duel
-	21,  // 44: rallye.v1.Participation.missions:type_name -> rallye.v1.MissionProgress
-	62,  // 45: rallye.v1.SourceCompleteness.newest_event_time:type_name -> google.protobuf.Timestamp
-	62,  // 46: rallye.v1.SourceCompleteness.last_receive_time:type_name -> google.protobuf.Timestamp
-	24,  // 47: rallye.v1.DataCompleteness.sources:type_name -> rallye.v1.SourceCompleteness
-	62,  // 48: rallye.v1.DataCompleteness.earliest_final_time:type_name -> google.protobuf.Timestamp
-	62,  // 49: rallye.v1.DataCompleteness.latest_final_time:type_name -> google.protobuf.Timestamp
-	19,  // 50: rallye.v1.CreateChallengeRequest.definition:type_name -> rallye.v1.ChallengeDefinition
-	62,  // 51: rallye.v1.CreateChallengeRequest.start_time:type_name -> google.protobuf.Timestamp
-	62,  // 52: rallye.v1.CreateChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
-	20,  // 53: rallye.v1.CreateChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	62,  // 54: rallye.v1.CreateChallengeFromTemplateRequest.start_time:type_name -> google.protobuf.Timestamp
-	62,  // 55: rallye.v1.CreateChallengeFromTemplateRequest.end_time:type_name -> google.protobuf.Timestamp
-	19,  // 56: rallye.v1.CreateChallengeFromTemplateRequest.overrides:type_name -> rallye.v1.ChallengeDefinition
-	64,  // 57: rallye.v1.CreateChallengeFromTemplateRequest.override_mask:type_name -> google.protobuf.FieldMask
-	28,  // 58: rallye.v1.CreateChallengeFromTemplateRequest.mission_adjustments:type_name -> rallye.v1.MissionAdjustment
-	20,  // 59: rallye.v1.CreateChallengeFromTemplateResponse.challenge:type_name -> rallye.v1.Challenge
-	20,  // 60: rallye.v1.GetChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	23,  // 61: rallye.v1.GetChallengeResponse.me:type_name -> rallye.v1.Participation
-	25,  // 62: rallye.v1.GetChallengeResponse.completeness:type_name -> rallye.v1.DataCompleteness
-	19,  // 63: rallye.v1.UpdateChallengeRequest.definition:type_name -> rallye.v1.ChallengeDefinition
-	62,  // 64: rallye.v1.UpdateChallengeRequest.start_time:type_name -> google.protobuf.Timestamp
-	62,  // 65: rallye.v1.UpdateChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
-	64,  // 66: rallye.v1.UpdateChallengeRequest.update_mask:type_name -> google.protobuf.FieldMask
-	20,  // 67: rallye.v1.UpdateChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	20,  // 68: rallye.v1.PublishChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	62,  // 69: rallye.v1.ExtendChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
-	20,  // 70: rallye.v1.ExtendChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	20,  // 71: rallye.v1.EndChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	20,  // 72: rallye.v1.CancelChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	23,  // 73: rallye.v1.JoinChallengeResponse.me:type_name -> rallye.v1.Participation
-	13,  // 74: rallye.v1.ListMyChallengesRequest.window:type_name -> rallye.v1.ChallengeWindow
-	20,  // 75: rallye.v1.ChallengeSummary.challenge:type_name -> rallye.v1.Challenge
-	23,  // 76: rallye.v1.ChallengeSummary.me:type_name -> rallye.v1.Participation
-	62,  // 77: rallye.v1.ChallengeSummary.next_time:type_name -> google.protobuf.Timestamp
-	48,  // 78: rallye.v1.ListMyChallengesResponse.challenges:type_name -> rallye.v1.ChallengeSummary
-	5,   // 79: rallye.v1.ListChallengesRequest.states:type_name -> rallye.v1.ChallengeState
-	20,  // 80: rallye.v1.ChallengeOverview.challenge:type_name -> rallye.v1.Challenge
-	62,  // 81: rallye.v1.ChallengeOverview.next_time:type_name -> google.protobuf.Timestamp
-	51,  // 82: rallye.v1.ListChallengesResponse.challenges:type_name -> rallye.v1.ChallengeOverview
-	62,  // 83: rallye.v1.Standing.target_reach_time:type_name -> google.protobuf.Timestamp
-	2,   // 84: rallye.v1.GetChallengeStandingsResponse.format:type_name -> rallye.v1.ChallengeFormat
-	54,  // 85: rallye.v1.GetChallengeStandingsResponse.people:type_name -> rallye.v1.Standing
-	55,  // 86: rallye.v1.GetChallengeStandingsResponse.teams:type_name -> rallye.v1.TeamStanding
-	22,  // 87: rallye.v1.GetChallengeStandingsResponse.duels:type_name -> rallye.v1.Duel
-	23,  // 88: rallye.v1.ParticipantProgress.participation:type_name -> rallye.v1.Participation
-	58,  // 89: rallye.v1.ListChallengeParticipantsResponse.participants:type_name -> rallye.v1.ParticipantProgress
-	26,  // 90: rallye.v1.ChallengeService.CreateChallenge:input_type -> rallye.v1.CreateChallengeRequest
-	29,  // 91: rallye.v1.ChallengeService.CreateChallengeFromTemplate:input_type -> rallye.v1.CreateChallengeFromTemplateRequest
-	31,  // 92: rallye.v1.ChallengeService.GetChallenge:input_type -> rallye.v1.GetChallengeRequest
-	33,  // 93: rallye.v1.ChallengeService.UpdateChallenge:input_type -> rallye.v1.UpdateChallengeRequest
-	35,  // 94: rallye.v1.ChallengeService.PublishChallenge:input_type -> rallye.v1.PublishChallengeRequest
-	37,  // 95: rallye.v1.ChallengeService.ExtendChallenge:input_type -> rallye.v1.ExtendChallengeRequest
-	39,  // 96: rallye.v1.ChallengeService.EndChallenge:input_type -> rallye.v1.EndChallengeRequest
-	41,  // 97: rallye.v1.ChallengeService.CancelChallenge:input_type -> rallye.v1.CancelChallengeRequest
-	43,  // 98: rallye.v1.ChallengeService.JoinChallenge:input_type -> rallye.v1.JoinChallengeRequest
-	45,  // 99: rallye.v1.ChallengeService.SetParticipantTarget:input_type -> rallye.v1.SetParticipantTargetRequest
-	47,  // 100: rallye.v1.ChallengeService.ListMyChallenges:input_type -> rallye.v1.ListMyChallengesRequest
-	50,  // 101: rallye.v1.ChallengeService.ListChallenges:input_type -> rallye.v1.ListChallengesRequest
-	53,  // 102: rallye.v1.ChallengeService.GetChallengeStandings:input_type -> rallye.v1.GetChallengeStandingsRequest
-	57,  // 103: rallye.v1.ChallengeService.ListChallengeParticipants:input_type -> rallye.v1.ListChallengeParticipantsRequest
-	27,  // 104: rallye.v1.ChallengeService.CreateChallenge:output_type -> rallye.v1.CreateChallengeResponse
-	30,  // 105: rallye.v1.ChallengeService.CreateChallengeFromTemplate:output_type -> rallye.v1.CreateChallengeFromTemplateResponse
-	32,  // 106: rallye.v1.ChallengeService.GetChallenge:output_type -> rallye.v1.GetChallengeResponse
-	34,  // 107: rallye.v1.ChallengeService.UpdateChallenge:output_type -> rallye.v1.UpdateChallengeResponse
-	36,  // 108: rallye.v1.ChallengeService.PublishChallenge:output_type -> rallye.v1.PublishChallengeResponse
-	38,  // 109: rallye.v1.ChallengeService.ExtendChallenge:output_type -> rallye.v1.ExtendChallengeResponse
-	40,  // 110: rallye.v1.ChallengeService.EndChallenge:output_type -> rallye.v1.EndChallengeResponse
-	42,  // 111: rallye.v1.ChallengeService.CancelChallenge:output_type -> rallye.v1.CancelChallengeResponse
-	44,  // 112: rallye.v1.ChallengeService.JoinChallenge:output_type -> rallye.v1.JoinChallengeResponse
-	46,  // 113: rallye.v1.ChallengeService.SetParticipantTarget:output_type -> rallye.v1.SetParticipantTargetResponse
-	49,  // 114: rallye.v1.ChallengeService.ListMyChallenges:output_type -> rallye.v1.ListMyChallengesResponse
-	52,  // 115: rallye.v1.ChallengeService.ListChallenges:output_type -> rallye.v1.ListChallengesResponse
-	56,  // 116: rallye.v1.ChallengeService.GetChallengeStandings:output_type -> rallye.v1.GetChallengeStandingsResponse
-	59,  // 117: rallye.v1.ChallengeService.ListChallengeParticipants:output_type -> rallye.v1.ListChallengeParticipantsResponse
-	104, // [104:118] is the sub-list for method output_type
-	90,  // [90:104] is the sub-list for method input_type
-	90,  // [90:90] is the sub-list for extension type_name
-	90,  // [90:90] is the sub-list for extension extendee
-	0,   // [0:90] is the sub-list for field type_name
+	61,  // 11: rallye.v1.RewardRule.label:type_name -> rallye.v1.LocalizedText
+	11,  // 12: rallye.v1.GrantedReward.kind:type_name -> rallye.v1.RewardKind
+	61,  // 13: rallye.v1.GrantedReward.label:type_name -> rallye.v1.LocalizedText
+	61,  // 14: rallye.v1.ChallengeDefinition.name:type_name -> rallye.v1.LocalizedText
+	61,  // 15: rallye.v1.ChallengeDefinition.description:type_name -> rallye.v1.LocalizedText
+	0,   // 16: rallye.v1.ChallengeDefinition.kind:type_name -> rallye.v1.ChallengeKind
+	1,   // 17: rallye.v1.ChallengeDefinition.mode:type_name -> rallye.v1.ChallengeMode
+	2,   // 18: rallye.v1.ChallengeDefinition.format:type_name -> rallye.v1.ChallengeFormat
+	3,   // 19: rallye.v1.ChallengeDefinition.enrollment:type_name -> rallye.v1.Enrollment
+	4,   // 20: rallye.v1.ChallengeDefinition.team_metric:type_name -> rallye.v1.TeamMetric
+	62,  // 21: rallye.v1.ChallengeDefinition.duration:type_name -> google.protobuf.Duration
+	62,  // 22: rallye.v1.ChallengeDefinition.grace_period:type_name -> google.protobuf.Duration
+	62,  // 23: rallye.v1.ChallengeDefinition.max_data_wait:type_name -> google.protobuf.Duration
+	14,  // 24: rallye.v1.ChallengeDefinition.missions:type_name -> rallye.v1.Mission
+	17,  // 25: rallye.v1.ChallengeDefinition.scoring_rules:type_name -> rallye.v1.ScoringRule
+	18,  // 26: rallye.v1.ChallengeDefinition.rewards:type_name -> rallye.v1.RewardRule
+	20,  // 27: rallye.v1.Challenge.definition:type_name -> rallye.v1.ChallengeDefinition
+	5,   // 28: rallye.v1.Challenge.state:type_name -> rallye.v1.ChallengeState
+	63,  // 29: rallye.v1.Challenge.start_time:type_name -> google.protobuf.Timestamp
+	63,  // 30: rallye.v1.Challenge.end_time:type_name -> google.protobuf.Timestamp
+	63,  // 31: rallye.v1.Challenge.earliest_final_time:type_name -> google.protobuf.Timestamp
+	63,  // 32: rallye.v1.Challenge.latest_final_time:type_name -> google.protobuf.Timestamp
+	63,  // 33: rallye.v1.Challenge.final_time:type_name -> google.protobuf.Timestamp
+	63,  // 34: rallye.v1.Challenge.cancel_time:type_name -> google.protobuf.Timestamp
+	63,  // 35: rallye.v1.Challenge.create_time:type_name -> google.protobuf.Timestamp
+	63,  // 36: rallye.v1.Challenge.update_time:type_name -> google.protobuf.Timestamp
+	63,  // 37: rallye.v1.Challenge.publish_time:type_name -> google.protobuf.Timestamp
+	6,   // 38: rallye.v1.MissionProgress.scope:type_name -> rallye.v1.MissionScope
+	9,   // 39: rallye.v1.MissionProgress.unit:type_name -> rallye.v1.MissionUnit
+	63,  // 40: rallye.v1.MissionProgress.complete_time:type_name -> google.protobuf.Timestamp
+	64,  // 41: rallye.v1.MissionProgress.submission_state:type_name -> rallye.v1.SubmissionState
+	12,  // 42: rallye.v1.Duel.outcome:type_name -> rallye.v1.DuelOutcome
+	63,  // 43: rallye.v1.Participation.counts_from:type_name -> google.protobuf.Timestamp
+	63,  // 44: rallye.v1.Participation.target_reach_time:type_name -> google.protobuf.Timestamp
+	23,  // 45: rallye.v1.Participation.duel:type_name -> rallye.v1.Duel
+	22,  // 46: rallye.v1.Participation.missions:type_name -> rallye.v1.MissionProgress
+	19,  // 47: rallye.v1.Participation.rewards:type_name -> rallye.v1.GrantedReward
+	63,  // 48: rallye.v1.SourceCompleteness.newest_event_time:type_name -> google.protobuf.Timestamp
+	63,  // 49: rallye.v1.SourceCompleteness.last_receive_time:type_name -> google.protobuf.Timestamp
+	25,  // 50: rallye.v1.DataCompleteness.sources:type_name -> rallye.v1.SourceCompleteness
+	63,  // 51: rallye.v1.DataCompleteness.earliest_final_time:type_name -> google.protobuf.Timestamp
+	63,  // 52: rallye.v1.DataCompleteness.latest_final_time:type_name -> google.protobuf.Timestamp
+	20,  // 53: rallye.v1.CreateChallengeRequest.definition:type_name -> rallye.v1.ChallengeDefinition
+	63,  // 54: rallye.v1.CreateChallengeRequest.start_time:type_name -> google.protobuf.Timestamp
+	63,  // 55: rallye.v1.CreateChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
+	21,  // 56: rallye.v1.CreateChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	63,  // 57: rallye.v1.CreateChallengeFromTemplateRequest.start_time:type_name -> google.protobuf.Timestamp
+	63,  // 58: rallye.v1.CreateChallengeFromTemplateRequest.end_time:type_name -> google.protobuf.Timestamp
+	20,  // 59: rallye.v1.CreateChallengeFromTemplateRequest.overrides:type_name -> rallye.v1.ChallengeDefinition
+	65,  // 60: rallye.v1.CreateChallengeFromTemplateRequest.override_mask:type_name -> google.protobuf.FieldMask
+	29,  // 61: rallye.v1.CreateChallengeFromTemplateRequest.mission_adjustments:type_name -> rallye.v1.MissionAdjustment
+	21,  // 62: rallye.v1.CreateChallengeFromTemplateResponse.challenge:type_name -> rallye.v1.Challenge
+	21,  // 63: rallye.v1.GetChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	24,  // 64: rallye.v1.GetChallengeResponse.me:type_name -> rallye.v1.Participation
+	26,  // 65: rallye.v1.GetChallengeResponse.completeness:type_name -> rallye.v1.DataCompleteness
+	20,  // 66: rallye.v1.UpdateChallengeRequest.definition:type_name -> rallye.v1.ChallengeDefinition
+	63,  // 67: rallye.v1.UpdateChallengeRequest.start_time:type_name -> google.protobuf.Timestamp
+	63,  // 68: rallye.v1.UpdateChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
+	65,  // 69: rallye.v1.UpdateChallengeRequest.update_mask:type_name -> google.protobuf.FieldMask
+	21,  // 70: rallye.v1.UpdateChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	21,  // 71: rallye.v1.PublishChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	63,  // 72: rallye.v1.ExtendChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
+	21,  // 73: rallye.v1.ExtendChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	21,  // 74: rallye.v1.EndChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	21,  // 75: rallye.v1.CancelChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	24,  // 76: rallye.v1.JoinChallengeResponse.me:type_name -> rallye.v1.Participation
+	13,  // 77: rallye.v1.ListMyChallengesRequest.window:type_name -> rallye.v1.ChallengeWindow
+	21,  // 78: rallye.v1.ChallengeSummary.challenge:type_name -> rallye.v1.Challenge
+	24,  // 79: rallye.v1.ChallengeSummary.me:type_name -> rallye.v1.Participation
+	63,  // 80: rallye.v1.ChallengeSummary.next_time:type_name -> google.protobuf.Timestamp
+	49,  // 81: rallye.v1.ListMyChallengesResponse.challenges:type_name -> rallye.v1.ChallengeSummary
+	5,   // 82: rallye.v1.ListChallengesRequest.states:type_name -> rallye.v1.ChallengeState
+	21,  // 83: rallye.v1.ChallengeOverview.challenge:type_name -> rallye.v1.Challenge
+	63,  // 84: rallye.v1.ChallengeOverview.next_time:type_name -> google.protobuf.Timestamp
+	52,  // 85: rallye.v1.ListChallengesResponse.challenges:type_name -> rallye.v1.ChallengeOverview
+	63,  // 86: rallye.v1.Standing.target_reach_time:type_name -> google.protobuf.Timestamp
+	2,   // 87: rallye.v1.GetChallengeStandingsResponse.format:type_name -> rallye.v1.ChallengeFormat
+	55,  // 88: rallye.v1.GetChallengeStandingsResponse.people:type_name -> rallye.v1.Standing
+	56,  // 89: rallye.v1.GetChallengeStandingsResponse.teams:type_name -> rallye.v1.TeamStanding
+	23,  // 90: rallye.v1.GetChallengeStandingsResponse.duels:type_name -> rallye.v1.Duel
+	24,  // 91: rallye.v1.ParticipantProgress.participation:type_name -> rallye.v1.Participation
+	59,  // 92: rallye.v1.ListChallengeParticipantsResponse.participants:type_name -> rallye.v1.ParticipantProgress
+	27,  // 93: rallye.v1.ChallengeService.CreateChallenge:input_type -> rallye.v1.CreateChallengeRequest
+	30,  // 94: rallye.v1.ChallengeService.CreateChallengeFromTemplate:input_type -> rallye.v1.CreateChallengeFromTemplateRequest
+	32,  // 95: rallye.v1.ChallengeService.GetChallenge:input_type -> rallye.v1.GetChallengeRequest
+	34,  // 96: rallye.v1.ChallengeService.UpdateChallenge:input_type -> rallye.v1.UpdateChallengeRequest
+	36,  // 97: rallye.v1.ChallengeService.PublishChallenge:input_type -> rallye.v1.PublishChallengeRequest
+	38,  // 98: rallye.v1.ChallengeService.ExtendChallenge:input_type -> rallye.v1.ExtendChallengeRequest
+	40,  // 99: rallye.v1.ChallengeService.EndChallenge:input_type -> rallye.v1.EndChallengeRequest
+	42,  // 100: rallye.v1.ChallengeService.CancelChallenge:input_type -> rallye.v1.CancelChallengeRequest
+	44,  // 101: rallye.v1.ChallengeService.JoinChallenge:input_type -> rallye.v1.JoinChallengeRequest
+	46,  // 102: rallye.v1.ChallengeService.SetParticipantTarget:input_type -> rallye.v1.SetParticipantTargetRequest
+	48,  // 103: rallye.v1.ChallengeService.ListMyChallenges:input_type -> rallye.v1.ListMyChallengesRequest
+	51,  // 104: rallye.v1.ChallengeService.ListChallenges:input_type -> rallye.v1.ListChallengesRequest
+	54,  // 105: rallye.v1.ChallengeService.GetChallengeStandings:input_type -> rallye.v1.GetChallengeStandingsRequest
+	58,  // 106: rallye.v1.ChallengeService.ListChallengeParticipants:input_type -> rallye.v1.ListChallengeParticipantsRequest
+	28,  // 107: rallye.v1.ChallengeService.CreateChallenge:output_type -> rallye.v1.CreateChallengeResponse
+	31,  // 108: rallye.v1.ChallengeService.CreateChallengeFromTemplate:output_type -> rallye.v1.CreateChallengeFromTemplateResponse
+	33,  // 109: rallye.v1.ChallengeService.GetChallenge:output_type -> rallye.v1.GetChallengeResponse
+	35,  // 110: rallye.v1.ChallengeService.UpdateChallenge:output_type -> rallye.v1.UpdateChallengeResponse
+	37,  // 111: rallye.v1.ChallengeService.PublishChallenge:output_type -> rallye.v1.PublishChallengeResponse
+	39,  // 112: rallye.v1.ChallengeService.ExtendChallenge:output_type -> rallye.v1.ExtendChallengeResponse
+	41,  // 113: rallye.v1.ChallengeService.EndChallenge:output_type -> rallye.v1.EndChallengeResponse
+	43,  // 114: rallye.v1.ChallengeService.CancelChallenge:output_type -> rallye.v1.CancelChallengeResponse
+	45,  // 115: rallye.v1.ChallengeService.JoinChallenge:output_type -> rallye.v1.JoinChallengeResponse
+	47,  // 116: rallye.v1.ChallengeService.SetParticipantTarget:output_type -> rallye.v1.SetParticipantTargetResponse
+	50,  // 117: rallye.v1.ChallengeService.ListMyChallenges:output_type -> rallye.v1.ListMyChallengesResponse
+	53,  // 118: rallye.v1.ChallengeService.ListChallenges:output_type -> rallye.v1.ListChallengesResponse
+	57,  // 119: rallye.v1.ChallengeService.GetChallengeStandings:output_type -> rallye.v1.GetChallengeStandingsResponse
+	60,  // 120: rallye.v1.ChallengeService.ListChallengeParticipants:output_type -> rallye.v1.ListChallengeParticipantsResponse
+	107, // [107:121] is the sub-list for method output_type
+	93,  // [93:107] is the sub-list for method input_type
+	93,  // [93:93] is the sub-list for extension type_name
+	93,  // [93:93] is the sub-list for extension extendee
+	0,   // [0:93] is the sub-list for field type_name
 }
 
 func init() { file_rallye_v1_challenge_proto_init() }
@@ -4927,14 +5069,14 @@ func file_rallye_v1_challenge_proto_init() {
 		(*Mission_Auto)(nil),
 		(*Mission_Manual)(nil),
 	}
-	file_rallye_v1_challenge_proto_msgTypes[14].OneofWrappers = []any{}
+	file_rallye_v1_challenge_proto_msgTypes[15].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rallye_v1_challenge_proto_rawDesc), len(file_rallye_v1_challenge_proto_rawDesc)),
 			NumEnums:      14,
-			NumMessages:   46,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -87,7 +87,7 @@ func (DeadLetterState) EnumDescriptor() ([]byte, []int) {
 type DeadLetter struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// The consumer: kpi-rollups or challenge-progress.
+	// The consumer: kpi-rollups, challenge-progress or rewards-activity.
 	Consumer string `protobuf:"bytes,2,opt,name=consumer,proto3" json:"consumer,omitempty"`
 	// Position of the change in the company's feed.
 	Seq int64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
@@ -232,8 +232,8 @@ type ListDeadLettersRequest struct {
 	PageToken string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Also list retried and discarded letters.
 	IncludeResolved bool `protobuf:"varint,3,opt,name=include_resolved,json=includeResolved,proto3" json:"include_resolved,omitempty"`
-	// Only this consumer's letters (kpi-rollups or challenge-progress);
-	// empty for all.
+	// Only this consumer's letters (kpi-rollups, challenge-progress or
+	// rewards-activity); empty for all.
 	Consumer      string `protobuf:"bytes,4,opt,name=consumer,proto3" json:"consumer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
