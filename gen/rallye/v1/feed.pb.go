@@ -369,14 +369,14 @@ const file_rallye_v1_feed_proto_rawDesc = "" +
 	"\tdead_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\bdeadTime\x12=\n" +
 	"\fresolve_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vresolveTime\x12+\n" +
-	"\x05event\x18\f \x01(\v2\x15.rallye.v1.SalesEventR\x05event\"\xc8\x01\n" +
+	"\x05event\x18\f \x01(\v2\x15.rallye.v1.SalesEventR\x05event\"\xd6\x01\n" +
 	"\x16ListDeadLettersRequest\x12'\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xf4\x03(\x00R\bpageSize\x12'\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\x12)\n" +
-	"\x10include_resolved\x18\x03 \x01(\bR\x0fincludeResolved\x121\n" +
-	"\bconsumer\x18\x04 \x01(\tB\x15\xbaH\x12r\x10\x18@2\f^[a-z0-9-]*$R\bconsumer\"{\n" +
+	"\x10include_resolved\x18\x03 \x01(\bR\x0fincludeResolved\x12?\n" +
+	"\bconsumer\x18\x04 \x01(\tB#\xbaH \xd8\x01\x01r\x1b2\x19^[a-z0-9][a-z0-9-]{0,62}$R\bconsumer\"{\n" +
 	"\x17ListDeadLettersResponse\x128\n" +
 	"\fdead_letters\x18\x01 \x03(\v2\x15.rallye.v1.DeadLetterR\vdeadLetters\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xb0\x01\n" +
