@@ -9,7 +9,7 @@ BUF         := $(TOOLS)/node_modules/.bin/buf
 # production sets its own (or a JWKS URL).
 DEV_ENV := RALLYE_JWT_SECRET=local-development-secret-not-for-production
 
-.PHONY: help tools generate lint check-generated breaking test build run demo clean
+.PHONY: help tools generate lint check-generated breaking helm test redis-cluster test-cluster build run demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -24,7 +24,7 @@ generate: tools ## regenerate gen/ from proto/
 	rm -rf gen
 	$(BUF) generate
 
-lint: tools check-generated breaking ## gofmt, go vet, staticcheck, buf lint, generated-code freshness, breaking changes
+lint: tools check-generated breaking helm ## gofmt, go vet, staticcheck, buf lint, generated-code freshness, breaking changes, the Helm chart
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	go tool staticcheck ./...
@@ -42,8 +42,29 @@ breaking: tools ## buf breaking against the newest release tag
 	if [ -z "$$tag" ]; then echo "buf breaking: no release tag yet, nothing to compare with"; \
 	else $(BUF) breaking proto --against ".git#tag=$$tag,subdir=proto"; fi
 
+# Helm is a Go tool pinned in deploy/helm/tool/go.mod (a module of its own,
+# so that Kubernetes' libraries stay out of Rallye's): no downloaded binary.
+HELM_KUBE_VERSION := 1.31.0
+
+helm: ## helm lint --strict and helm template of deploy/helm/rallye with each ci/ values file, and the chart's tests
+	cd deploy/helm/tool && go vet ./... && for f in ../rallye/ci/*.yaml; do \
+		go tool helm lint --strict --quiet ../rallye -f $$f --kube-version $(HELM_KUBE_VERSION) && \
+		go tool helm template rallye ../rallye -f $$f --kube-version $(HELM_KUBE_VERSION) >/dev/null || exit 1; done
+	cd deploy/helm/tool && go test -count=1 ./...
+
 test: ## run every test against local PostgreSQL and Redis, with the race detector
 	go test -race -count=1 ./...
+
+# The tests of everything Redis carries (live rankings and their streams, the
+# dashboards' live updates) again, against a three-node Redis Cluster.
+CLUSTER_TESTS := 'TestLeaderboardEndToEnd|TestWatchRankingAcrossInstances|TestRepairJobHealsAFailedPublish|TestKpisAndDashboardsEndToEnd|TestWatchAcrossInstances|TestEventBatchIsOneTrace'
+
+redis-cluster: ## start (or keep) a three-node Redis Cluster on 127.0.0.1:7000-7002
+	@.ci/redis-cluster >/dev/null
+
+test-cluster: redis-cluster ## the leaderboard, live-ranking and dashboard-stream tests against Redis Cluster
+	RALLYE_TEST_REDIS_CLUSTER=$$(.ci/redis-cluster | tail -1) go test -race -count=1 ./internal/redisdb/... ./internal/leaderboard/... ./internal/dashboard/...
+	RALLYE_TEST_REDIS_CLUSTER=$$(.ci/redis-cluster | tail -1) go test -race -count=1 -run $(CLUSTER_TESTS) ./internal/api/ ./internal/app/
 
 build: ## build bin/rallye
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/rallye ./cmd/rallye

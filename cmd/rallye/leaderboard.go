@@ -30,7 +30,7 @@ func runLeaderboard(ctx context.Context, env *environment, args []string) error 
 		return err
 	}
 	defer db.Close()
-	rdb, err := redisdb.Open(ctx, redisdb.Options{URL: env.cfg.RedisURL, Addrs: env.cfg.RedisAddrs, MasterName: env.cfg.RedisMasterName})
+	rdb, err := redisdb.Open(ctx, redisdb.Options{URL: env.cfg.RedisURL, Addrs: env.cfg.RedisAddrs, MasterName: env.cfg.RedisMasterName, Cluster: env.cfg.RedisCluster})
 	if err != nil {
 		return err
 	}

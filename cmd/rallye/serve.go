@@ -11,6 +11,7 @@ import (
 
 	"github.com/rallyehq/rallye/internal/app"
 	"github.com/rallyehq/rallye/internal/demo"
+	"github.com/rallyehq/rallye/internal/telemetry"
 )
 
 func runServe(ctx context.Context, env *environment, args []string) error {
@@ -22,7 +23,19 @@ func runServe(ctx context.Context, env *environment, args []string) error {
 	if err := env.cfg.RequireVerifier(); err != nil {
 		return err
 	}
-	a, err := app.New(ctx, env.cfg, env.log, app.Options{})
+	tracing, err := telemetry.Setup(ctx, env.log, telemetry.Options{TrustRemote: env.cfg.TraceTrustRemote})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// The last spans leave after the server stopped.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tracing.Shutdown(sctx); err != nil {
+			env.log.Warn("flushing traces failed", "error", err)
+		}
+	}()
+	a, err := app.New(ctx, env.cfg, env.log, app.Options{Tracing: tracing, SkipMigrate: !env.cfg.MigrateOnStart})
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,8 @@ type Deps struct {
 	Dashboards *dashboard.Service
 	// Rewards serves RewardService and the redemptions CSV export.
 	Rewards *reward.Service
+	// Interceptors run first, around every RPC (tracing).
+	Interceptors []connect.Interceptor
 	// MaxRequestBytes bounds one request message after decompression
 	// (0: config.DefaultMaxRequestBytes).
 	MaxRequestBytes int64
@@ -69,10 +71,10 @@ func NewHandler(d Deps) (http.Handler, error) {
 		connect.WithRequestGate(grd.gate(obs, limit)),
 		readLimits(limit),
 		codecs.options(),
-		connect.WithInterceptors(
+		connect.WithInterceptors(append(append([]connect.Interceptor{}, d.Interceptors...),
 			obs,
 			&validating{v: validator},
-		),
+		)...),
 		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, r any) error {
 			d.Log.Error("handler panicked", "procedure", spec.Procedure, "request_id", requestID(ctx), "panic", r)
 			return connect.NewError(connect.CodeInternal, nil)

@@ -35,6 +35,7 @@ import (
 	"github.com/rallyehq/rallye/internal/postgres"
 	"github.com/rallyehq/rallye/internal/redisdb"
 	"github.com/rallyehq/rallye/internal/reward"
+	"github.com/rallyehq/rallye/internal/telemetry"
 )
 
 // App is a wired Rallye server.
@@ -76,6 +77,9 @@ type App struct {
 type Options struct {
 	// SkipMigrate leaves the schema alone (tests use pre-migrated databases).
 	SkipMigrate bool
+	// Tracing instruments RPCs, queries, Redis commands, jobs and the change
+	// feed (nil: tracing off).
+	Tracing *telemetry.Tracing
 }
 
 // New connects to PostgreSQL and Redis, migrates, and wires the services.
@@ -94,7 +98,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 			return nil, err
 		}
 	}
-	db, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	db, err := postgres.OpenWith(ctx, cfg.DatabaseURL, postgres.PoolOptions{MaxConns: cfg.DatabaseMaxConns, Tracer: o.Tracing.PgxTracer()})
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +112,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		log.Warn("the database role is a superuser or bypasses row-level security: tenant isolation rests on query conditions alone; connect as an ordinary role in production")
 	}
 
-	a.Redis, err = redisdb.Open(ctx, redisdb.Options{URL: cfg.RedisURL, Addrs: cfg.RedisAddrs, MasterName: cfg.RedisMasterName})
+	a.Redis, err = redisdb.Open(ctx, redisdb.Options{URL: cfg.RedisURL, Addrs: cfg.RedisAddrs, MasterName: cfg.RedisMasterName,
+		Cluster: cfg.RedisCluster, Instrument: o.Tracing.InstrumentRedis})
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +153,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		Workers:      workers,
 		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 20}},
 		PeriodicJobs: periodic,
+		Middleware:   o.Tracing.RiverMiddleware(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
@@ -179,6 +185,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	}
 	// Consumers of the change feed register here.
 	a.Feed = event.NewFeed(db, log.With("component", "feed"))
+	if o.Tracing.On() {
+		a.Events.Tracer = o.Tracing.Tracer("github.com/rallyehq/rallye/internal/event")
+		a.Feed.Tracer = a.Events.Tracer
+	}
 	// Large batches when the feed has a backlog: the roll-up consumer
 	// collapses a batch in memory, so fewer, larger writes catch up faster
 	// (a small backlog is still read at once).
@@ -197,10 +207,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	a.KPI.OnChange = a.Hub.Publish
 	a.Dashboards = dashboard.NewService(db, a.KPI, a.Org, a.Hub, log.With("component", "dashboard"))
 
+	a.Registry.MustRegister(telemetry.NewJobQueue(db.Pool, log.With("component", "metrics")))
+	interceptors, err := o.Tracing.ConnectInterceptors()
+	if err != nil {
+		return nil, err
+	}
 	a.Handler, err = api.NewHandler(api.Deps{
 		Log: log, Registry: a.Registry, Auth: a.Auth, Health: &healthChecker{db: db, redis: a.Redis},
 		Org: a.Org, APIKeys: a.APIKeys, Events: a.Events, Boards: a.Boards, Challenges: a.Challenges,
 		KPI: a.KPI, Dashboards: a.Dashboards, Rewards: a.Rewards, MaxRequestBytes: cfg.MaxRequestBytes,
+		Interceptors: interceptors,
 	})
 	if err != nil {
 		return nil, err
@@ -303,6 +319,12 @@ func (a *App) Close() {
 	}
 }
 
+// LivenessService is the health service name that answers SERVING while the
+// process answers at all, whatever PostgreSQL and Redis do: a liveness probe
+// asks it, so that an outage of a dependency takes instances out of the load
+// balancer (readiness, the empty service name) without restarting them all.
+const LivenessService = "liveness"
+
 // healthChecker reports the server as serving while PostgreSQL and Redis
 // answer, so load balancers stop sending traffic to an instance that lost
 // them.
@@ -311,7 +333,10 @@ type healthChecker struct {
 	redis redis.UniversalClient
 }
 
-func (h *healthChecker) Check(ctx context.Context, _ *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+func (h *healthChecker) Check(ctx context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+	if req.Service == LivenessService {
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	if h.db.Pool.Ping(ctx) != nil || h.redis.Ping(ctx).Err() != nil {

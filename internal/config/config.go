@@ -27,8 +27,17 @@ type Config struct {
 	RedisURL        string   `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
 	RedisAddrs      []string `env:"RALLYE_REDIS_ADDRS" envSeparator:","`
 	RedisMasterName string   `env:"RALLYE_REDIS_MASTER_NAME"`
+	// RedisCluster selects Redis Cluster with a single address (a managed
+	// cluster's configuration endpoint, in RALLYE_REDIS_ADDRS or REDIS_URL).
+	RedisCluster bool `env:"RALLYE_REDIS_CLUSTER"`
 	// RedisPrefix starts every Redis key, so deployments can share a server.
 	RedisPrefix string `env:"RALLYE_REDIS_PREFIX" envDefault:"rallye:"`
+
+	// MigrateOnStart makes `serve` create the database and apply the
+	// migrations before serving, under an advisory lock (instances starting
+	// together take turns). Off when a deployment step runs `rallye migrate`
+	// (the Helm chart's Job), so that the server's role needs no DDL rights.
+	MigrateOnStart bool `env:"RALLYE_MIGRATE_ON_START" envDefault:"true"`
 
 	// Addr is the listen address of the API (Connect, gRPC, gRPC-Web, /metrics).
 	Addr string `env:"RALLYE_ADDR" envDefault:"127.0.0.1:8080"`
@@ -37,6 +46,10 @@ type Config struct {
 	DebugAddr string `env:"RALLYE_DEBUG_ADDR"`
 	// ShutdownTimeout bounds how long in-flight requests may run after SIGTERM.
 	ShutdownTimeout time.Duration `env:"RALLYE_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// TraceTrustRemote continues the trace of a caller's traceparent header
+	// instead of starting a new trace linked to it (tracing itself is set
+	// by the standard OTEL_* variables).
+	TraceTrustRemote bool `env:"RALLYE_TRACE_TRUST_REMOTE"`
 	// MaxRequestBytes bounds the size of one request message after
 	// decompression (0: DefaultMaxRequestBytes); a larger one is refused with
 	// resource_exhausted before it is held in memory.
@@ -140,6 +153,9 @@ func (c Config) Validate() error {
 		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 			bad("REDIS_URL", "want redis://host:port/db, got %q", c.RedisURL)
 		}
+	}
+	if c.RedisCluster && c.RedisMasterName != "" {
+		bad("RALLYE_REDIS_CLUSTER", "Redis Cluster and Sentinel (RALLYE_REDIS_MASTER_NAME) exclude each other")
 	}
 	for _, a := range c.RedisAddrs {
 		if _, _, err := net.SplitHostPort(a); err != nil {

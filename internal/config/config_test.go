@@ -30,6 +30,8 @@ func TestValidateNamesTheVariable(t *testing.T) {
 		{"DatabaseURL", map[string]string{"DATABASE_URL": "mysql://x"}, "DATABASE_URL"},
 		{"RedisURL", map[string]string{"REDIS_URL": "http://x"}, "REDIS_URL"},
 		{"RedisAddrs", map[string]string{"RALLYE_REDIS_ADDRS": "a:1,nope"}, "RALLYE_REDIS_ADDRS"},
+		{"ClusterAndSentinel", map[string]string{"RALLYE_REDIS_CLUSTER": "true", "RALLYE_REDIS_ADDRS": "a:1", "RALLYE_REDIS_MASTER_NAME": "m"}, "RALLYE_REDIS_CLUSTER"},
+		{"ClusterSyntax", map[string]string{"RALLYE_REDIS_CLUSTER": "maybe"}, "RALLYE_REDIS_CLUSTER"},
 		{"Addr", map[string]string{"RALLYE_ADDR": "8080"}, "RALLYE_ADDR"},
 		{"ShortSecret", map[string]string{"RALLYE_JWT_SECRET": "short"}, "RALLYE_JWT_SECRET"},
 		{"LogLevel", map[string]string{"RALLYE_LOG_LEVEL": "loud"}, "RALLYE_LOG_LEVEL"},

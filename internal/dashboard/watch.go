@@ -18,23 +18,39 @@ import (
 )
 
 // Hub fans roll-up changes out to the Watch streams of every server
-// instance: the instance whose feed consumer committed a batch publishes
-// the changed measures on the company's Redis channel; each instance holds
-// one pattern subscription and hands the messages to its local watchers.
+// instance. The instance whose feed consumer committed a batch publishes the
+// changed measures on the company's sharded channel (SPUBLISH): its hash tag
+// is the company, so on Redis Cluster a company's messages stay on the shard
+// that owns its slot instead of being broadcast to every node, as classic
+// (and pattern) pub/sub is. Each instance subscribes (SSUBSCRIBE) to the
+// channels of the companies it has watchers for, one subscription per
+// company shared by its watchers, opened by the first and closed with the
+// last.
 type Hub struct {
-	rdb     redis.UniversalClient
-	prefix  string
-	log     *slog.Logger
-	mu      sync.Mutex
-	subs    map[uuid.UUID]map[*subscription]struct{}
-	ready   chan struct{}
-	readyMu sync.Once
+	rdb       redis.UniversalClient
+	keys      redisdb.Keyspace
+	log       *slog.Logger
+	mu        sync.Mutex
+	companies map[uuid.UUID]*companyFeed
+	ready     chan struct{}
+	readyMu   sync.Once
+}
+
+// companyFeed is one company's subscription and the local watchers it wakes.
+type companyFeed struct {
+	ps     *redis.PubSub
+	subs   map[*subscription]struct{}
+	closed bool
 }
 
 // NewHub returns a hub publishing and subscribing under keys.
 func NewHub(rdb redis.UniversalClient, keys redisdb.Keyspace, log *slog.Logger) *Hub {
-	return &Hub{rdb: rdb, prefix: keys.Key("kpi", "changed", ""), log: log,
-		subs: map[uuid.UUID]map[*subscription]struct{}{}, ready: make(chan struct{})}
+	return &Hub{rdb: rdb, keys: keys, log: log, companies: map[uuid.UUID]*companyFeed{}, ready: make(chan struct{})}
+}
+
+// Channel is the sharded pub/sub channel of a company's KPI changes.
+func (h *Hub) Channel(tenantID uuid.UUID) string {
+	return h.keys.Tagged("t:"+tenantID.String(), "kpi", "changed")
 }
 
 type changeMessage struct {
@@ -47,72 +63,98 @@ func (h *Hub) Publish(ctx context.Context, tenantID uuid.UUID, measures []uuid.U
 	b, _ := json.Marshal(changeMessage{Measures: measures})
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if err := h.rdb.Publish(ctx, h.prefix+tenantID.String(), b).Err(); err != nil {
+	if err := h.rdb.SPublish(ctx, h.Channel(tenantID), b).Err(); err != nil {
 		h.log.Warn("publish kpi changes failed", "tenant_id", tenantID, "error", err)
 	}
 }
 
-// Ready is closed once the hub's subscription is active.
+// Ready is closed once Run started. Watch subscribes before it reads, so no
+// later change is missed whether Run runs or not.
 func (h *Hub) Ready() <-chan struct{} { return h.ready }
 
-// Run subscribes and dispatches until ctx ends.
+// Run keeps the hub until ctx ends, then closes its subscriptions (their
+// watchers fall back to their periodic refresh until they stop).
 func (h *Hub) Run(ctx context.Context) {
-	for ctx.Err() == nil {
-		if err := h.runOnce(ctx); err != nil && ctx.Err() == nil {
-			h.log.Warn("kpi change subscription interrupted; resubscribing", "error", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
-	}
-}
-
-func (h *Hub) runOnce(ctx context.Context) error {
-	ps := h.rdb.PSubscribe(ctx, h.prefix+"*")
-	defer ps.Close()
-	if _, err := ps.Receive(ctx); err != nil { // the subscription confirmation
-		return err
-	}
 	h.readyMu.Do(func() { close(h.ready) })
-	h.dispatchAll() // what changed while we were not subscribed
-	ch := ps.Channel(redis.WithChannelSize(1000))
+	<-ctx.Done()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, f := range h.companies {
+		f.closed = true
+		_ = f.ps.Close()
+		delete(h.companies, id)
+	}
+}
+
+// open subscribes to a company's channel and waits for the confirmation.
+func (h *Hub) open(ctx context.Context, tenantID uuid.UUID) (*redis.PubSub, error) {
+	// The subscription outlives the request that opened it (it is shared).
+	ps := h.rdb.SSubscribe(context.WithoutCancel(ctx), h.Channel(tenantID))
+	if _, err := ps.Receive(ctx); err != nil {
+		_ = ps.Close()
+		return nil, &rallye.Error{Code: rallye.CodeUnavailable, Message: "Live updates are unavailable for a moment; try again.",
+			Cause: fmt.Errorf("subscribe to kpi changes: %w", err)}
+	}
+	return ps, nil
+}
+
+// fanOut hands a company's messages to its watchers until the subscription
+// closes. A resubscription (go-redis reconnected) may have missed changes,
+// so every watcher recomputes; a subscription the server ended (its slot
+// moved to another node) is opened again where the slot now lives.
+func (h *Hub) fanOut(tenantID uuid.UUID, f *companyFeed) {
+	ps := f.ps
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case msg, ok := <-ch:
-			if !ok {
-				return fmt.Errorf("subscription closed")
+		for msg := range ps.ChannelWithSubscriptions(redis.WithChannelSize(1000)) {
+			switch m := msg.(type) {
+			case *redis.Message:
+				var c changeMessage
+				if json.Unmarshal([]byte(m.Payload), &c) == nil {
+					h.dispatch(f, c.Measures, false)
+				}
+			case *redis.Subscription:
+				switch m.Kind {
+				case "ssubscribe":
+					h.dispatch(f, nil, true)
+				case "sunsubscribe":
+					_ = ps.Close() // ends this loop; reopened below unless closing
+				}
 			}
-			id, err := uuid.Parse(strings.TrimPrefix(msg.Channel, h.prefix))
-			if err != nil {
-				continue
-			}
-			var m changeMessage
-			if json.Unmarshal([]byte(msg.Payload), &m) != nil {
-				continue
-			}
-			h.dispatch(id, m.Measures, false)
 		}
+		var err error
+		for {
+			h.mu.Lock()
+			closed := f.closed
+			h.mu.Unlock()
+			if closed {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ps, err = h.open(ctx, tenantID)
+			cancel()
+			if err == nil {
+				break
+			}
+			h.log.Warn("kpi change subscription interrupted; resubscribing", "tenant_id", tenantID, "error", err)
+			time.Sleep(time.Second)
+		}
+		h.mu.Lock()
+		if f.closed {
+			h.mu.Unlock()
+			_ = ps.Close()
+			return
+		}
+		f.ps = ps
+		h.mu.Unlock()
+		h.dispatch(f, nil, true)
 	}
 }
 
-func (h *Hub) dispatch(tenantID uuid.UUID, measures []uuid.UUID, all bool) {
+func (h *Hub) dispatch(f *companyFeed, measures []uuid.UUID, all bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for s := range h.subs[tenantID] {
+	for s := range f.subs {
 		s.add(measures, all)
-	}
-}
-
-func (h *Hub) dispatchAll() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, subs := range h.subs {
-		for s := range subs {
-			s.add(nil, true)
-		}
 	}
 }
 
@@ -145,22 +187,33 @@ func (s *subscription) take() (map[uuid.UUID]bool, bool) {
 	return p, all
 }
 
-func (h *Hub) subscribe(tenantID uuid.UUID) (*subscription, func()) {
+// subscribe registers a watcher of a company. When it returns, the
+// company's subscription is active: no later change is missed.
+func (h *Hub) subscribe(ctx context.Context, tenantID uuid.UUID) (*subscription, func(), error) {
 	s := &subscription{pending: map[uuid.UUID]bool{}, notify: make(chan struct{}, 1)}
 	h.mu.Lock()
-	if h.subs[tenantID] == nil {
-		h.subs[tenantID] = map[*subscription]struct{}{}
+	defer h.mu.Unlock()
+	f := h.companies[tenantID]
+	if f == nil {
+		ps, err := h.open(ctx, tenantID)
+		if err != nil {
+			return nil, nil, err
+		}
+		f = &companyFeed{ps: ps, subs: map[*subscription]struct{}{}}
+		h.companies[tenantID] = f
+		go h.fanOut(tenantID, f)
 	}
-	h.subs[tenantID][s] = struct{}{}
-	h.mu.Unlock()
+	f.subs[s] = struct{}{}
 	return s, func() {
 		h.mu.Lock()
-		delete(h.subs[tenantID], s)
-		if len(h.subs[tenantID]) == 0 {
-			delete(h.subs, tenantID)
+		defer h.mu.Unlock()
+		delete(f.subs, s)
+		if len(f.subs) == 0 && h.companies[tenantID] == f {
+			delete(h.companies, tenantID)
+			f.closed = true
+			_ = f.ps.Close()
 		}
-		h.mu.Unlock()
-	}
+	}, nil
 }
 
 // Update is what Watch sends: the board at first, then changed cards.
@@ -183,7 +236,10 @@ func (s *Service) Watch(ctx context.Context, p rallye.Principal, level int, req 
 	if level == 3 && req.TeamID != uuid.Nil {
 		return rallye.Invalid("team_id", "watch one person at level 3")
 	}
-	sub, cancel := s.hub.subscribe(p.TenantID)
+	sub, cancel, err := s.hub.subscribe(ctx, p.TenantID)
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	board, err := s.read(ctx, p, pl, req, pl.keys)
 	if err != nil {

@@ -12,6 +12,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/rallyehq/rallye/internal/postgres"
 )
@@ -81,6 +84,10 @@ type Feed struct {
 	// Now is the clock of the backoff (time.Now unless set).
 	Now     func() time.Time
 	metrics *feedMetrics
+	// Tracer traces each step that applies changes (nil: no spans); see
+	// trace.go for how a step joins the trace of the batches it applies.
+	Tracer trace.Tracer
+	traced tracedBatches
 	// Sweep is how often Run drains every company whatever the
 	// notifications (0: SweepInterval); set it before Run.
 	Sweep time.Duration
@@ -280,13 +287,21 @@ var errIsolate = errors.New("isolate the failing change")
 // behind a dead letter of their version. A consumer error rolls back its
 // writes only (a savepoint): the failure is recorded, or the change
 // dead-lettered, in the same transaction.
-func (f *Feed) step(ctx context.Context, tenantID uuid.UUID, c Consumer) (stepResult, error) {
-	var res stepResult
+func (f *Feed) step(ctx context.Context, tenantID uuid.UUID, c Consumer) (res stepResult, err error) {
 	var applied Applied
 	var appliedN, parkedN int
+	var lastSeq int64
 	key := consumerKey{tenantID, c.Name()}
-	err := f.db.InTenant(ctx, tenantID, func(tx pgx.Tx) error {
-		res, applied, appliedN, parkedN = stepResult{}, Applied{}, 0, 0
+	stepCtx, span := ctx, trace.Span(noop.Span{})
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "feed step failed")
+		}
+		span.End()
+	}()
+	err = f.db.InTenant(ctx, tenantID, func(tx pgx.Tx) error {
+		res, applied, appliedN, parkedN, lastSeq = stepResult{}, Applied{}, 0, 0, 0
 		var got bool
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, lockKey(tenantID, c.Name())).Scan(&got); err != nil {
 			return err
@@ -327,6 +342,9 @@ func (f *Feed) step(ctx context.Context, tenantID uuid.UUID, c Consumer) (stepRe
 		}
 		res.read = len(changes)
 		last := changes[len(changes)-1].Seq
+		span.End() // a retried transaction's earlier attempt
+		stepCtx, span = f.startStep(ctx, tenantID, c.Name(), changes)
+		ctx := stepCtx
 		apply := changes
 		if len(st.parked) > 0 {
 			apply = nil
@@ -364,7 +382,13 @@ func (f *Feed) step(ctx context.Context, tenantID uuid.UUID, c Consumer) (stepRe
 					res.isolate = true
 					return errIsolate
 				}
-				return f.recordFailure(ctx, tx, tenantID, c.Name(), apply[0], st, now, err, &res)
+				if err := f.recordFailure(ctx, tx, tenantID, c.Name(), apply[0], st, now, err, &res); err != nil {
+					return err
+				}
+				if res.read > 0 { // dead-lettered: the cursor passed it
+					lastSeq = last
+				}
+				return nil
 			}
 			appliedN = len(apply)
 		}
@@ -373,15 +397,20 @@ func (f *Feed) step(ctx context.Context, tenantID uuid.UUID, c Consumer) (stepRe
 				return fmt.Errorf("clear failure: %w", err)
 			}
 		}
+		lastSeq = last
 		return advance(ctx, tx, tenantID, c.Name(), last)
 	})
 	if errors.Is(err, errIsolate) {
+		res.read = 0 // nothing passed: the batch is tried again one change at a time
 		return res, nil
 	}
 	if err != nil {
 		return res, err
 	}
-	f.committed(ctx, tenantID, c.Name(), applied, appliedN, parkedN, res.failed)
+	if lastSeq > 0 && f.Tracer != nil {
+		f.traced.passed(tenantID, c.Name(), lastSeq, f.consumers)
+	}
+	f.committed(stepCtx, tenantID, c.Name(), applied, appliedN, parkedN, res.failed)
 	return res, nil
 }
 
@@ -559,7 +588,10 @@ func (f *Feed) listenOnce(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if id, err := uuid.Parse(n.Payload); err == nil {
+		if id, batch, ok := parseFeedPayload(n.Payload); ok {
+			if f.Tracer != nil {
+				f.traced.add(id, batch)
+			}
 			f.Notify(id)
 		}
 	}

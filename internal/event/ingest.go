@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/rallyehq/rallye/internal/org"
 	"github.com/rallyehq/rallye/internal/postgres"
@@ -33,6 +34,9 @@ type Store struct {
 	MaxFuture time.Duration
 	// Now is the server's clock (time.Now unless set).
 	Now func() time.Time
+	// Tracer traces each batch (nil: no spans). A traced batch's feed
+	// notification carries its trace context to the consumers (trace.go).
+	Tracer trace.Tracer
 }
 
 // NewStore returns the event store.
@@ -96,6 +100,7 @@ func (s *Store) Ingest(ctx context.Context, p rallye.Principal, rows []Row) (Res
 	if len(rows) == 0 || len(rows) > MaxBatch {
 		return Result{}, rallye.Invalid("events", "send between 1 and %d events", MaxBatch)
 	}
+	ctx, finish := s.traceBatch(ctx, p.TenantID, len(rows))
 	var res Result
 	bounds := BoundsAt(s.Now(), s.MaxFuture)
 	err := s.db.InTenant(ctx, p.TenantID, func(tx pgx.Tx) error {
@@ -103,6 +108,7 @@ func (s *Store) Ingest(ctx context.Context, p rallye.Principal, rows []Row) (Res
 		res, err = ingest(ctx, tx, p.TenantID, rows, bounds)
 		return err
 	})
+	finish(res, err)
 	if err != nil {
 		return Result{}, err
 	}
@@ -361,12 +367,20 @@ func appendChanges(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, touched m
 	if err != nil {
 		return fmt.Errorf("lock feed: %w", err)
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO event_changes (tenant_id, version_id, sign)
-		SELECT $1, * FROM unnest($2::uuid[], $3::smallint[])`, tenantID, versions, signs)
+	const insert = `INSERT INTO event_changes (tenant_id, version_id, sign)
+		SELECT $1, * FROM unnest($2::uuid[], $3::smallint[])`
+	// A traced batch tells the consumers its last change and its trace.
+	var last int64
+	tp := traceParent(ctx)
+	if tp == "" {
+		_, err = tx.Exec(ctx, insert, tenantID, versions, signs)
+	} else {
+		err = tx.QueryRow(ctx, `WITH c AS (`+insert+` RETURNING seq) SELECT max(seq) FROM c`, tenantID, versions, signs).Scan(&last)
+	}
 	if err != nil {
 		return fmt.Errorf("insert feed changes: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, FeedChannel, tenantID.String()); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, FeedChannel, feedPayload(tenantID, last, tp)); err != nil {
 		return fmt.Errorf("notify feed: %w", err)
 	}
 	return nil

@@ -115,7 +115,7 @@ func woken(t *testing.T, what string, wake <-chan struct{}) {
 // the watchers of the slow board share one subscription, and once it is
 // made none of them misses the next announcement.
 func TestSlowSubscriptionDoesNotStallOtherBoards(t *testing.T) {
-	direct, keys := testutil.Redis(t)
+	direct, keys := testutil.RedisNode(t) // the node the proxy fronts
 	opt, err := redis.ParseURL(testutil.RedisURL())
 	if err != nil {
 		t.Fatal(err)

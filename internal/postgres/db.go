@@ -26,12 +26,28 @@ type DB struct {
 
 // Open connects a pool to url and checks that the server answers.
 func Open(ctx context.Context, url string, maxConns int32) (*DB, error) {
+	return OpenWith(ctx, url, PoolOptions{MaxConns: maxConns})
+}
+
+// PoolOptions adjust the pool OpenWith opens.
+type PoolOptions struct {
+	// MaxConns caps the pool (0: pgx's default).
+	MaxConns int32
+	// Tracer, when set, traces the pool's queries (OpenTelemetry).
+	Tracer pgx.QueryTracer
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, url string, o PoolOptions) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
-	if maxConns > 0 {
-		cfg.MaxConns = maxConns
+	if o.MaxConns > 0 {
+		cfg.MaxConns = o.MaxConns
+	}
+	if o.Tracer != nil {
+		cfg.ConnConfig.Tracer = o.Tracer
 	}
 	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		RegisterTypes(c.TypeMap())

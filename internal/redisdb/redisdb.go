@@ -23,19 +23,41 @@ type Options struct {
 	URL        string
 	Addrs      []string
 	MasterName string
+	// Cluster selects Redis Cluster even when one address is given (a
+	// managed cluster's configuration endpoint). Without Addrs, URL is then
+	// read as a cluster URL: redis[s]://[user:password@]host:port[?addr=host:port...],
+	// which carries the password and TLS a managed cluster needs.
+	Cluster bool
+	// Instrument, when set, is called on the client before it connects
+	// (tracing hooks: on a cluster they attach to each node client as it is
+	// created, so they must be in place before the first command).
+	Instrument func(redis.UniversalClient) error
 }
 
 // Open connects and checks that Redis answers.
 func Open(ctx context.Context, o Options) (redis.UniversalClient, error) {
 	var client redis.UniversalClient
-	if len(o.Addrs) > 0 {
-		client = redis.NewUniversalClient(&redis.UniversalOptions{Addrs: o.Addrs, MasterName: o.MasterName})
-	} else {
+	switch {
+	case len(o.Addrs) > 0:
+		client = redis.NewUniversalClient(&redis.UniversalOptions{Addrs: o.Addrs, MasterName: o.MasterName, IsClusterMode: o.Cluster})
+	case o.Cluster:
+		opts, err := redis.ParseClusterURL(o.URL)
+		if err != nil {
+			return nil, fmt.Errorf("parse redis cluster url: %w", err)
+		}
+		client = redis.NewClusterClient(opts)
+	default:
 		opts, err := redis.ParseURL(o.URL)
 		if err != nil {
 			return nil, fmt.Errorf("parse redis url: %w", err)
 		}
 		client = redis.NewClient(opts)
+	}
+	if o.Instrument != nil {
+		if err := o.Instrument(client); err != nil {
+			_ = client.Close()
+			return nil, err
+		}
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

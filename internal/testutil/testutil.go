@@ -30,10 +30,23 @@ import (
 )
 
 // Addresses of the services, overridable for unusual machines.
+// RALLYE_TEST_REDIS_CLUSTER (host:port,...) runs the Redis tests against a
+// Redis Cluster instead of the single node (`make test-cluster`).
 var (
-	postgresURL = envOr("RALLYE_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
-	redisURL    = envOr("RALLYE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+	postgresURL  = envOr("RALLYE_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
+	redisURL     = envOr("RALLYE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+	clusterAddrs = splitAddrs(os.Getenv("RALLYE_TEST_REDIS_CLUSTER"))
 )
+
+func splitAddrs(s string) []string {
+	var out []string
+	for a := range strings.SplitSeq(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
 
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
@@ -118,16 +131,53 @@ func DB(t testing.TB) *postgres.DB {
 	return db
 }
 
-// RedisURL is the Redis the tests use.
+// RedisURL is the single-node Redis the tests use.
 func RedisURL() string { return redisURL }
 
+// RedisClusterAddrs are the addresses of the Redis Cluster the tests use
+// instead of the single node, or nil.
+func RedisClusterAddrs() []string { return clusterAddrs }
+
+// RedisOptions selects the Redis of the tests: the cluster when
+// RALLYE_TEST_REDIS_CLUSTER is set, the single node otherwise.
+func RedisOptions() redisdb.Options {
+	if len(clusterAddrs) > 0 {
+		return redisdb.Options{Addrs: clusterAddrs, Cluster: true}
+	}
+	return redisdb.Options{URL: redisURL}
+}
+
 // Redis returns a client and a key prefix private to the test; the test's
-// keys are deleted when it ends.
+// keys are deleted when it ends. In cluster mode the client is a
+// *redis.ClusterClient and the cluster must report cluster_state:ok.
 func Redis(t testing.TB) (redis.UniversalClient, redisdb.Keyspace) {
 	t.Helper()
-	client, err := redisdb.Open(context.Background(), redisdb.Options{URL: redisURL})
+	return openRedis(t, RedisOptions())
+}
+
+// RedisNode is Redis for a test that talks to the single node whatever the
+// mode (one that puts its own proxy in front of RedisURL, for instance).
+func RedisNode(t testing.TB) (redis.UniversalClient, redisdb.Keyspace) {
+	t.Helper()
+	return openRedis(t, redisdb.Options{URL: redisURL})
+}
+
+func openRedis(t testing.TB, o redisdb.Options) (redis.UniversalClient, redisdb.Keyspace) {
+	t.Helper()
+	ctx := context.Background()
+	client, err := redisdb.Open(ctx, o)
 	if err != nil {
+		if len(o.Addrs) > 0 {
+			t.Fatalf("Redis Cluster at %v: %v; start it with: .ci/redis-cluster", clusterAddrs, err)
+		}
 		t.Fatalf("Redis at %s: %v; start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no", redisURL, err)
+	}
+	if len(o.Addrs) > 0 {
+		info, err := client.ClusterInfo(ctx).Result()
+		if err != nil || !strings.Contains(info, "cluster_state:ok") {
+			_ = client.Close()
+			t.Fatalf("Redis Cluster at %v is not healthy (%v): %s", clusterAddrs, err, info)
+		}
 	}
 	keys := redisdb.Keyspace{Prefix: NewRedisPrefix()}
 	t.Cleanup(func() {
@@ -144,19 +194,31 @@ func NewRedisPrefix() string {
 	return "test:" + hex.EncodeToString(b) + ":"
 }
 
-// DeleteKeys deletes every key under prefix.
+// DeleteKeys deletes every key under prefix, on every master of a cluster.
 func DeleteKeys(ctx context.Context, client redis.UniversalClient, prefix string) {
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		_ = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			deleteKeys(ctx, node, prefix)
+			return nil
+		})
+		return
+	}
+	deleteKeys(ctx, client, prefix)
+}
+
+// deleteKeys deletes one node's keys under prefix. One DEL per key (in a
+// pipeline): on a cluster node, a DEL of several keys must stay in one slot.
+func deleteKeys(ctx context.Context, client redis.Cmdable, prefix string) {
 	iter := client.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	var batch []string
+	pipe := client.Pipeline()
 	for iter.Next(ctx) {
-		batch = append(batch, iter.Val())
-		if len(batch) == 500 {
-			client.Del(ctx, batch...)
-			batch = batch[:0]
+		pipe.Del(ctx, iter.Val())
+		if pipe.Len() == 500 {
+			_, _ = pipe.Exec(ctx)
 		}
 	}
-	if len(batch) > 0 {
-		client.Del(ctx, batch...)
+	if pipe.Len() > 0 {
+		_, _ = pipe.Exec(ctx)
 	}
 }
 

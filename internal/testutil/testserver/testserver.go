@@ -42,25 +42,37 @@ type Option func(*config.Config)
 // Start starts a server; it stops when the test ends.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	var logOut io.Writer = io.Discard
-	if os.Getenv("RALLYE_TEST_LOG") != "" {
-		logOut = os.Stderr
-	}
-	return start(t, logOut, opts)
+	return start(t, testLog(), app.Options{}, opts)
+}
+
+// StartWith starts a server built with o (tracing, for instance).
+func StartWith(t testing.TB, o app.Options, opts ...Option) *Server {
+	t.Helper()
+	return start(t, testLog(), o, opts)
 }
 
 // StartLogging starts a server that writes its logs (JSON lines) to w, for
 // tests that check what the server logs. w must be safe for concurrent use.
 func StartLogging(t testing.TB, w io.Writer, opts ...Option) *Server {
 	t.Helper()
-	return start(t, w, opts)
+	return start(t, w, app.Options{}, opts)
 }
 
-func start(t testing.TB, logOut io.Writer, opts []Option) *Server {
+// testLog is where test servers log: nowhere, or stderr with RALLYE_TEST_LOG.
+func testLog() io.Writer {
+	if os.Getenv("RALLYE_TEST_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
+}
+
+func start(t testing.TB, logOut io.Writer, o app.Options, opts []Option) *Server {
 	t.Helper()
 	cfg := config.Config{
 		DatabaseMaxConns:   10,
 		RedisURL:           testutil.RedisURL(),
+		RedisAddrs:         testutil.RedisClusterAddrs(),
+		RedisCluster:       len(testutil.RedisClusterAddrs()) > 0,
 		RedisPrefix:        testutil.NewRedisPrefix(),
 		Addr:               "127.0.0.1:0",
 		ShutdownTimeout:    5 * time.Second,
@@ -81,7 +93,8 @@ func start(t testing.TB, logOut io.Writer, opts []Option) *Server {
 	}
 	log := slog.New(slog.NewJSONHandler(logOut, nil))
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, log, app.Options{SkipMigrate: true})
+	o.SkipMigrate = true
+	a, err := app.New(ctx, cfg, log, o)
 	if err != nil {
 		cancel()
 		t.Fatalf("start server: %v", err)
