@@ -10,6 +10,7 @@
 //	rallye load leaderboard   measure the leaderboards under load
 //	rallye kpi install-model  install the seed article's KPI model for a company
 //	rallye load events        measure ingestion and dashboards under load
+//	rallye feed dead-letters  list the change feed's dead letters (feed retry|discard ID)
 //
 // Settings come from environment variables (see the README).
 package main
@@ -44,6 +45,7 @@ var commands = []command{
 	{"leaderboard", "rebuild live rankings from PostgreSQL: leaderboard rebuild [--tenant SLUG] [--board ID]", runLeaderboard},
 	{"kpi", "install the ready-to-use KPI model: kpi install-model --tenant SLUG", runKPI},
 	{"load", "measure under load (minutes, not for CI): load events|leaderboard [flags]", runLoad},
+	{"feed", "the change feed's dead letters: feed dead-letters [--tenant SLUG] [--all] | feed retry ID | feed discard ID", runFeed},
 }
 
 // environment is what every command starts from.

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/rallyehq/rallye/internal/postgres"
 	"github.com/rallyehq/rallye/internal/rallye"
+	"github.com/rallyehq/rallye/internal/redisdb"
 )
 
 // connectCodes maps each domain error code to its protocol status. It is the
@@ -25,11 +29,37 @@ var connectCodes = map[rallye.Code]connect.Code{
 	rallye.CodeInternal:           connect.CodeInternal,
 }
 
+// ReasonCacheUnavailable is the google.rpc.ErrorInfo reason of an
+// unavailable Redis.
+const ReasonCacheUnavailable = "CACHE_UNAVAILABLE"
+
+// defaultRetryAfter is the google.rpc.RetryInfo delay of unavailable errors
+// that do not name one: clients wait at least that long, then back off.
+const defaultRetryAfter = time.Second
+
+// dependencyError gives a domain code to an error that reached the
+// transport without one but says that PostgreSQL or Redis was momentarily
+// out of reach (a connection lost outside a transaction, a Redis read):
+// the client should retry, as for any unavailable error.
+func dependencyError(err error) (*rallye.Error, bool) {
+	switch {
+	case postgres.IsDriverError(err) && postgres.IsUnavailable(err):
+		return rallye.AsError(postgres.Unavailable(err))
+	case redisdb.IsUnavailable(err):
+		// PostgreSQL's errors are classified as they leave a transaction
+		// (postgres.DB): a bare network error here is Redis's.
+		return &rallye.Error{Code: rallye.CodeUnavailable, Reason: ReasonCacheUnavailable, Cause: err,
+			Message: "the live data store is momentarily unavailable; retry with backoff"}, true
+	}
+	return nil, false
+}
+
 // toConnect turns any error a handler returns into a Connect error: domain
 // errors keep their message (and name their field), Connect errors built by
-// interceptors pass through, cancellations stay cancellations, and anything
-// else becomes a generic Internal error that points at the request id (the
-// cause is logged by the caller, not sent).
+// interceptors pass through, cancellations stay cancellations, PostgreSQL or
+// Redis out of reach is Unavailable (with google.rpc.RetryInfo and
+// ErrorInfo), and anything else becomes a generic Internal error that
+// points at the request id (the cause is logged by the caller, not sent).
 func toConnect(ctx context.Context, err error) *connect.Error {
 	var ce *connect.Error
 	if errors.As(err, &ce) {
@@ -48,7 +78,9 @@ func toConnect(ctx context.Context, err error) *connect.Error {
 	}
 	e, ok := rallye.AsError(err)
 	if !ok || e.Code == rallye.CodeInternal {
-		return internalError(ctx)
+		if e, ok = dependencyError(err); !ok {
+			return internalError(ctx)
+		}
 	}
 	code, ok := connectCodes[e.Code]
 	if !ok {
@@ -71,6 +103,15 @@ func toConnect(ctx context.Context, err error) *connect.Error {
 			out.AddDetail(d)
 		}
 	}
+	if code == connect.CodeUnavailable {
+		wait := e.RetryAfter
+		if wait <= 0 {
+			wait = defaultRetryAfter
+		}
+		if d, derr := connect.NewErrorDetail(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)}); derr == nil {
+			out.AddDetail(d)
+		}
+	}
 	return out
 }
 
@@ -79,4 +120,20 @@ func toConnect(ctx context.Context, err error) *connect.Error {
 func internalError(ctx context.Context) *connect.Error {
 	return connect.NewError(connect.CodeInternal,
 		fmt.Errorf("internal error; quote request id %s to the support", requestID(ctx)))
+}
+
+// retryDelay returns the google.rpc.RetryInfo delay of err, if it has one.
+func retryDelay(err error) (time.Duration, bool) {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return 0, false
+	}
+	for _, d := range ce.Details() {
+		if v, derr := d.Value(); derr == nil {
+			if ri, ok := v.(*errdetails.RetryInfo); ok {
+				return ri.GetRetryDelay().AsDuration(), true
+			}
+		}
+	}
+	return 0, false
 }

@@ -4,12 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
+	"github.com/rallyehq/rallye/internal/postgres"
 	"github.com/rallyehq/rallye/internal/rallye"
 )
 
@@ -76,5 +84,60 @@ func TestToConnect(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDependencyErrorsAreUnavailable: PostgreSQL or Redis out of reach is
+// unavailable, with the reason and a retry delay, never internal.
+func TestDependencyErrorsAreUnavailable(t *testing.T) {
+	ctx := context.WithValue(context.Background(), requestInfoKey{}, &requestInfo{id: "req-42"})
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	tests := []struct {
+		name   string
+		err    error
+		reason string
+		delay  time.Duration
+	}{
+		{"AdminShutdownAfterRetries", postgres.Unavailable(fmt.Errorf("insert events: %w",
+			&pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"})),
+			postgres.ReasonUnavailable, time.Second},
+		{"DeadlockAfterRetries", postgres.Unavailable(&pgconn.PgError{Code: "40P01"}), postgres.ReasonContention, time.Second},
+		{"SerializationAfterRetries", postgres.Unavailable(&pgconn.PgError{Code: "40001"}), postgres.ReasonContention, time.Second},
+		{"RawAdminShutdown", fmt.Errorf("read: %w", &pgconn.PgError{Code: "57P01"}), postgres.ReasonUnavailable, time.Second},
+		{"RawCannotConnectNow", &pgconn.PgError{Code: "57P03"}, postgres.ReasonUnavailable, time.Second},
+		{"RedisRefused", fmt.Errorf("read ranking: %w", refused), ReasonCacheUnavailable, time.Second},
+		{"RedisPoolTimeout", fmt.Errorf("read ranking: %w", redis.ErrPoolTimeout), ReasonCacheUnavailable, time.Second},
+		{"RedisEOF", fmt.Errorf("read ranking: %w", io.EOF), ReasonCacheUnavailable, time.Second},
+		{"BoardRebuilding", &rallye.Error{Code: rallye.CodeUnavailable, Reason: "BOARD_REBUILDING", Message: "rebuilding",
+			RetryAfter: 3 * time.Second}, "BOARD_REBUILDING", 3 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := toConnect(ctx, tt.err)
+			if got.Code() != connect.CodeUnavailable {
+				t.Fatalf("code = %v (%v), want unavailable", got.Code(), got)
+			}
+			var reason string
+			var delay time.Duration
+			for _, d := range got.Details() {
+				v, err := d.Value()
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch v := v.(type) {
+				case *errdetails.ErrorInfo:
+					reason = v.Reason
+				case *errdetails.RetryInfo:
+					delay = v.GetRetryDelay().AsDuration()
+				}
+			}
+			if reason != tt.reason || delay != tt.delay {
+				t.Fatalf("reason %q, retry delay %s; want %q, %s", reason, delay, tt.reason, tt.delay)
+			}
+		})
+	}
+	// Not a dependency: still internal.
+	if got := toConnect(ctx, &pgconn.PgError{Code: "23505"}); got.Code() != connect.CodeInternal {
+		t.Fatalf("a unique violation reaching the transport is %v, want internal", got.Code())
 	}
 }

@@ -100,7 +100,7 @@ func eventFromProto(in *rallyev1.SalesEvent) (event.Row, error) {
 	}
 	e := event.Event{
 		Source: in.GetSource(), ExternalID: in.GetExternalId(), Revision: in.GetRevision(), Type: event.Type(in.GetType()),
-		OccurredAt: in.GetOccurredAt().AsTime(), Retracted: in.GetRetracted(), UserID: rep, RepExternalID: in.GetRepExternalId(),
+		Retracted: in.GetRetracted(), UserID: rep, RepExternalID: in.GetRepExternalId(),
 		AccountID: in.GetAccountId(), OpportunityID: in.GetOpportunityId(), LeadID: in.GetLeadId(),
 		Amount: in.GetAmount().GetMinorUnits(), Currency: in.GetAmount().GetCurrency(), GrossMargin: in.GetGrossMargin().GetMinorUnits(),
 		Segment: in.GetSegment(), Product: in.GetProduct(), DealKind: in.GetDealKind(), Stage: in.GetStage(), FromStage: in.GetFromStage(),
@@ -114,17 +114,26 @@ func eventFromProto(in *rallyev1.SalesEvent) (event.Row, error) {
 		return event.Row{}, rallye.Invalid("gross_margin.currency", "must be the amount's currency")
 	}
 	for _, t := range []struct {
-		set  bool
-		dst  *time.Time
-		from interface{ AsTime() time.Time }
+		field string
+		dst   *time.Time
+		from  *timestamppb.Timestamp
 	}{
-		{in.OpportunityCreatedAt != nil, &e.OpportunityCreatedAt, in.GetOpportunityCreatedAt()},
-		{in.StageEnteredAt != nil, &e.StageEnteredAt, in.GetStageEnteredAt()},
-		{in.LeadCreatedAt != nil, &e.LeadCreatedAt, in.GetLeadCreatedAt()},
-		{in.TicketOpenedAt != nil, &e.TicketOpenedAt, in.GetTicketOpenedAt()},
+		{"occurred_at", &e.OccurredAt, in.GetOccurredAt()},
+		{"opportunity_created_at", &e.OpportunityCreatedAt, in.GetOpportunityCreatedAt()},
+		{"stage_entered_at", &e.StageEnteredAt, in.GetStageEnteredAt()},
+		{"lead_created_at", &e.LeadCreatedAt, in.GetLeadCreatedAt()},
+		{"ticket_opened_at", &e.TicketOpenedAt, in.GetTicketOpenedAt()},
 	} {
-		if t.set {
-			*t.dst = t.from.AsTime()
+		if t.from == nil {
+			continue // absent: the domain says which times a type requires
+		}
+		if err := t.from.CheckValid(); err != nil {
+			return event.Row{}, rallye.Invalid(t.field, "is not a valid timestamp (years 0001 to 9999, nanos below 10^9)")
+		}
+		// The domain reads a zero time as absent: a time that was sent
+		// but reads as zero (0001-01-01T00:00:00Z) is refused as such.
+		if *t.dst = t.from.AsTime(); t.dst.IsZero() {
+			return event.Row{}, event.TooEarly(t.field, *t.dst)
 		}
 	}
 	return event.Row{Event: e, HasAmount: in.Amount != nil}, nil

@@ -118,6 +118,8 @@ func (o *observer) end(ctx context.Context, procedure string, start time.Time, e
 		log.Debug("rpc", attrs...)
 	case code == connect.CodeInternal.String() || code == connect.CodeUnknown.String():
 		log.Error("rpc failed", append(attrs, "error", err.Error())...)
+	case code == connect.CodeUnavailable.String(): // a dependency dropped: the cause says which
+		log.Warn("rpc unavailable", append(attrs, "error", err.Error())...)
 	default:
 		log.Info("rpc refused", append(attrs, "error", out.Error())...)
 	}

@@ -50,6 +50,8 @@ var rules = map[string][]rallye.Role{
 	rallyev1connect.EventServiceListEventsProcedure:          anyone,
 	rallyev1connect.EventServiceGetSourceWatermarksProcedure: staff,
 
+	rallyev1connect.FeedServiceListDeadLettersProcedure: admins,
+
 	rallyev1connect.ChallengeServiceCreateChallengeProcedure:             leads,
 	rallyev1connect.ChallengeServiceCreateChallengeFromTemplateProcedure: leads,
 	rallyev1connect.ChallengeServiceGetChallengeProcedure:                people,

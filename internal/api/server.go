@@ -91,6 +91,7 @@ func NewHandler(d Deps) (http.Handler, error) {
 	mount(rallyev1connect.NewAccessServiceHandler(&accessHandler{keys: d.APIKeys}, opts))
 	events := &eventHandler{store: d.Events, validator: validator}
 	mount(rallyev1connect.NewEventServiceHandler(events, opts))
+	mount(rallyev1connect.NewFeedServiceHandler(&feedHandler{store: d.Events}, opts))
 	challenges := &challengeHandler{svc: d.Challenges, validator: validator}
 	mount(rallyev1connect.NewChallengeServiceHandler(challenges, opts))
 	mount(rallyev1connect.NewChallengeTemplateServiceHandler(challenges, opts))

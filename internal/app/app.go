@@ -180,6 +180,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	}, a.Org, a.APIKeys)
 	a.Org.Forget = a.Auth.ForgetUser
 	a.Events = event.NewStore(db)
+	if cfg.EventMaxFuture > 0 {
+		a.Events.MaxFuture = cfg.EventMaxFuture
+	}
 	// Consumers of the change feed register here.
 	a.Feed = event.NewFeed(db, log.With("component", "feed"))
 	if o.Tracing.On() {
@@ -191,6 +194,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	// (a small backlog is still read at once).
 	a.Feed.BatchSize = 20000
 	a.Feed.Sweep = cfg.FeedSweep
+	a.Feed.Retry = event.RetryPolicy{MaxAttempts: cfg.FeedMaxAttempts, Base: cfg.FeedRetryBase, Max: cfg.FeedRetryMax}
+	a.Registry.MustRegister(a.Feed.Collectors()...)
 	a.Feed.Register(a.KPI.Rollups())
 	a.Feed.Register(a.Challenges.Progress())
 	a.Feed.Register(a.Rewards.Activity())

@@ -667,23 +667,40 @@ func checkReward(r Reward, prefix string) error {
 	return checkText(prefix+"label", r.Label, false, 200)
 }
 
-// points returns what a rule gives for e, and whether it applies.
-func (r compiledRule) points(e event.Event, loc *time.Location) (int64, bool) {
-	if !r.types[e.Type] || !r.filter.Matches(e, loc) {
-		return 0, false
+// maxEventPoints bounds what one event may give through one rule. Points
+// add up in int64 and, on the live boards, in Redis scores (float64, exact
+// below 2^53): a rule whose value or "per" would give more is reported as a
+// rule error rather than silently giving nothing or overflowing. With
+// amounts bounded at ingestion (event.MaxMinorUnits), "1 point per 100 EUR"
+// of the largest amount gives 10^10.
+const maxEventPoints = 1e12
+
+// maxMissionValue bounds one event's value for a mission: values are kept
+// in 1/10,000 units in int64.
+const maxMissionValue = 1e12
+
+// points returns what a rule gives for e and whether it applies; err reports
+// an expression that could not be evaluated or a result out of bounds (the
+// rule then gives nothing, and the caller reports it).
+func (r compiledRule) points(e event.Event, loc *time.Location) (int64, bool, error) {
+	if !r.types[e.Type] {
+		return 0, false, nil
+	}
+	if ok, err := r.filter.Matches(e, loc); !ok {
+		return 0, false, err
 	}
 	v := 1.0
 	if r.value != nil {
 		var err error
 		if v, err = r.value.Value(e, loc); err != nil {
-			return 0, false
+			return 0, false, err
 		}
 	}
 	units := math.Floor(v/r.Per + 1e-9) // 2900/100 is 29, not 28.999...
-	if math.Abs(units) > 1e9 {
-		return 0, false
+	if pts := units * float64(r.Points); math.Abs(pts) > maxEventPoints {
+		return 0, false, fmt.Errorf("the rule would give %.4g points for one event, beyond the %.0e one event may give", pts, maxEventPoints)
 	}
-	return int64(units) * r.Points, true
+	return int64(units) * r.Points, true, nil
 }
 
 // contribution is what one event gives one mission's accumulators.
@@ -699,24 +716,33 @@ type contribution struct {
 // valueScale turns values into exact integers: 1/10,000 of a unit.
 const valueScale = 10000
 
-// contribute returns what e gives m, and whether m counts it.
-func (m compiledMission) contribute(e event.Event, loc *time.Location) (contribution, bool) {
-	if m.IsManual() || !m.types[e.Type] || !m.filter.Matches(e, loc) {
-		return contribution{}, false
+// contribute returns what e gives m, and whether m counts it; err reports
+// an expression that could not be evaluated or a value out of bounds (a
+// hit filter that fails leaves the event counted, not as a hit).
+func (m compiledMission) contribute(e event.Event, loc *time.Location) (contribution, bool, error) {
+	if m.IsManual() || !m.types[e.Type] {
+		return contribution{}, false, nil
+	}
+	if ok, err := m.filter.Matches(e, loc); !ok {
+		return contribution{}, false, err
 	}
 	c := contribution{Value: valueScale}
 	if m.value != nil {
 		v, err := m.value.Value(e, loc)
-		if err != nil || math.Abs(v) > 1e12 {
-			return contribution{}, false
+		if err != nil {
+			return contribution{}, false, err
+		}
+		if math.Abs(v) > maxMissionValue {
+			return contribution{}, false, fmt.Errorf("the mission value %.4g of one event is beyond %.0e", v, maxMissionValue)
 		}
 		c.Value = int64(math.Round(v * valueScale))
 		c.Sample = v
 	}
+	var err error
 	if m.hit != nil {
-		c.Hit = m.hit.Matches(e, loc)
+		c.Hit, err = m.hit.Matches(e, loc)
 	}
-	return c, true
+	return c, true, err
 }
 
 // eventTypes lists the types a compiled definition reads, sorted.

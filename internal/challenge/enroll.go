@@ -284,7 +284,11 @@ func (s *Service) personalTargets(ctx context.Context, tx pgx.Tx, c *Challenge, 
 		q := event.CountedQuery{Users: users, Types: types,
 			From: c.StartsAt.AddDate(0, 0, -m.BaselineDays), To: c.StartsAt}
 		err := event.Counted(ctx, tx, c.TenantID, q, func(e event.Event) error {
-			if ct, ok := m.contribute(e, loc); ok {
+			ct, ok, err := m.contribute(e, loc)
+			if err != nil {
+				s.ruleError(ctx, fmt.Sprintf("challenge %s mission %s (baseline)", c.ID, m.Key), e, err)
+			}
+			if ok {
 				a := base[e.UserID]
 				if a == nil {
 					a = &acc{}

@@ -350,8 +350,12 @@ func (s *Service) pairDuels(ctx context.Context, tx pgx.Tx, c *Challenge) error 
 	loc := c.Location()
 	err = event.Counted(ctx, tx, c.TenantID, event.CountedQuery{Users: users, Types: types,
 		From: c.StartsAt.AddDate(0, 0, -30), To: c.StartsAt}, func(e event.Event) error {
-		for _, r := range cc.rules {
-			if p, ok := r.points(e, loc); ok {
+		for i, r := range cc.rules {
+			p, ok, err := r.points(e, loc)
+			if err != nil {
+				s.ruleError(ctx, fmt.Sprintf("challenge %s rule %d (duel pairing)", c.ID, i+1), e, err)
+			}
+			if ok {
 				strength[e.UserID] += p
 			}
 		}

@@ -1,6 +1,7 @@
 package challenge
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -118,22 +119,41 @@ func TestRulePoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A rule whose points per unit are tiny: the largest amount would give
+	// more than one event may.
+	fine, err := compileRule(Rule{EventTypes: []event.Type{event.DealWon}, Value: "amount", Per: 0.001, Points: 1000}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	attr, err := compileRule(Rule{EventTypes: []event.Type{event.DealWon}, Filter: `attributes["tier"] == "gold"`, Per: 1, Points: 5}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
-		name  string
-		cents int64
-		kind  string
-		want  int64
-		ok    bool
+		name    string
+		rule    compiledRule
+		cents   int64
+		kind    string
+		want    int64
+		ok      bool
+		evalErr bool
 	}{
-		{"Exact", 2900_00, "upsell", 29, true},
-		{"Floor", 2999_99, "upsell", 29, true},
-		{"Below", 99_99, "upsell", 0, true},
-		{"OtherKind", 2900_00, "new", 0, false},
+		{"Exact", r, 2900_00, "upsell", 29, true, false},
+		{"Floor", r, 2999_99, "upsell", 29, true, false},
+		{"Below", r, 99_99, "upsell", 0, true, false},
+		{"OtherKind", r, 2900_00, "new", 0, false, false},
+		// The largest amount ingestion accepts gives its points, exactly.
+		{"LargestAmount", r, event.MaxMinorUnits, "upsell", event.MaxMinorUnits / 100 / 100, true, false},
+		// int64-max minor units (refused at ingestion since) used to give 0
+		// without a word: it is a rule error now.
+		{"Int64MaxIsAnError", r, math.MaxInt64, "upsell", 0, false, true},
+		{"TooManyPointsIsAnError", fine, event.MaxMinorUnits, "upsell", 0, false, true},
+		{"MissingAttributeIsAnError", attr, 100, "upsell", 0, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := r.points(event.Event{Type: event.DealWon, Amount: tc.cents, DealKind: tc.kind}, time.UTC)
-			if got != tc.want || ok != tc.ok {
-				t.Fatalf("points %d %v, want %d %v", got, ok, tc.want, tc.ok)
+			got, ok, err := tc.rule.points(event.Event{Type: event.DealWon, Amount: tc.cents, DealKind: tc.kind}, time.UTC)
+			if got != tc.want || ok != tc.ok || (err != nil) != tc.evalErr {
+				t.Fatalf("points %d %v %v, want %d %v (error: %v)", got, ok, err, tc.want, tc.ok, tc.evalErr)
 			}
 		})
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rallyehq/rallye/internal/event"
 	"github.com/rallyehq/rallye/internal/outbox"
+	"github.com/rallyehq/rallye/internal/rallye"
 )
 
 // Progress is the change-feed consumer that moves missions and points.
@@ -28,21 +29,25 @@ func (*Progress) Name() string { return ProgressConsumer }
 // Consume implements event.Consumer: it applies changes, in feed order, to
 // the challenges whose window holds them and that read their type; the
 // points are published after commit.
-func (pc *Progress) Consume(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, changes []event.Change) (func(context.Context), error) {
+func (pc *Progress) Consume(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, changes []event.Change) (event.Applied, error) {
 	b, err := pc.s.newBatch(ctx, tx, tenantID, changes)
 	if err != nil || b == nil {
-		return nil, err
+		return event.Applied{}, err
 	}
 	for _, ch := range changes {
 		if err := b.apply(ch); err != nil {
-			return nil, err
+			return event.Applied{}, err
 		}
 	}
 	receipts, err := b.flush()
-	if err != nil || len(receipts) == 0 {
-		return nil, err
+	if err != nil {
+		return event.Applied{}, err
 	}
-	return receipts.Publish, nil
+	out := event.Applied{RuleErrors: b.ruleErrors}
+	if len(receipts) > 0 {
+		out.After = receipts.Publish
+	}
+	return out, nil
 }
 
 type enrollmentKey struct{ challenge, user uuid.UUID }
@@ -79,6 +84,9 @@ type batch struct {
 	messages []outbox.Message
 	// approvedBy names the reviewer when the batch applies an approval.
 	approvedBy string
+	// ruleErrors are the rules and missions that could not be evaluated
+	// for a change: the change gave nothing through them.
+	ruleErrors []event.RuleError
 }
 
 // newBatch prepares a batch for changes: the live challenges they may
@@ -325,8 +333,13 @@ func (b *batch) give(c *Challenge, cc *compiled, ch event.Change) error {
 		present: true, changed: true}
 	cause := causeOf(c)
 	cause.EventType = string(e.Type)
-	for _, r := range cc.rules {
-		if p, ok := r.points(e, loc); ok {
+	for i, r := range cc.rules {
+		p, ok, err := r.points(e, loc)
+		if err != nil {
+			b.ruleErrors = append(b.ruleErrors, event.RuleError{
+				Rule: fmt.Sprintf("challenge %s rule %d", c.ID, i+1), Seq: ch.Seq, Event: e, Err: err})
+		}
+		if ok {
 			row.points += p
 			if len(cause.Rules) < 3 {
 				cause.Rules = append(cause.Rules, r.Label)
@@ -338,7 +351,12 @@ func (b *batch) give(c *Challenge, cc *compiled, ch event.Change) error {
 		if m.Scope == ScopeTeam && en.TeamID == uuid.Nil {
 			continue
 		}
-		if ct, ok := m.contribute(e, loc); ok {
+		ct, ok, err := m.contribute(e, loc)
+		if err != nil {
+			b.ruleErrors = append(b.ruleErrors, event.RuleError{
+				Rule: fmt.Sprintf("challenge %s mission %s", c.ID, m.Key), Seq: ch.Seq, Event: e, Err: err})
+		}
+		if ok {
 			ct.Mission = c.Missions[i].ID.String()
 			row.missions = append(row.missions, ct)
 			affected[i] = true
@@ -700,4 +718,16 @@ func nonNil(xs []float64) []float64 {
 		return []float64{}
 	}
 	return xs
+}
+
+// ruleError logs a rule that could not be evaluated for a past event read
+// outside the change feed (baselines, duel pairing): the event gives
+// nothing through it. The feed reports those of the changes it applies.
+func (s *Service) ruleError(ctx context.Context, rule string, e event.Event, err error) {
+	log := s.log
+	if log == nil {
+		log = rallye.Logger(ctx)
+	}
+	log.Warn("rule not evaluated; the event is skipped by it", "tenant_id", e.TenantID, "rule", rule,
+		"version_id", e.VersionID, "source", e.Source, "external_id", e.ExternalID, "type", e.Type, "error", err)
 }

@@ -127,9 +127,9 @@ func TestChangeAppliedOnce(t *testing.T) {
 	}
 	for range 2 {
 		err := b.db.InTenant(context.Background(), b.tenant.ID, func(tx pgx.Tx) error {
-			after, err := b.svc.Progress().Consume(context.Background(), tx, b.tenant.ID, changes)
-			if after != nil {
-				defer after(context.Background())
+			applied, err := b.svc.Progress().Consume(context.Background(), tx, b.tenant.ID, changes)
+			if applied.After != nil {
+				defer applied.After(context.Background())
 			}
 			return err
 		})

@@ -80,6 +80,17 @@ type Config struct {
 	WatchRefresh           time.Duration `env:"RALLYE_WATCH_REFRESH" envDefault:"10s"`
 	FeedSweep              time.Duration `env:"RALLYE_FEED_SWEEP" envDefault:"30s"`
 	LeaderboardRepairDelay time.Duration `env:"RALLYE_LEADERBOARD_REPAIR_DELAY" envDefault:"1s"`
+
+	// EventMaxFuture is how far ahead of the server's clock an event's
+	// occurred_at may be (0: event.DefaultMaxFuture).
+	EventMaxFuture time.Duration `env:"RALLYE_EVENT_MAX_FUTURE" envDefault:"24h"`
+	// FeedMaxAttempts is how many times the change feed tries a change a
+	// consumer fails to apply before moving it to the dead letters; between
+	// attempts it waits FeedRetryBase, doubling up to FeedRetryMax, jittered
+	// (0: the feed's defaults).
+	FeedMaxAttempts int           `env:"RALLYE_FEED_MAX_ATTEMPTS" envDefault:"8"`
+	FeedRetryBase   time.Duration `env:"RALLYE_FEED_RETRY_BASE" envDefault:"1s"`
+	FeedRetryMax    time.Duration `env:"RALLYE_FEED_RETRY_MAX" envDefault:"5m"`
 }
 
 // DefaultMaxRequestBytes is the default request size limit, 4 MiB: a batch
@@ -184,6 +195,18 @@ func (c Config) Validate() error {
 	}
 	if c.ChallengeFinalizeCheck < 0 {
 		bad("RALLYE_CHALLENGE_FINALIZE_CHECK", "must not be negative")
+	}
+	if c.EventMaxFuture < 0 || c.EventMaxFuture > 366*24*time.Hour {
+		bad("RALLYE_EVENT_MAX_FUTURE", "must be between 0 and 8784h (a year), got %s", c.EventMaxFuture)
+	}
+	if c.FeedMaxAttempts < 0 || c.FeedMaxAttempts > 1000 {
+		bad("RALLYE_FEED_MAX_ATTEMPTS", "must be between 1 and 1000 (0: the default), got %d", c.FeedMaxAttempts)
+	}
+	if c.FeedRetryBase < 0 {
+		bad("RALLYE_FEED_RETRY_BASE", "must not be negative")
+	}
+	if c.FeedRetryMax < 0 || (c.FeedRetryMax > 0 && c.FeedRetryMax < c.FeedRetryBase) {
+		bad("RALLYE_FEED_RETRY_MAX", "must not be below RALLYE_FEED_RETRY_BASE (%s), got %s", c.FeedRetryBase, c.FeedRetryMax)
 	}
 	if c.WatchRefresh < 0 {
 		bad("RALLYE_WATCH_REFRESH", "must not be negative")

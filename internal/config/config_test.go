@@ -44,6 +44,9 @@ func TestValidateNamesTheVariable(t *testing.T) {
 		{"NegativeWatchRefresh", map[string]string{"RALLYE_WATCH_REFRESH": "-1s"}, "RALLYE_WATCH_REFRESH"},
 		{"NegativeFeedSweep", map[string]string{"RALLYE_FEED_SWEEP": "-1s"}, "RALLYE_FEED_SWEEP"},
 		{"NegativeRepairDelay", map[string]string{"RALLYE_LEADERBOARD_REPAIR_DELAY": "-1s"}, "RALLYE_LEADERBOARD_REPAIR_DELAY"},
+		{"NegativeEventFuture", map[string]string{"RALLYE_EVENT_MAX_FUTURE": "-1h"}, "RALLYE_EVENT_MAX_FUTURE"},
+		{"FeedAttempts", map[string]string{"RALLYE_FEED_MAX_ATTEMPTS": "-2"}, "RALLYE_FEED_MAX_ATTEMPTS"},
+		{"FeedRetryMaxBelowBase", map[string]string{"RALLYE_FEED_RETRY_BASE": "10s", "RALLYE_FEED_RETRY_MAX": "1s"}, "RALLYE_FEED_RETRY_MAX"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -40,11 +40,11 @@ type recorder struct {
 
 func (r *recorder) Name() string { return "test-recorder" }
 
-func (r *recorder) Consume(_ context.Context, _ pgx.Tx, _ uuid.UUID, changes []event.Change) (func(context.Context), error) {
+func (r *recorder) Consume(_ context.Context, _ pgx.Tx, _ uuid.UUID, changes []event.Change) (event.Applied, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.changes = append(r.changes, changes...)
-	return nil, nil
+	return event.Applied{}, nil
 }
 
 // counted returns the versions whose changes sum to +1, failing on any other

@@ -97,18 +97,22 @@ func compile(field, src string, want ...*cel.Type) (*Expr, error) {
 }
 
 // Matches evaluates a filter for e, with tz the company's time zone (for
-// hour and weekday); a nil filter matches everything. An
-// evaluation error (a missing attribute key...) does not match.
-func (x *Expr) Matches(e Event, tz *time.Location) bool {
+// hour and weekday); a nil filter matches everything. An evaluation error
+// (a missing attribute key...) does not match, and is returned so that the
+// caller reports it (see RuleError).
+func (x *Expr) Matches(e Event, tz *time.Location) (bool, error) {
 	if x == nil {
-		return true
+		return true, nil
 	}
 	out, _, err := x.prog.Eval(&activation{e: &e, tz: tz})
 	if err != nil {
-		return false
+		return false, fmt.Errorf("expression %q: %w", x.Source, err)
 	}
 	b, ok := out.Value().(bool)
-	return ok && b
+	if !ok {
+		return false, fmt.Errorf("expression %q gave %v, not a bool", x.Source, out.Type())
+	}
+	return b, nil
 }
 
 // Value evaluates a numeric expression; errors and non-finite results are
@@ -116,7 +120,7 @@ func (x *Expr) Matches(e Event, tz *time.Location) bool {
 func (x *Expr) Value(e Event, tz *time.Location) (float64, error) {
 	out, _, err := x.prog.Eval(&activation{e: &e, tz: tz})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("expression %q: %w", x.Source, err)
 	}
 	var v float64
 	switch n := out.(type) {

@@ -15,25 +15,27 @@ func TestExpressions(t *testing.T) {
 		OccurredAt: time.Date(2026, 3, 11, 22, 30, 0, 0, time.UTC), OpportunityCreatedAt: created,
 		Attributes: map[string]string{"region": "north"}}
 	filters := []struct {
-		src  string
-		want bool
+		src     string
+		want    bool
+		evalErr bool
 	}{
-		{`deal_kind == "upsell"`, true},
-		{`segment in ["smb", "mid-market"]`, false},
-		{`amount > 1250.0 && amount < 1251.0`, true},
-		{`cycle_days == 10.5625`, true},
-		{`hour == 23 && weekday == 3`, true}, // 22:30 UTC is 23:30 on Wednesday in Paris
-		{`attributes["region"] == "north"`, true},
-		{`attributes["missing"] == "x"`, false}, // an evaluation error does not match
-		{`score >= 9`, true},
+		{`deal_kind == "upsell"`, true, false},
+		{`segment in ["smb", "mid-market"]`, false, false},
+		{`amount > 1250.0 && amount < 1251.0`, true, false},
+		{`cycle_days == 10.5625`, true, false},
+		{`hour == 23 && weekday == 3`, true, false}, // 22:30 UTC is 23:30 on Wednesday in Paris
+		{`attributes["region"] == "north"`, true, false},
+		{`attributes["missing"] == "x"`, false, true}, // an evaluation error does not match, and says so
+		{`score >= 9`, true, false},
 	}
 	for _, f := range filters {
 		x, err := CompileFilter("filter", f.src)
 		if err != nil {
 			t.Fatalf("%s: %v", f.src, err)
 		}
-		if got := x.Matches(won, paris); got != f.want {
-			t.Errorf("%s = %v, want %v", f.src, got, f.want)
+		got, err := x.Matches(won, paris)
+		if got != f.want || (err != nil) != f.evalErr {
+			t.Errorf("%s = %v, %v; want %v (error: %v)", f.src, got, err, f.want, f.evalErr)
 		}
 	}
 	v, err := CompileValue("value", `score >= 9 ? 1 : (score <= 6 ? -1 : 0)`)
@@ -48,7 +50,9 @@ func TestExpressions(t *testing.T) {
 			t.Errorf("%q compiled: %v", bad, err)
 		}
 	}
-	if x, _ := CompileFilter("filter", "  "); x != nil || !x.Matches(won, paris) {
+	if x, _ := CompileFilter("filter", "  "); x != nil || !must(x.Matches(won, paris)) {
 		t.Error("an empty filter must match everything")
 	}
 }
+
+func must(ok bool, err error) bool { return ok && err == nil }

@@ -17,9 +17,9 @@ import (
 type countingConsumer struct{ seen []Change }
 
 func (c *countingConsumer) Name() string { return "counting" }
-func (c *countingConsumer) Consume(_ context.Context, _ pgx.Tx, _ uuid.UUID, ch []Change) (func(context.Context), error) {
+func (c *countingConsumer) Consume(_ context.Context, _ pgx.Tx, _ uuid.UUID, ch []Change) (Applied, error) {
 	c.seen = append(c.seen, ch...)
-	return nil, nil
+	return Applied{}, nil
 }
 
 // TestFeedCommitsInOrder holds a batch's transaction open after it wrote
@@ -47,7 +47,7 @@ func TestFeedCommitsInOrder(t *testing.T) {
 	first := make(chan error, 1)
 	go func() {
 		first <- db.InTenant(ctx, tenant.ID, func(tx pgx.Tx) error {
-			if _, err := ingest(ctx, tx, tenant.ID, spend("early")); err != nil {
+			if _, err := ingest(ctx, tx, tenant.ID, spend("early"), BoundsAt(time.Now(), DefaultMaxFuture)); err != nil {
 				return err
 			}
 			close(written)
@@ -59,7 +59,7 @@ func TestFeedCommitsInOrder(t *testing.T) {
 	second := make(chan error, 1)
 	go func() {
 		second <- db.InTenant(ctx, tenant.ID, func(tx pgx.Tx) error {
-			_, err := ingest(ctx, tx, tenant.ID, spend("late"))
+			_, err := ingest(ctx, tx, tenant.ID, spend("late"), BoundsAt(time.Now(), DefaultMaxFuture))
 			return err
 		})
 	}()

@@ -29,13 +29,20 @@ const FeedChannel = "rallye_feed"
 // Store receives and stores events.
 type Store struct {
 	db *postgres.DB
+	// MaxFuture is how far ahead of Now an event's occurred_at may be
+	// (DefaultMaxFuture unless set).
+	MaxFuture time.Duration
+	// Now is the server's clock (time.Now unless set).
+	Now func() time.Time
 	// Tracer traces each batch (nil: no spans). A traced batch's feed
 	// notification carries its trace context to the consumers (trace.go).
 	Tracer trace.Tracer
 }
 
 // NewStore returns the event store.
-func NewStore(db *postgres.DB) *Store { return &Store{db: db} }
+func NewStore(db *postgres.DB) *Store {
+	return &Store{db: db, MaxFuture: DefaultMaxFuture, Now: time.Now}
+}
 
 // RowError reports a rejected event of a batch.
 type RowError struct {
@@ -95,9 +102,10 @@ func (s *Store) Ingest(ctx context.Context, p rallye.Principal, rows []Row) (Res
 	}
 	ctx, finish := s.traceBatch(ctx, p.TenantID, len(rows))
 	var res Result
+	bounds := BoundsAt(s.Now(), s.MaxFuture)
 	err := s.db.InTenant(ctx, p.TenantID, func(tx pgx.Tx) error {
 		var err error
-		res, err = ingest(ctx, tx, p.TenantID, rows)
+		res, err = ingest(ctx, tx, p.TenantID, rows, bounds)
 		return err
 	})
 	finish(res, err)
@@ -113,7 +121,7 @@ type candidate struct {
 	ev    Event
 }
 
-func ingest(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rows []Row) (Result, error) {
+func ingest(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rows []Row, bounds Bounds) (Result, error) {
 	var res Result
 	reject := func(i int, err error) {
 		e, _ := rallye.AsError(err)
@@ -136,7 +144,7 @@ func ingest(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rows []Row) (Res
 		}
 		e := r.Event
 		e.TenantID = tenantID
-		if err := Validate(e, r.HasAmount, currency); err != nil {
+		if err := Validate(e, r.HasAmount, currency, bounds); err != nil {
 			reject(i, err)
 			continue
 		}
@@ -225,7 +233,7 @@ func ingest(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rows []Row) (Res
 			return res, err
 		}
 		if len(conflicts) == 0 {
-			if err := recordSources(ctx, tx, tenantID, best, order, touched); err != nil {
+			if err := recordSources(ctx, tx, tenantID, best, order, touched, bounds.Latest); err != nil {
 				return res, err
 			}
 			return res, appendChanges(ctx, tx, tenantID, touched)
@@ -379,8 +387,11 @@ func appendChanges(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, touched m
 }
 
 // recordSources advances each source's watermark, last in the transaction
-// because concurrent batches of one source take turns on its row.
-func recordSources(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, best map[Key]candidate, order []Key, touched map[Key]*state) error {
+// because concurrent batches of one source take turns on its row. A
+// watermark never passes latest (the server's clock plus the tolerated
+// skew), whatever it held before: a source cannot reach the end of a
+// challenge with data that has not happened.
+func recordSources(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, best map[Key]candidate, order []Key, touched map[Key]*state, latest time.Time) error {
 	newest := map[string]time.Time{}
 	count := map[string]int64{}
 	for _, k := range order {
@@ -399,11 +410,11 @@ func recordSources(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, best map[
 		sources, times, counts = append(sources, src), append(times, at), append(counts, count[src])
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO event_sources (tenant_id, source, newest_event_at, last_received_at, events)
-		SELECT $1, s, t, now(), n FROM unnest($2::text[], $3::timestamptz[], $4::bigint[]) AS u(s, t, n) ORDER BY s
+		SELECT $1, s, least(t, $5), now(), n FROM unnest($2::text[], $3::timestamptz[], $4::bigint[]) AS u(s, t, n) ORDER BY s
 		ON CONFLICT (tenant_id, source) DO UPDATE SET
-			newest_event_at = greatest(event_sources.newest_event_at, excluded.newest_event_at),
+			newest_event_at = least(greatest(event_sources.newest_event_at, excluded.newest_event_at), $5),
 			last_received_at = excluded.last_received_at,
-			events = event_sources.events + excluded.events`, tenantID, sources, times, counts)
+			events = event_sources.events + excluded.events`, tenantID, sources, times, counts, latest)
 	if err != nil {
 		return fmt.Errorf("record sources: %w", err)
 	}

@@ -43,22 +43,25 @@ func Cursor(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, consumer string)
 }
 
 // CountedAt calls fn with every event version that counted once the feed
-// was applied up to and including pos: the state a consumer whose cursor is
-// at pos has seen. Consumers use it to compute something new (a new KPI
-// measure) over the history and then follow the feed from pos. types, when
-// not empty, keeps versions of those types. fn must not use tx (its rows are
-// being read).
-func CountedAt(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, pos Position, types []Type, fn func(Event) error) error {
+// was applied up to and including pos, leaving out the changes consumer
+// skipped (dead letters not retried): the state the consumer, at pos, has
+// seen. Consumers use it to compute something new (a new KPI measure) over
+// the history and then follow the feed from pos; a dead letter retried
+// later then reaches the new computation too. types, when not empty, keeps
+// versions of those types. fn must not use tx (its rows are being read).
+func CountedAt(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, consumer string, pos Position, types []Type, fn func(Event) error) error {
 	var filter []string
 	for _, t := range types {
 		filter = append(filter, string(t))
 	}
 	rows, err := tx.Query(ctx, `SELECT `+versionColumns+`
-		FROM (SELECT version_id FROM event_changes
+		FROM (SELECT version_id FROM event_changes e
 		      WHERE tenant_id = $1 AND seq <= $2
+		        AND NOT EXISTS (SELECT 1 FROM feed_dead_letters d
+		            WHERE d.tenant_id = $1 AND d.consumer = $4 AND d.seq = e.seq AND d.state <> 'retried')
 		      GROUP BY version_id HAVING sum(sign) > 0) c
 		JOIN event_versions v ON v.tenant_id = $1 AND v.id = c.version_id
-		WHERE $3::text[] IS NULL OR v.type = ANY($3)`, tenantID, pos.Seq, filter)
+		WHERE $3::text[] IS NULL OR v.type = ANY($3)`, tenantID, pos.Seq, filter, consumer)
 	if err != nil {
 		return fmt.Errorf("replay feed: %w", err)
 	}

@@ -52,8 +52,8 @@ func TestFeedPayloadRoundTrip(t *testing.T) {
 type namedConsumer string
 
 func (c namedConsumer) Name() string { return string(c) }
-func (namedConsumer) Consume(context.Context, pgx.Tx, uuid.UUID, []Change) (func(context.Context), error) {
-	return nil, nil
+func (namedConsumer) Consume(context.Context, pgx.Tx, uuid.UUID, []Change) (Applied, error) {
+	return Applied{}, nil
 }
 
 // Random batches of contiguous changes (other companies' changes in

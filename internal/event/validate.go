@@ -1,6 +1,7 @@
 package event
 
 import (
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -50,16 +51,61 @@ func Types() []Type {
 	return out
 }
 
-// Validate checks the rules that depend on the type (the proto rules have
-// checked each field's shape). hasAmount tells whether an amount was sent.
-// Field names are those of SalesEvent.
-func Validate(e Event, hasAmount bool, currency string) error {
+// EarliestTime is the earliest time an event may carry (occurred_at and the
+// other times of an event): anything older is a placeholder or a unit
+// mistake (0001-01-01, a zero Unix time), not sales history.
+var EarliestTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// DefaultMaxFuture is how far ahead of the server's clock occurred_at may be
+// (clock drift between the CRM and Rallye); RALLYE_EVENT_MAX_FUTURE changes
+// it. A later event would move its source's watermark into the future, and
+// the source would count as having reached the end of every challenge.
+const DefaultMaxFuture = 24 * time.Hour
+
+// MaxMinorUnits bounds amount and gross_margin: 10^14 minor units, a
+// trillion in the currency's major unit. Every amount below it stays exact
+// in float64 (KPI sums, CEL's amount in major units) and a rule's points stay
+// far from int64 limits, so no larger value can turn into a silent zero
+// downstream.
+const MaxMinorUnits int64 = 100_000_000_000_000
+
+// Bounds are the limits of one ingestion call that depend on its time.
+type Bounds struct {
+	// Latest is the latest occurred_at accepted: the server's clock plus
+	// MaxFuture.
+	Latest    time.Time
+	MaxFuture time.Duration
+}
+
+// BoundsAt returns the bounds of a call made at now.
+func BoundsAt(now time.Time, maxFuture time.Duration) Bounds {
+	return Bounds{Latest: now.Add(maxFuture), MaxFuture: maxFuture}
+}
+
+// TooEarly is the error of a time before EarliestTime, for field. Transports
+// use it for a time they received but that reads as zero (0001-01-01), so
+// that the message says what is wrong instead of "is required".
+func TooEarly(field string, t time.Time) error {
+	return rallye.Invalid(field, "%s is before %s, the earliest time accepted", t.UTC().Format(time.RFC3339), EarliestTime.Format(time.RFC3339))
+}
+
+// Validate checks the rules that depend on the type and on the time of the
+// call (the proto rules have checked each field's shape). hasAmount tells
+// whether an amount was sent. Field names are those of SalesEvent. A zero
+// time is an absent one.
+func Validate(e Event, hasAmount bool, currency string, b Bounds) error {
 	req, ok := requirements[e.Type]
 	if !ok {
 		return rallye.Invalid("type", "%q is not an event type", e.Type)
 	}
-	if e.OccurredAt.IsZero() {
+	switch {
+	case e.OccurredAt.IsZero():
 		return rallye.Invalid("occurred_at", "is required")
+	case e.OccurredAt.Before(EarliestTime):
+		return TooEarly("occurred_at", e.OccurredAt)
+	case e.OccurredAt.After(b.Latest):
+		return rallye.Invalid("occurred_at", "%s is more than %s ahead of the server's clock: send events once they happened (up to %s of clock difference is tolerated)",
+			e.OccurredAt.UTC().Format(time.RFC3339), duration(b.MaxFuture), duration(b.MaxFuture))
 	}
 	if e.UserID != uuid.Nil && e.RepExternalID != "" {
 		return rallye.Invalid("rep_external_id", "name the rep by rep_id or by rep_external_id, not both")
@@ -106,6 +152,12 @@ func Validate(e Event, hasAmount bool, currency string) error {
 	if e.Amount < 0 {
 		return rallye.Invalid("amount.minor_units", "must not be negative")
 	}
+	if e.Amount > MaxMinorUnits {
+		return rallye.Invalid("amount.minor_units", "must be at most %d (a trillion in major units)", MaxMinorUnits)
+	}
+	if e.GrossMargin > MaxMinorUnits || e.GrossMargin < -MaxMinorUnits {
+		return rallye.Invalid("gross_margin.minor_units", "must be between -%d and %d (a trillion in major units)", MaxMinorUnits, MaxMinorUnits)
+	}
 	for _, earlier := range []struct {
 		field string
 		at    time.Time
@@ -115,9 +167,25 @@ func Validate(e Event, hasAmount bool, currency string) error {
 		{"lead_created_at", e.LeadCreatedAt},
 		{"ticket_opened_at", e.TicketOpenedAt},
 	} {
-		if earlier.at.After(e.OccurredAt) {
+		switch {
+		case earlier.at.IsZero():
+		case earlier.at.Before(EarliestTime):
+			return TooEarly(earlier.field, earlier.at)
+		case earlier.at.After(e.OccurredAt):
 			return rallye.Invalid(earlier.field, "must not be after occurred_at")
 		}
 	}
 	return nil
+}
+
+// duration writes d for people: "24h", "90m", "1h30m".
+func duration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

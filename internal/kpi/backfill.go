@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rallyehq/rallye/internal/event"
+	"github.com/rallyehq/rallye/internal/rallye"
 )
 
 // Backfill computes the company's new measures over the stored history.
@@ -39,8 +40,9 @@ func (s *Service) Backfill(ctx context.Context, tenantID uuid.UUID) error {
 	}
 	// 2. Replay, write and mark ready, atomically.
 	var done []uuid.UUID
+	var ruleErrors []event.RuleError
 	err = s.db.InTenant(ctx, tenantID, func(tx pgx.Tx) error {
-		done = nil
+		done, ruleErrors = nil, nil
 		rows, err := tx.Query(ctx, `SELECT id, spec, applied_from_seq FROM kpi_measures
 			WHERE tenant_id = $1 AND NOT ready AND applied_from_seq IS NOT NULL ORDER BY id FOR UPDATE`, tenantID)
 		if err != nil {
@@ -88,6 +90,7 @@ func (s *Service) Backfill(ctx context.Context, tenantID uuid.UUID) error {
 		if err := agg.write(ctx, tx, tenantID); err != nil {
 			return err
 		}
+		ruleErrors = agg.ruleErrors
 		_, err = tx.Exec(ctx, `UPDATE kpi_measures SET ready = true, ready_at = now() WHERE tenant_id = $1 AND id = ANY($2)`,
 			tenantID, done)
 		return err
@@ -97,6 +100,15 @@ func (s *Service) Backfill(ctx context.Context, tenantID uuid.UUID) error {
 	}
 	if len(done) > 0 {
 		s.published(ctx, tenantID, done)
+	}
+	log := s.log
+	if log == nil {
+		log = rallye.Logger(ctx)
+	}
+	for _, re := range ruleErrors {
+		log.Warn("rule not evaluated in a backfill; the event is skipped by it", "tenant_id", tenantID,
+			"rule", re.Rule, "version_id", re.Event.VersionID, "source", re.Event.Source, "external_id", re.Event.ExternalID,
+			"type", re.Event.Type, "error", re.Err)
 	}
 	return nil
 }
@@ -118,8 +130,8 @@ func replay(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, pos event.Positi
 		types = append(types, event.OpportunityCreated, event.OpportunityStageChanged, event.QuoteSent, event.DealWon, event.DealLost)
 	}
 	opps := map[oppKey][]oppEvent{}
-	err := event.CountedAt(ctx, tx, tenantID, pos, types, func(e event.Event) error {
-		agg.add(byType[e.Type], &e, 1)
+	err := event.CountedAt(ctx, tx, tenantID, ConsumerName, pos, types, func(e event.Event) error {
+		agg.add(byType[e.Type], &e, 1, 0)
 		if derivedWanted && isOpportunityEvent(&e) {
 			k := oppKey{e.Source, e.OpportunityID}
 			opps[k] = append(opps[k], oppEventOf(&e))
@@ -131,7 +143,7 @@ func replay(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, pos event.Positi
 	}
 	for k, evs := range opps {
 		for _, d := range derive(tenantID, k, evs) {
-			agg.add(byType[d.Type], &d, 1)
+			agg.add(byType[d.Type], &d, 1, 0)
 		}
 	}
 	return nil

@@ -261,28 +261,32 @@ type contribution struct {
 }
 
 // evaluate returns the event's contribution, or false when the event does
-// not count for the measure.
-func (m *compiledMeasure) evaluate(e *event.Event, loc *time.Location) (contribution, bool) {
-	if !slices.Contains(m.spec.Types, e.Type) || !m.filter.Matches(*e, loc) {
-		return contribution{}, false
+// not count for the measure; err reports a filter or value that could not
+// be evaluated (the event then does not count for the measure).
+func (m *compiledMeasure) evaluate(e *event.Event, loc *time.Location) (contribution, bool, error) {
+	if !slices.Contains(m.spec.Types, e.Type) {
+		return contribution{}, false, nil
+	}
+	if ok, err := m.filter.Matches(*e, loc); !ok {
+		return contribution{}, false, err
 	}
 	c := contribution{value: 1, dim: dimensionOf(m.spec.Dim, e)}
 	switch m.spec.Kind {
 	case MeasureKeys:
 		c.key = keyOf(m.spec.Key, e)
 		if c.key == "" {
-			return c, false
+			return c, false, nil
 		}
 	default:
 		if m.value != nil {
 			v, err := m.value.Value(*e, loc)
 			if err != nil {
-				return c, false
+				return c, false, err
 			}
 			c.value = v
 		}
 	}
-	return c, true
+	return c, true, nil
 }
 
 func dimensionOf(d Dimension, e *event.Event) string {

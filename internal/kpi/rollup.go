@@ -43,50 +43,52 @@ func (r Rollups) Name() string { return ConsumerName }
 // Consume implements event.Consumer: it collapses the batch in memory into
 // signed contributions per measure, scope, breakdown value and day (and
 // month), then writes them with one statement per table.
-func (r Rollups) Consume(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, changes []event.Change) (func(context.Context), error) {
+func (r Rollups) Consume(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, changes []event.Change) (event.Applied, error) {
 	started := time.Now()
 	// The roll-ups and the consumer's cursor commit together: a commit lost
 	// in a crash is replayed from the previous cursor, so this transaction
 	// need not wait for its WAL flush.
 	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
-		return nil, err
+		return event.Applied{}, err
 	}
 	loc, err := tenantLocation(ctx, tx, tenantID)
 	if err != nil {
-		return nil, err
+		return event.Applied{}, err
 	}
 	measures, err := activeMeasures(ctx, tx, tenantID, r.s.compiler)
 	if err != nil {
-		return nil, err
+		return event.Applied{}, err
 	}
 	derived, err := applyOpportunities(ctx, tx, tenantID, changes)
 	if err != nil {
-		return nil, err
+		return event.Applied{}, err
 	}
 	agg := newAggregate(loc)
 	byType := indexByType(measures)
 	for _, batch := range [][]event.Change{changes, derived} {
 		for i := range batch {
-			agg.add(byType[batch[i].Event.Type], &batch[i].Event, batch[i].Sign)
+			agg.add(byType[batch[i].Event.Type], &batch[i].Event, batch[i].Sign, batch[i].Seq)
 		}
 	}
 	evaluated := time.Now()
 	if err := agg.write(ctx, tx, tenantID); err != nil {
-		return nil, err
+		return event.Applied{}, err
 	}
 	if r.s.log != nil && r.s.log.Enabled(ctx, slog.LevelDebug) {
 		r.s.log.Debug("roll-up batch", "tenant_id", tenantID, "changes", len(changes), "derived", len(derived),
 			"sums", len(agg.sums), "values", len(agg.values), "keys", len(agg.keys),
 			"evaluate_ms", evaluated.Sub(started).Milliseconds(), "write_ms", time.Since(evaluated).Milliseconds())
 	}
+	out := event.Applied{RuleErrors: agg.ruleErrors}
 	changed := agg.changedMeasures()
 	if len(changed) == 0 {
-		return nil, nil
+		return out, nil
 	}
 	if err := r.s.scheduleAlertCheck(ctx, tx, tenantID); err != nil {
-		return nil, err
+		return event.Applied{}, err
 	}
-	return func(ctx context.Context) { r.s.published(ctx, tenantID, changed) }, nil
+	out.After = func(ctx context.Context) { r.s.published(ctx, tenantID, changed) }
+	return out, nil
 }
 
 func indexByType(ms []*compiledMeasure) map[event.Type][]*compiledMeasure {
@@ -208,6 +210,9 @@ type aggregate struct {
 	keys   map[keyKey]int64
 	sets   map[uuid.UUID][]uuid.UUID
 	setOf  map[string]uuid.UUID
+	// ruleErrors are the measures whose filter or value could not be
+	// evaluated for an event: the event did not count for them.
+	ruleErrors []event.RuleError
 }
 
 func newAggregate(loc *time.Location) *aggregate {
@@ -249,8 +254,9 @@ type scopeRow struct {
 	monthly bool
 }
 
-// add applies one change to the measures of its type.
-func (a *aggregate) add(ms []*compiledMeasure, e *event.Event, sign int) {
+// add applies one change (seq 0: an event derived from changes) to the
+// measures of its type.
+func (a *aggregate) add(ms []*compiledMeasure, e *event.Event, sign int, seq int64) {
 	if len(ms) == 0 {
 		return
 	}
@@ -266,7 +272,10 @@ func (a *aggregate) add(ms []*compiledMeasure, e *event.Event, sign int) {
 	}
 	s := int64(sign)
 	for _, m := range ms {
-		c, ok := m.evaluate(e, a.loc)
+		c, ok, err := m.evaluate(e, a.loc)
+		if err != nil {
+			a.ruleErrors = append(a.ruleErrors, event.RuleError{Rule: "kpi measure " + m.id.String(), Seq: seq, Event: *e, Err: err})
+		}
 		if !ok {
 			continue
 		}

@@ -392,6 +392,8 @@ type ingestResult struct {
 	caughtUp        time.Duration
 	probes          int
 	rejected        int
+	// retries counts calls answered unavailable and sent again.
+	retries int64
 }
 
 type batch struct {
@@ -429,35 +431,36 @@ func (r *run) ingest(ctx context.Context, ds []eventgen.Delivery) (ingestResult,
 	seen := map[string]time.Time{}
 	seenCh := make(chan struct{}, 1)
 	dash := rallyev1connect.NewDashboardServiceClient(httpClient(), r.baseURL, bearer(r.token))
-	stream, err := dash.Watch(ctx, &rallyev1.WatchRequest{Level: 1, Period: rallyev1.PeriodKind_PERIOD_KIND_MONTH})
+	watch := func() (*connect.ServerStreamForClient[rallyev1.WatchResponse], error) {
+		stream, err := dash.Watch(ctx, &rallyev1.WatchRequest{Level: 1, Period: rallyev1.PeriodKind_PERIOD_KIND_MONTH})
+		if err != nil {
+			return nil, err
+		}
+		if !stream.Receive() {
+			return nil, fmt.Errorf("watch: %w", stream.Err())
+		}
+		return stream, nil
+	}
+	stream, err := watch()
 	if err != nil {
 		return res, err
 	}
-	if !stream.Receive() {
-		return res, fmt.Errorf("watch: %w", stream.Err())
-	}
-	go func() {
-		for stream.Receive() {
-			now := time.Now()
-			for _, c := range stream.Msg().Kpis {
-				if c.Key != probeKPI {
+	var retries atomic.Int64
+	go func(stream *connect.ServerStreamForClient[rallyev1.WatchResponse]) {
+		// A stream that ends (the server lost a dependency, or restarted)
+		// is opened again, as a dashboard would.
+		for ctx.Err() == nil {
+			if stream == nil {
+				var err error
+				if stream, err = retryUnavailable(ctx, func() { retries.Add(1) }, watch); err != nil {
+					time.Sleep(time.Second)
 					continue
 				}
-				mu.Lock()
-				for _, b := range c.Breakdown {
-					if _, ok := seen[b.ValueKey]; !ok {
-						seen[b.ValueKey] = now
-					}
-				}
-				mu.Unlock()
-				select {
-				case seenCh <- struct{}{}:
-				default:
-				}
 			}
+			r.receive(stream, &mu, seen, seenCh)
+			stream = nil
 		}
-	}()
-
+	}(stream)
 	client := rallyev1connect.NewEventServiceClient(httpClient(), r.baseURL, bearer(r.key))
 	accepted := map[string]time.Time{}
 	var acceptedMu sync.Mutex
@@ -489,7 +492,9 @@ func (r *run) ingest(ctx context.Context, ds []eventgen.Delivery) (ingestResult,
 				if b.probe != "" {
 					rows = append(slices.Clone(rows), probeEvent(b.probe))
 				}
-				out, err := client.IngestEvents(ctx, &rallyev1.IngestEventsRequest{Events: rows})
+				out, err := retryUnavailable(ctx, func() { retries.Add(1) }, func() (*rallyev1.IngestEventsResponse, error) {
+					return client.IngestEvents(ctx, &rallyev1.IngestEventsRequest{Events: rows})
+				})
 				if err != nil {
 					errs <- err
 					cancel()
@@ -550,11 +555,14 @@ func (r *run) ingest(ctx context.Context, ds []eventgen.Delivery) (ingestResult,
 	default:
 	}
 	res.events, res.batches, res.rejected = len(ds), len(batches), int(rejected.Load())
+	res.retries = retries.Load()
 
 	// A last probe, sent after every batch committed: once it shows, the
 	// roll-ups have caught up with everything.
 	last := "probe-final"
-	if _, err := client.IngestEvents(ctx, &rallyev1.IngestEventsRequest{Events: []*rallyev1.SalesEvent{probeEvent(last)}}); err != nil {
+	if _, err := retryUnavailable(ctx, func() { retries.Add(1) }, func() (*rallyev1.IngestEventsResponse, error) {
+		return client.IngestEvents(ctx, &rallyev1.IngestEventsRequest{Events: []*rallyev1.SalesEvent{probeEvent(last)}})
+	}); err != nil {
 		return res, err
 	}
 	lastSent := time.Now()
@@ -743,8 +751,8 @@ func (r *run) report(ing ingestResult, reads []readResult, raw rawResult) {
 	}
 	r.printf("\n== rallye load events: %d events, %d users, batches of %d, %d concurrent clients (%s) ==\n",
 		ing.events, r.cfg.Users, r.cfg.Batch, r.cfg.Clients, mode)
-	r.printf("ingestion through IngestEvents (Connect, loopback)  %d events in %.1f s: %.0f events/s sustained (%d rejected)\n",
-		ing.events, ing.elapsed.Seconds(), rate, ing.rejected)
+	r.printf("ingestion through IngestEvents (Connect, loopback)  %d events in %.1f s: %.0f events/s sustained (%d rejected, %d calls retried on unavailable)\n",
+		ing.events, ing.elapsed.Seconds(), rate, ing.rejected, ing.retries)
 	r.printf("batch accepted -> level-1 Watch shows it            p50 %s, p99 %s, max %s (%d probe batches)\n",
 		ms(pct(ing.delays, 0.5)), ms(pct(ing.delays, 0.99)), ms(pct(ing.delays, 1)), len(ing.delays))
 	r.printf("roll-ups caught up after the last batch             %.1f s (end-to-end %.0f events/s)\n",
@@ -757,4 +765,31 @@ func (r *run) report(ing ingestResult, reads []readResult, raw rawResult) {
 		float64(raw.rows)/raw.insert.Seconds(), raw.insert.Seconds())
 	r.printf("raw ceiling, same rows via pgx, COPY                     %.0f rows/s (%.1f s)\n",
 		float64(raw.rows)/raw.copy.Seconds(), raw.copy.Seconds())
+}
+
+// receive notes when each probe shows on the stream, from the message
+// already received on, until the stream ends.
+func (r *run) receive(stream *connect.ServerStreamForClient[rallyev1.WatchResponse], mu *sync.Mutex, seen map[string]time.Time, seenCh chan struct{}) {
+	for {
+		now := time.Now()
+		for _, c := range stream.Msg().Kpis {
+			if c.Key != probeKPI {
+				continue
+			}
+			mu.Lock()
+			for _, b := range c.Breakdown {
+				if _, ok := seen[b.ValueKey]; !ok {
+					seen[b.ValueKey] = now
+				}
+			}
+			mu.Unlock()
+			select {
+			case seenCh <- struct{}{}:
+			default:
+			}
+		}
+		if !stream.Receive() {
+			return
+		}
+	}
 }

@@ -108,18 +108,45 @@ func (db *DB) AcrossTenants(ctx context.Context, fn TxFunc) error {
 // colliding again in step.
 const maxAttempts = 10
 
+// unreachableFor bounds how long a transaction is retried while PostgreSQL
+// cannot be reached (a restart, a failover): long enough to ride out a
+// quick restart, short enough for the caller's own retry to take over.
+const unreachableFor = 3 * time.Second
+
+// run runs fn in a transaction, again after a serialization failure or a
+// deadlock (up to maxAttempts) and after a lost connection (for up to
+// unreachableFor), with jittered backoff. A connection lost during COMMIT is
+// not retried: the transaction may have committed. What still fails for
+// those reasons is returned as a CodeUnavailable error (see Unavailable).
 func (db *DB) run(ctx context.Context, opts pgx.TxOptions, tenant string, all bool, fn TxFunc) error {
 	var err error
-	for attempt := 1; attempt <= maxAttempts; attempt++ {
+	started := time.Now()
+	for attempt := 1; ; attempt++ {
 		err = db.runOnce(ctx, opts, tenant, all, fn)
-		if err == nil || !retryable(err) || ctx.Err() != nil {
-			return err
+		if err == nil || ctx.Err() != nil || !retryable(err, attempt, time.Since(started)) {
+			break
 		}
 		backoff := time.Duration(min(attempt*attempt, 25)) * 5 * time.Millisecond
-		time.Sleep(backoff/2 + rand.N(backoff/2+1))
+		if !conflict(err) {
+			backoff = min(50*time.Millisecond<<min(attempt-1, 4), 500*time.Millisecond)
+		}
+		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
 	}
-	return err
+	return Unavailable(err)
 }
+
+// commitError marks an error of COMMIT itself: if the connection was lost
+// then, the transaction may or may not have committed.
+type commitError struct{ err error }
+
+func (e commitError) Error() string { return "commit: " + e.err.Error() }
+func (e commitError) Unwrap() error { return e.err }
 
 func (db *DB) runOnce(ctx context.Context, opts pgx.TxOptions, tenant string, all bool, fn TxFunc) (err error) {
 	tx, err := db.Pool.BeginTx(ctx, opts)
@@ -146,15 +173,27 @@ func (db *DB) runOnce(ctx context.Context, opts pgx.TxOptions, tenant string, al
 		return err
 	}
 	if err = tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return commitError{err}
 	}
 	return nil
 }
 
-func retryable(err error) bool {
+// conflict reports a serialization failure or a deadlock: PostgreSQL
+// rolled the transaction back, and running it again may succeed.
+func conflict(err error) bool {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code == "40001" || pgErr.Code == "40P01"
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
+
+func retryable(err error, attempt int, elapsed time.Duration) bool {
+	if conflict(err) {
+		return attempt < maxAttempts
 	}
-	return false
+	var ce commitError
+	if errors.As(err, &ce) {
+		return false // a server error answering COMMIT would be a conflict, handled above
+	}
+	// PostgreSQL rolls back the transaction of a lost connection: running
+	// it again is safe.
+	return IsUnavailable(err) && elapsed < unreachableFor
 }

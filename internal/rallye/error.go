@@ -3,6 +3,7 @@ package rallye
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Code classifies a domain error. The transport layer maps each code to a
@@ -45,6 +46,9 @@ type Error struct {
 	// Reason is a stable machine-readable reason such as "REQUEST_ID_REUSED"
 	// that apps may use to pick a localized text.
 	Reason string
+	// RetryAfter is how long a client should wait before retrying, for
+	// CodeUnavailable (0: the transport's default).
+	RetryAfter time.Duration
 	// Cause is the underlying error, logged but never shown.
 	Cause error
 }

@@ -5,8 +5,12 @@ package redisdb
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -78,4 +82,25 @@ func (k Keyspace) Key(parts ...string) string {
 // lands in the same Redis Cluster slot (one board, one slot).
 func (k Keyspace) Tagged(tag string, parts ...string) string {
 	return k.Prefix + "{" + tag + "}:" + strings.Join(parts, ":")
+}
+
+// IsUnavailable reports whether err says Redis was momentarily out of
+// reach: a lost, refused or timed-out connection, an exhausted connection
+// pool, or a node loading its data, failing over or without a quorum. The
+// same call may succeed a moment later.
+func IsUnavailable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, redis.ErrClosed) {
+		return false
+	}
+	if errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	for _, prefix := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr)
 }

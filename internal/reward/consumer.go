@@ -220,19 +220,19 @@ func (s *Service) Activity() *Activity { return &Activity{s: s} }
 func (*Activity) Name() string { return FeedConsumer }
 
 // Consume implements event.Consumer.
-func (a *Activity) Consume(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, changes []event.Change) (func(context.Context), error) {
+func (a *Activity) Consume(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, changes []event.Change) (event.Applied, error) {
 	w := a.s.newWork(ctx, tx, tenantID)
 	now := a.s.now()
 	if err := w.applyStreaks(changes, now); err != nil {
-		return nil, err
+		return event.Applied{}, err
 	}
 	if err := w.applyActivityBadges(changes, now); err != nil {
-		return nil, err
+		return event.Applied{}, err
 	}
 	if err := w.applyWins(changes); err != nil {
-		return nil, err
+		return event.Applied{}, err
 	}
-	return nil, w.flush()
+	return event.Applied{}, w.flush()
 }
 
 // activityKey is a counter of an activity badge for a person and period.

@@ -56,9 +56,17 @@ type EventServiceClient interface {
 	// The response counts new, corrected, duplicate and rejected events;
 	// replaying a batch reports every event as a duplicate.
 	//
-	// ResourceExhausted: the request is larger than the server's limit
-	// (RALLYE_MAX_REQUEST_BYTES, 4 MiB by default, after decompression; 1,000
-	// events with every field at its maximum length fit).
+	// Bounds, rejected per event like the rest: occurred_at at most the
+	// server's tolerance (24 h by default) ahead of its clock, no time before
+	// 2000-01-01, amount and gross_margin within 10^14 minor units.
+	//
+	// Errors: invalid_argument (no events, or more than 1,000);
+	// unauthenticated; permission_denied; resource_exhausted when the request
+	// is larger than the server's limit (RALLYE_MAX_REQUEST_BYTES, 4 MiB by
+	// default, after decompression; 1,000 events with every field at its
+	// maximum length fit); unavailable when the database is
+	// momentarily out of reach (google.rpc.RetryInfo says how long to wait):
+	// send the batch again with backoff, what was stored reports duplicates.
 	IngestEvents(context.Context, *v1.IngestEventsRequest) (*v1.IngestEventsResponse, error)
 	// ListEvents lists stored events, most recently received first. Admin,
 	// integration and HR see the company's events; a manager those of their
@@ -149,9 +157,17 @@ type EventServiceHandler interface {
 	// The response counts new, corrected, duplicate and rejected events;
 	// replaying a batch reports every event as a duplicate.
 	//
-	// ResourceExhausted: the request is larger than the server's limit
-	// (RALLYE_MAX_REQUEST_BYTES, 4 MiB by default, after decompression; 1,000
-	// events with every field at its maximum length fit).
+	// Bounds, rejected per event like the rest: occurred_at at most the
+	// server's tolerance (24 h by default) ahead of its clock, no time before
+	// 2000-01-01, amount and gross_margin within 10^14 minor units.
+	//
+	// Errors: invalid_argument (no events, or more than 1,000);
+	// unauthenticated; permission_denied; resource_exhausted when the request
+	// is larger than the server's limit (RALLYE_MAX_REQUEST_BYTES, 4 MiB by
+	// default, after decompression; 1,000 events with every field at its
+	// maximum length fit); unavailable when the database is
+	// momentarily out of reach (google.rpc.RetryInfo says how long to wait):
+	// send the batch again with backoff, what was stored reports duplicates.
 	IngestEvents(context.Context, *v1.IngestEventsRequest) (*v1.IngestEventsResponse, error)
 	// ListEvents lists stored events, most recently received first. Admin,
 	// integration and HR see the company's events; a manager those of their
