@@ -153,10 +153,14 @@ func (db *DB) runOnce(ctx context.Context, opts pgx.TxOptions, tenant string, al
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
+	done := false
 	defer func() {
-		if err != nil {
-			// Roll back even when ctx is cancelled, or the connection would
-			// go back to the pool mid-transaction.
+		// Roll back on an error, and also when fn panics or its goroutine
+		// exits (t.Fatal in a test): otherwise the connection stays held
+		// mid-transaction and closing the pool hangs. Roll back even when
+		// ctx is cancelled, or the connection would go back to the pool
+		// mid-transaction.
+		if err != nil || !done {
 			rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
 			_ = tx.Rollback(rbCtx)
@@ -172,6 +176,7 @@ func (db *DB) runOnce(ctx context.Context, opts pgx.TxOptions, tenant string, al
 	if err = fn(tx); err != nil {
 		return err
 	}
+	done = true
 	if err = tx.Commit(ctx); err != nil {
 		return commitError{err}
 	}

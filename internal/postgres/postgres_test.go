@@ -99,3 +99,22 @@ func TestMigrateConcurrently(t *testing.T) {
 		t.Fatalf("no migration recorded (%d) or no schema hash", versions)
 	}
 }
+
+// A transaction whose function panics is rolled back and its connection
+// returned, so the pool can still be closed.
+func TestPanickingTransactionIsRolledBack(t *testing.T) {
+	db := testutil.DB(t)
+	ctx := context.Background()
+	func() {
+		defer func() { _ = recover() }()
+		_ = db.AcrossTenants(ctx, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `CREATE TEMP TABLE panicked (x int)`); err != nil {
+				t.Fatal(err)
+			}
+			panic("boom")
+		})
+	}()
+	if st := db.Pool.Stat(); st.AcquiredConns() != 0 {
+		t.Fatalf("%d connections still held after the panic", st.AcquiredConns())
+	}
+}
