@@ -17,11 +17,17 @@ help: ## list the targets
 $(BUF):
 	npm install --prefix $(TOOLS) --no-audit --no-fund --silent @bufbuild/buf@$(BUF_VERSION)
 
-tools: $(BUF) ## install buf (pinned, from npm); Go tools are pinned in go.mod
+# The TypeScript client's packages (protoc-gen-es, Connect, TypeScript), pinned
+# by clients/ts/package-lock.json; reinstalled when the lock file changes.
+TS_MODULES := clients/ts/node_modules/.package-lock.json
+$(TS_MODULES): clients/ts/package-lock.json
+	npm ci --prefix clients/ts --no-audit --no-fund --silent
+
+tools: $(BUF) $(TS_MODULES) ## install buf and the TypeScript client's packages (pinned, from npm); Go tools are pinned in go.mod
 	@$(BUF) --version | grep -qx '$(BUF_VERSION)' || npm install --prefix $(TOOLS) --no-audit --no-fund --silent @bufbuild/buf@$(BUF_VERSION)
 
-generate: tools ## regenerate gen/ from proto/
-	rm -rf gen
+generate: tools ## regenerate gen/ (Go, OpenAPI) and clients/ts/src/gen (TypeScript) from proto/
+	rm -rf gen clients/ts/src/gen
 	$(BUF) generate
 
 lint: tools check-generated breaking helm ## gofmt, go vet, staticcheck, buf lint, generated-code freshness, breaking changes, the Helm chart
@@ -30,10 +36,12 @@ lint: tools check-generated breaking helm ## gofmt, go vet, staticcheck, buf lin
 	go tool staticcheck ./...
 	$(BUF) lint
 
-check-generated: tools ## fail when gen/ is not what buf generates from proto/
+check-generated: tools ## fail when gen/ or clients/ts/src/gen is not what buf generates from proto/
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
 	$(BUF) generate -o $$tmp && \
-	diff -r $$tmp/gen gen >/dev/null || { echo "gen/ is stale: run make generate and commit"; diff -r $$tmp/gen gen | head -20; exit 1; }
+	for d in gen clients/ts/src/gen; do \
+		diff -r $$tmp/$$d $$d >/dev/null || { echo "$$d is stale: run make generate and commit"; diff -r $$tmp/$$d $$d | head -20; exit 1; }; \
+	done
 
 # Breaking changes are checked against the newest release tag: until the first
 # release the API may still change.
@@ -52,7 +60,7 @@ helm: ## helm lint --strict and helm template of deploy/helm/rallye with each ci
 		go tool helm template rallye ../rallye -f $$f --kube-version $(HELM_KUBE_VERSION) >/dev/null || exit 1; done
 	cd deploy/helm/tool && go test -count=1 ./...
 
-test: ## run every test against local PostgreSQL and Redis, with the race detector
+test: tools ## run every test against local PostgreSQL and Redis, with the race detector (the TypeScript client's too)
 	go test -race -count=1 ./...
 
 # The tests of everything Redis carries (live rankings and their streams, the
@@ -76,4 +84,4 @@ demo: ## seed the demo company and print a token per person
 	$(DEV_ENV) go run ./cmd/rallye demo
 
 clean: ## remove build outputs and installed tools
-	rm -rf bin $(TOOLS)
+	rm -rf bin $(TOOLS) clients/ts/node_modules clients/ts/dist
