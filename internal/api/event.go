@@ -6,6 +6,7 @@ import (
 
 	"buf.build/go/protovalidate"
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	rallyev1 "github.com/rallyehq/rallye/gen/rallye/v1"
@@ -43,7 +44,7 @@ func (h *eventHandler) IngestEvents(ctx context.Context, req *rallyev1.IngestEve
 		UnknownRepExternalIds: res.UnknownReps,
 	}
 	for _, r := range res.Rejected {
-		out.Rejected = append(out.Rejected, &rallyev1.RowError{Index: int32(r.Index), Field: r.Field, Message: r.Message})
+		out.Rejected = append(out.Rejected, &rallyev1.RowError{Index: proto.Int32(int32(r.Index)), Field: r.Field, Message: r.Message})
 	}
 	return out, nil
 }

@@ -96,7 +96,7 @@ func TestEventBoundsEndToEnd(t *testing.T) {
 		t.Helper()
 		byIndex := map[int32]*rallyev1.RowError{}
 		for _, r := range rejected {
-			byIndex[r.Index] = r
+			byIndex[r.GetIndex()] = r
 		}
 		var wantAccepted int32
 		for i, w := range wants {

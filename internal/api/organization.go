@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"buf.build/go/protovalidate"
+	"google.golang.org/protobuf/proto"
 
 	rallyev1 "github.com/rallyehq/rallye/gen/rallye/v1"
 	"github.com/rallyehq/rallye/internal/org"
@@ -282,7 +283,7 @@ func (h *organizationHandler) ImportUsers(ctx context.Context, req *rallyev1.Imp
 	}
 	slices.SortFunc(res.Rejected, func(a, b org.RowError) int { return a.Index - b.Index })
 	for _, r := range res.Rejected {
-		out.Rejected = append(out.Rejected, &rallyev1.RowError{Index: int32(r.Index), Field: r.Field, Message: r.Message})
+		out.Rejected = append(out.Rejected, &rallyev1.RowError{Index: proto.Int32(int32(r.Index)), Field: r.Field, Message: r.Message})
 	}
 	return out, nil
 }

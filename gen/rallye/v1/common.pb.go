@@ -141,8 +141,10 @@ func (Locale) EnumDescriptor() ([]byte, []int) {
 // RowError reports one rejected row of a batch.
 type RowError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Position of the row in the request, from 0.
-	Index int32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// Position of the row in the request, from 0. Always present, also in
+	// JSON for the first row ({"index": 0}): the field is optional only so
+	// that proto3 does not drop a zero.
+	Index *int32 `protobuf:"varint,1,opt,name=index,proto3,oneof" json:"index,omitempty"`
 	// Path of the offending field, such as "email".
 	Field         string `protobuf:"bytes,2,opt,name=field,proto3" json:"field,omitempty"`
 	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
@@ -181,8 +183,8 @@ func (*RowError) Descriptor() ([]byte, []int) {
 }
 
 func (x *RowError) GetIndex() int32 {
-	if x != nil {
-		return x.Index
+	if x != nil && x.Index != nil {
+		return *x.Index
 	}
 	return 0
 }
@@ -258,11 +260,12 @@ var File_rallye_v1_common_proto protoreflect.FileDescriptor
 
 const file_rallye_v1_common_proto_rawDesc = "" +
 	"\n" +
-	"\x16rallye/v1/common.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\"P\n" +
-	"\bRowError\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x14\n" +
+	"\x16rallye/v1/common.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\"_\n" +
+	"\bRowError\x12\x19\n" +
+	"\x05index\x18\x01 \x01(\x05H\x00R\x05index\x88\x01\x01\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"C\n" +
+	"\amessage\x18\x03 \x01(\tR\amessageB\b\n" +
+	"\x06_index\"C\n" +
 	"\rLocalizedText\x12\x18\n" +
 	"\x02fr\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\x02fr\x12\x18\n" +
 	"\x02en\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\x02en*o\n" +
@@ -314,6 +317,7 @@ func file_rallye_v1_common_proto_init() {
 	if File_rallye_v1_common_proto != nil {
 		return
 	}
+	file_rallye_v1_common_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
