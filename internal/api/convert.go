@@ -141,6 +141,7 @@ func userToProto(u org.User) *rallyev1.User {
 		Id: u.ID.String(), DisplayName: u.DisplayName, Email: u.Email, Locale: localeToProto(u.Locale),
 		TimeZone: u.TimeZone, ExternalId: u.ExternalID, Roles: roleList(u.Roles), TeamIds: idStrings(u.TeamIDs),
 		Active: u.Active, CreateTime: timestamp(u.CreatedAt), UpdateTime: timestamp(u.UpdatedAt),
+		HireDate: formatDay(u.HireDate),
 	}
 }
 
@@ -149,10 +150,16 @@ func userInputFromProto(in *rallyev1.UserInput) (org.UserInput, error) {
 	if err != nil {
 		return org.UserInput{}, err
 	}
+	var hired time.Time
+	if in.GetHireDate() != "" {
+		if hired, err = parseDay("hire_date", in.GetHireDate()); err != nil {
+			return org.UserInput{}, err
+		}
+	}
 	return org.UserInput{
 		DisplayName: in.GetDisplayName(), Email: in.GetEmail(), Locale: localeFromProto(in.GetLocale()),
 		TimeZone: in.GetTimeZone(), ExternalID: in.GetExternalId(), Roles: domainRoles(in.GetRoles()),
-		TeamIDs: teamIDs,
+		TeamIDs: teamIDs, HireDate: hired,
 	}, nil
 }
 

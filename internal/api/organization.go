@@ -211,6 +211,8 @@ func (h *organizationHandler) UpdateUser(ctx context.Context, req *rallyev1.Upda
 			patch.Roles = &in.Roles
 		case "team_ids":
 			patch.TeamIDs = &in.TeamIDs
+		case "hire_date":
+			patch.HireDate = &in.HireDate
 		}
 	}
 	u, err := h.org.UpdateUser(ctx, p, id, patch)

@@ -135,4 +135,12 @@ var rules = map[string][]rallye.Role{
 	rallyev1connect.RewardServiceCancelRedemptionProcedure:     people,
 	rallyev1connect.RewardServiceFulfillRedemptionProcedure:    admins,
 	rallyev1connect.RewardServiceExportRedemptionsProcedure:    admins,
+
+	// Whose figures a caller reads (reps: their own row; managers: their
+	// teams) and which aggregates are withheld is the domain's rule
+	// (internal/analytics).
+	rallyev1connect.AnalyticsServiceGetParticipationProcedure:        people,
+	rallyev1connect.AnalyticsServiceListNonParticipantsProcedure:     overseers,
+	rallyev1connect.AnalyticsServiceGetAnalyticsSettingsProcedure:    overseers,
+	rallyev1connect.AnalyticsServiceUpdateAnalyticsSettingsProcedure: admins,
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rallyehq/rallye/gen/rallye/v1/rallyev1connect"
+	"github.com/rallyehq/rallye/internal/analytics"
 	"github.com/rallyehq/rallye/internal/auth"
 	"github.com/rallyehq/rallye/internal/challenge"
 	"github.com/rallyehq/rallye/internal/dashboard"
@@ -48,6 +49,8 @@ type Deps struct {
 	Dashboards *dashboard.Service
 	// Rewards serves RewardService and the redemptions CSV export.
 	Rewards *reward.Service
+	// Analytics serves AnalyticsService.
+	Analytics *analytics.Service
 	// Interceptors run first, around every RPC (tracing).
 	Interceptors []connect.Interceptor
 	// MaxRequestBytes bounds one request message after decompression
@@ -101,6 +104,7 @@ func NewHandler(d Deps) (http.Handler, error) {
 	mux.Handle(WebhookPath, &eventWebhook{guard: grd, observer: obs, events: events, validator: validator,
 		errors: connect.NewErrorWriter(), maxBytes: limit})
 	mount(rallyev1connect.NewRewardServiceHandler(&rewardHandler{svc: d.Rewards, validator: validator}, opts))
+	mount(rallyev1connect.NewAnalyticsServiceHandler(&analyticsHandler{svc: d.Analytics}, opts))
 	mux.Handle(ExportPath, &redemptionsCSV{guard: grd, observer: obs, svc: d.Rewards, errors: connect.NewErrorWriter()})
 	// Rankings are read several times a second by every player: gzip would
 	// cost more CPU than the 1-3 KB it saves, so small responses go as is.

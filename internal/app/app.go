@@ -21,6 +21,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/rallyehq/rallye/internal/analytics"
 	"github.com/rallyehq/rallye/internal/api"
 	"github.com/rallyehq/rallye/internal/auth"
 	"github.com/rallyehq/rallye/internal/challenge"
@@ -68,7 +69,9 @@ type App struct {
 	// Rewards is the wallet, badges, streaks, kudos and catalogue, fed by
 	// Feed and Outbox.
 	Rewards *reward.Service
-	Handler http.Handler
+	// Analytics is participation (and, later, impact) for HR and managers.
+	Analytics *analytics.Service
+	Handler   http.Handler
 
 	jwksCancel context.CancelFunc
 }
@@ -205,6 +208,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	// Redis.
 	a.Hub = dashboard.NewHub(a.Redis, a.Keys, log.With("component", "dashboard"))
 	a.KPI.OnChange = a.Hub.Publish
+	a.Analytics = analytics.New(db)
 	a.Dashboards = dashboard.NewService(db, a.KPI, a.Org, a.Hub, log.With("component", "dashboard"))
 
 	a.Registry.MustRegister(telemetry.NewJobQueue(db.Pool, log.With("component", "metrics")))
@@ -215,7 +219,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	a.Handler, err = api.NewHandler(api.Deps{
 		Log: log, Registry: a.Registry, Auth: a.Auth, Health: &healthChecker{db: db, redis: a.Redis},
 		Org: a.Org, APIKeys: a.APIKeys, Events: a.Events, Boards: a.Boards, Challenges: a.Challenges,
-		KPI: a.KPI, Dashboards: a.Dashboards, Rewards: a.Rewards, MaxRequestBytes: cfg.MaxRequestBytes,
+		KPI: a.KPI, Dashboards: a.Dashboards, Rewards: a.Rewards, Analytics: a.Analytics, MaxRequestBytes: cfg.MaxRequestBytes,
 		Interceptors: interceptors,
 	})
 	if err != nil {

@@ -70,9 +70,12 @@ type User struct {
 	ExternalID string
 	Roles      []rallye.Role
 	TeamIDs    []uuid.UUID
-	Active     bool
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// HireDate is the day the person started (a civil date at midnight UTC);
+	// zero when unknown.
+	HireDate  time.Time
+	Active    bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // UserInput is what a person is created with.
@@ -84,7 +87,15 @@ type UserInput struct {
 	ExternalID  string
 	Roles       []rallye.Role
 	TeamIDs     []uuid.UUID
+	// HireDate is the day the person started (midnight UTC); zero: unknown.
+	HireDate time.Time
 }
+
+// Hire dates Rallye accepts: earlier or later ones are typing errors.
+var (
+	MinHireDate = time.Date(1950, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxHireDate = time.Date(2099, 12, 31, 0, 0, 0, 0, time.UTC)
+)
 
 // Service is the organisation's use cases.
 type Service struct {
@@ -116,6 +127,14 @@ func nullable(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// nullableDate maps the zero time (unknown) to NULL.
+func nullableDate(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 func nullableID(id uuid.UUID) *uuid.UUID {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/mail"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -17,15 +18,19 @@ import (
 )
 
 const userColumns = `u.tenant_id, u.id, u.display_name, u.email, u.locale, u.time_zone, coalesce(u.external_id, ''),
-	u.roles, u.active, u.created_at, u.updated_at,
+	u.roles, u.active, u.created_at, u.updated_at, u.hire_date,
 	coalesce((SELECT array_agg(m.team_id ORDER BY m.team_id) FROM team_members m
 		WHERE m.tenant_id = u.tenant_id AND m.user_id = u.id), '{}')`
 
 func scanUser(row pgx.Row) (User, error) {
 	var u User
 	var roles []string
+	var hired *time.Time
 	err := row.Scan(&u.TenantID, &u.ID, &u.DisplayName, &u.Email, &u.Locale, &u.TimeZone, &u.ExternalID,
-		&roles, &u.Active, &u.CreatedAt, &u.UpdatedAt, &u.TeamIDs)
+		&roles, &u.Active, &u.CreatedAt, &u.UpdatedAt, &hired, &u.TeamIDs)
+	if hired != nil {
+		u.HireDate = time.Date(hired.Year(), hired.Month(), hired.Day(), 0, 0, 0, 0, time.UTC)
+	}
 	for _, r := range roles {
 		u.Roles = append(u.Roles, rallye.Role(r))
 	}
@@ -54,6 +59,9 @@ func checkUserInput(in UserInput) error {
 	}
 	if err := checkTimeZone("time_zone", in.TimeZone); err != nil {
 		return err
+	}
+	if !in.HireDate.IsZero() && (in.HireDate.Before(MinHireDate) || in.HireDate.After(MaxHireDate)) {
+		return rallye.Invalid("hire_date", "must be from 1950-01-01 to 2099-12-31")
 	}
 	if len(in.Roles) == 0 {
 		return rallye.Invalid("roles", "at least one role is required")
@@ -91,9 +99,10 @@ func insertUser(ctx context.Context, tx pgx.Tx, tenantID, id uuid.UUID, in UserI
 	if err := checkTeams(ctx, tx, tenantID, in.TeamIDs); err != nil {
 		return User{}, err
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO users (tenant_id, id, display_name, email, locale, time_zone, external_id, roles)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		tenantID, id, in.DisplayName, in.Email, in.Locale, in.TimeZone, nullable(in.ExternalID), roleStrings(in.Roles))
+	_, err := tx.Exec(ctx, `INSERT INTO users (tenant_id, id, display_name, email, locale, time_zone, external_id, roles, hire_date)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		tenantID, id, in.DisplayName, in.Email, in.Locale, in.TimeZone, nullable(in.ExternalID), roleStrings(in.Roles),
+		nullableDate(in.HireDate))
 	if err != nil {
 		return User{}, userWriteError(err)
 	}
@@ -217,6 +226,8 @@ type UserPatch struct {
 	ExternalID  *string
 	Roles       *[]rallye.Role
 	TeamIDs     *[]uuid.UUID
+	// HireDate: a zero time clears it.
+	HireDate *time.Time
 }
 
 // UpdateUser changes a person.
@@ -248,7 +259,10 @@ func (s *Service) UpdateUser(ctx context.Context, p rallye.Principal, id uuid.UU
 func applyPatch(u User, patch UserPatch) UserInput {
 	in := UserInput{
 		DisplayName: u.DisplayName, Email: u.Email, Locale: u.Locale, TimeZone: u.TimeZone,
-		ExternalID: u.ExternalID, Roles: u.Roles, TeamIDs: u.TeamIDs,
+		ExternalID: u.ExternalID, Roles: u.Roles, TeamIDs: u.TeamIDs, HireDate: u.HireDate,
+	}
+	if patch.HireDate != nil {
+		in.HireDate = *patch.HireDate
 	}
 	if patch.DisplayName != nil {
 		in.DisplayName = *patch.DisplayName
@@ -277,12 +291,12 @@ func applyPatch(u User, patch UserPatch) UserInput {
 // writeUser stores in over current and reports whether anything changed.
 func (s *Service) writeUser(ctx context.Context, tx pgx.Tx, current User, in UserInput) (User, bool, error) {
 	tag, err := tx.Exec(ctx, `UPDATE users SET display_name = $3, email = $4, locale = $5, time_zone = $6,
-			external_id = $7, roles = $8, updated_at = now()
+			external_id = $7, roles = $8, hire_date = $9, updated_at = now()
 		WHERE tenant_id = $1 AND id = $2
-		  AND (display_name, email, locale, time_zone, coalesce(external_id, ''), roles)
-		      IS DISTINCT FROM ($3, $4, $5, $6, coalesce($7, ''), $8)`,
+		  AND (display_name, email, locale, time_zone, coalesce(external_id, ''), roles, hire_date)
+		      IS DISTINCT FROM ($3, $4, $5, $6, coalesce($7, ''), $8, $9::date)`,
 		current.TenantID, current.ID, in.DisplayName, in.Email, in.Locale, in.TimeZone,
-		nullable(in.ExternalID), roleStrings(in.Roles))
+		nullable(in.ExternalID), roleStrings(in.Roles), nullableDate(in.HireDate))
 	if err != nil {
 		return User{}, false, userWriteError(err)
 	}

@@ -225,12 +225,15 @@ type User struct {
 	// Time zone (IANA name); empty means the company's.
 	TimeZone string `protobuf:"bytes,5,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
 	// Identifier of the person in the CRM; events may name reps by it.
-	ExternalId    string                 `protobuf:"bytes,6,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
-	Roles         []Role                 `protobuf:"varint,7,rep,packed,name=roles,proto3,enum=rallye.v1.Role" json:"roles,omitempty"`
-	TeamIds       []string               `protobuf:"bytes,8,rep,name=team_ids,json=teamIds,proto3" json:"team_ids,omitempty"`
-	Active        bool                   `protobuf:"varint,9,opt,name=active,proto3" json:"active,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	ExternalId string                 `protobuf:"bytes,6,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
+	Roles      []Role                 `protobuf:"varint,7,rep,packed,name=roles,proto3,enum=rallye.v1.Role" json:"roles,omitempty"`
+	TeamIds    []string               `protobuf:"bytes,8,rep,name=team_ids,json=teamIds,proto3" json:"team_ids,omitempty"`
+	Active     bool                   `protobuf:"varint,9,opt,name=active,proto3" json:"active,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// The day the person started, YYYY-MM-DD; empty when unknown. Tenure
+	// bands and the onboarding ramp of AnalyticsService read it.
+	HireDate      string `protobuf:"bytes,12,opt,name=hire_date,json=hireDate,proto3" json:"hire_date,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -340,6 +343,13 @@ func (x *User) GetUpdateTime() *timestamppb.Timestamp {
 		return x.UpdateTime
 	}
 	return nil
+}
+
+func (x *User) GetHireDate() string {
+	if x != nil {
+		return x.HireDate
+	}
+	return ""
 }
 
 type GetTenantRequest struct {
@@ -1249,10 +1259,13 @@ type UserInput struct {
 	Email       string                 `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
 	Locale      Locale                 `protobuf:"varint,3,opt,name=locale,proto3,enum=rallye.v1.Locale" json:"locale,omitempty"`
 	// IANA name such as Europe/Paris; empty means the company's time zone.
-	TimeZone      string   `protobuf:"bytes,4,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
-	ExternalId    string   `protobuf:"bytes,5,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
-	Roles         []Role   `protobuf:"varint,6,rep,packed,name=roles,proto3,enum=rallye.v1.Role" json:"roles,omitempty"`
-	TeamIds       []string `protobuf:"bytes,7,rep,name=team_ids,json=teamIds,proto3" json:"team_ids,omitempty"`
+	TimeZone   string   `protobuf:"bytes,4,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	ExternalId string   `protobuf:"bytes,5,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
+	Roles      []Role   `protobuf:"varint,6,rep,packed,name=roles,proto3,enum=rallye.v1.Role" json:"roles,omitempty"`
+	TeamIds    []string `protobuf:"bytes,7,rep,name=team_ids,json=teamIds,proto3" json:"team_ids,omitempty"`
+	// The day the person started, YYYY-MM-DD from 1950-01-01 to 2099-12-31;
+	// empty when unknown (in an update or an import: clears it).
+	HireDate      string `protobuf:"bytes,8,opt,name=hire_date,json=hireDate,proto3" json:"hire_date,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1334,6 +1347,13 @@ func (x *UserInput) GetTeamIds() []string {
 		return x.TeamIds
 	}
 	return nil
+}
+
+func (x *UserInput) GetHireDate() string {
+	if x != nil {
+		return x.HireDate
+	}
+	return ""
 }
 
 type CreateUserRequest struct {
@@ -1976,7 +1996,7 @@ const file_rallye_v1_organization_proto_rawDesc = "" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\x8c\x03\n" +
+	"updateTime\"\xa9\x03\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x14\n" +
@@ -1992,7 +2012,8 @@ const file_rallye_v1_organization_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\x12\n" +
+	"updateTime\x12\x1b\n" +
+	"\thire_date\x18\f \x01(\tR\bhireDate\"\x12\n" +
 	"\x10GetTenantRequest\">\n" +
 	"\x11GetTenantResponse\x12)\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x11.rallye.v1.TenantR\x06tenant\"\xb7\x01\n" +
@@ -2052,7 +2073,7 @@ const file_rallye_v1_organization_proto_rawDesc = "" +
 	"\x15DeactivateTeamRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\"=\n" +
 	"\x16DeactivateTeamResponse\x12#\n" +
-	"\x04team\x18\x01 \x01(\v2\x0f.rallye.v1.TeamR\x04team\"\xd3\x02\n" +
+	"\x04team\x18\x01 \x01(\v2\x0f.rallye.v1.TeamR\x04team\"\x98\x03\n" +
 	"\tUserInput\x12-\n" +
 	"\fdisplay_name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xc8\x01R\vdisplayName\x12\x1d\n" +
@@ -2064,7 +2085,8 @@ const file_rallye_v1_organization_proto_rawDesc = "" +
 	"externalId\x12B\n" +
 	"\x05roles\x18\x06 \x03(\x0e2\x0f.rallye.v1.RoleB\x1b\xbaH\x18\x92\x01\x15\b\x01\x10\x04\x18\x01\"\r\x82\x01\n" +
 	"\x10\x01\x18\x01\x18\x02\x18\x03\x18\x04R\x05roles\x12,\n" +
-	"\bteam_ids\x18\a \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\x18\x01\"\x05r\x03\xb0\x01\x01R\ateamIds\"n\n" +
+	"\bteam_ids\x18\a \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\x18\x01\"\x05r\x03\xb0\x01\x01R\ateamIds\x12C\n" +
+	"\thire_date\x18\b \x01(\tB&\xbaH#\xd8\x01\x01r\x1e2\x1c^[0-9]{4}-[0-9]{2}-[0-9]{2}$R\bhireDate\"n\n" +
 	"\x11CreateUserRequest\x120\n" +
 	"\x04user\x18\x01 \x01(\v2\x14.rallye.v1.UserInputB\x06\xbaH\x03\xc8\x01\x01R\x04user\x12'\n" +
 	"\n" +
@@ -2074,11 +2096,11 @@ const file_rallye_v1_organization_proto_rawDesc = "" +
 	"\x0eGetUserRequest\x12!\n" +
 	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"6\n" +
 	"\x0fGetUserResponse\x12#\n" +
-	"\x04user\x18\x01 \x01(\v2\x0f.rallye.v1.UserR\x04user\"\xf7\x01\n" +
+	"\x04user\x18\x01 \x01(\v2\x0f.rallye.v1.UserR\x04user\"\x82\x02\n" +
 	"\x11UpdateUserRequest\x12!\n" +
 	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x120\n" +
-	"\x04user\x18\x02 \x01(\v2\x14.rallye.v1.UserInputB\x06\xbaH\x03\xd8\x01\x03R\x04user\x12\x8c\x01\n" +
-	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskBO\xbaHL\xc8\x01\x01\xe2\x01F\x12\fdisplay_name\x12\x05email\x12\x06locale\x12\ttime_zone\x12\vexternal_id\x12\x05roles\x12\bteam_idsR\n" +
+	"\x04user\x18\x02 \x01(\v2\x14.rallye.v1.UserInputB\x06\xbaH\x03\xd8\x01\x03R\x04user\x12\x97\x01\n" +
+	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskBZ\xbaHW\xc8\x01\x01\xe2\x01Q\x12\fdisplay_name\x12\x05email\x12\x06locale\x12\ttime_zone\x12\vexternal_id\x12\x05roles\x12\bteam_ids\x12\thire_dateR\n" +
 	"updateMask\"9\n" +
 	"\x12UpdateUserResponse\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.rallye.v1.UserR\x04user\"\xb5\x01\n" +
