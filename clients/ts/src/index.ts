@@ -14,6 +14,7 @@ import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 
 export * from "./gen/rallye/v1/access_pb.js";
+export * from "./gen/rallye/v1/analytics_pb.js";
 export * from "./gen/rallye/v1/challenge_pb.js";
 export * from "./gen/rallye/v1/challenge_template_pb.js";
 export * from "./gen/rallye/v1/common_pb.js";
