@@ -100,7 +100,7 @@ func TestNoValueForEmptyPeriodsAndZeroDenominators(t *testing.T) {
 	tests := []struct{ name, key string }{
 		{"RatioWithoutDenominator", "conversion_rate"},
 		{"AverageWithoutEvents", "average_basket"},
-		{"CountWithoutEvents", "deals_won"},
+		{"MedianWithoutEvents", "median_closing_days"},
 		{"CompositeOfMissingValues", "pipeline_velocity"},
 	}
 	for _, tt := range tests {
@@ -122,6 +122,55 @@ func TestNoValueForEmptyPeriodsAndZeroDenominators(t *testing.T) {
 	})
 }
 
+// TestEmptyCountsAndSumsAreZeroWhereTheScopeExisted: a rep without a win
+// this month reads 0 deals won and 0 revenue (as every sales tool shows),
+// and 0 open opportunities, once the scope exists (its creation or its first
+// event, whichever is earlier); before that and in periods not begun yet,
+// there is no value.
+func TestEmptyCountsAndSumsAreZeroWhereTheScopeExisted(t *testing.T) {
+	b, x := ready(t, 2)
+	first := time.Date(2026, 3, 10, 10, 0, 0, 0, paris)
+	x.send(t, x.call(first))
+	other := &builder{b: b, rep: "crm-rep-1", n: 100}
+	other.send(t, other.call(time.Date(2026, 5, 4, 10, 0, 0, 0, paris)))
+	rep := kpi.ScopeRef{Kind: kpi.ScopePerson, ID: b.userOf["crm-rep-0"]}
+	late := kpi.ScopeRef{Kind: kpi.ScopePerson, ID: b.userOf["crm-rep-1"]}
+	teamA := kpi.ScopeRef{Kind: kpi.ScopeTeam, ID: b.teams["A"]}
+	march := period.Of(period.Month, first, paris)
+	june := period.Of(period.Month, time.Date(2026, 6, 15, 0, 0, 0, 0, paris), paris) // before Now (July 1)
+	before := period.Of(period.Month, time.Date(2026, 2, 15, 0, 0, 0, 0, paris), paris)
+	future := period.Of(period.Month, time.Date(2026, 9, 15, 0, 0, 0, 0, paris), paris)
+	zero := ptr(0)
+	for _, tt := range []struct {
+		name  string
+		key   string
+		scope kpi.ScopeRef
+		p     period.Period
+		want  *float64
+	}{
+		{"CountInTheFirstMonth", "deals_won", rep, march, zero},
+		{"SumInTheFirstMonth", "won_revenue", rep, march, zero},
+		{"SignedSumInTheFirstMonth", "net_revenue", kpi.Company, march, zero},
+		{"CountOfTheTeamLater", "deals_won", teamA, june, zero},
+		{"CountOfTheCompanyLater", "trainings_completed", kpi.Company, june, zero},
+		{"StockOnceTheScopeExists", "open_opportunities", rep, june, zero},
+		{"StockAtRiskOnceTheScopeExists", "deals_at_risk", kpi.Company, march, zero},
+		{"ActivityCountsWhatHappened", "prospecting_activity", rep, march, ptr(1)},
+		{"CountBeforeTheScopeExisted", "deals_won", rep, before, nil},
+		{"StockBeforeTheScopeExisted", "open_opportunities", kpi.Company, before, nil},
+		{"CountOfAPeriodNotBegun", "deals_won", rep, future, nil},
+		{"CountOfARepBeforeTheirFirstEvent", "deals_won", late, march, nil},
+		{"CountOfARepFromTheirFirstEvent", "deals_won", late, june, zero},
+		{"RatioWithAnEmptyDenominatorStaysEmpty", "conversion_rate", rep, june, nil},
+		{"AverageOfNothingStaysEmpty", "average_basket", rep, june, nil},
+		{"MedianOfNothingStaysEmpty", "median_closing_days", kpi.Company, june, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			want(t, tt.key, b.value(t, tt.key, tt.scope, tt.p), tt.want)
+		})
+	}
+}
+
 func TestCorrectionsMoveTheNumbers(t *testing.T) {
 	b, x := ready(t, 1)
 	at := time.Date(2026, 3, 10, 10, 0, 0, 0, paris)
@@ -138,20 +187,20 @@ func TestCorrectionsMoveTheNumbers(t *testing.T) {
 	moved := fixed
 	moved.Event.Revision, moved.Event.OccurredAt = 2, time.Date(2026, 4, 2, 10, 0, 0, 0, paris)
 	x.send(t, moved)
-	want(t, "March after the date moved to April", b.value(t, "net_revenue", kpi.Company, month), nil)
+	want(t, "March after the date moved to April", b.value(t, "net_revenue", kpi.Company, month), ptr(0))
 	want(t, "April", b.value(t, "net_revenue", kpi.Company, month.Next()), ptr(1500))
 
 	gone := moved
 	gone.Event.Revision, gone.Event.Retracted = 3, true
 	x.send(t, gone)
-	want(t, "April after the retraction", b.value(t, "net_revenue", kpi.Company, month.Next()), nil)
+	want(t, "April after the retraction", b.value(t, "net_revenue", kpi.Company, month.Next()), ptr(0))
 
 	// A reopened deal stops counting; winning it again counts again.
 	w2 := x.won(at, 5*24*time.Hour, 80000)
 	x.send(t, w2)
 	x.send(t, event.Row{Event: event.Event{Source: "crm", ExternalID: "reopen-1", Type: event.DealReopened,
 		OccurredAt: at.Add(time.Hour), OpportunityID: w2.Event.OpportunityID}})
-	want(t, "deals_won after the reopening", b.value(t, "deals_won", kpi.Company, month), nil)
+	want(t, "deals_won after the reopening", b.value(t, "deals_won", kpi.Company, month), ptr(0))
 }
 
 // TestPeriodBoundaries checks that events fall in the company's local day:

@@ -42,6 +42,8 @@ type bundle struct {
 	teams   map[string]uuid.UUID
 	teamsOf map[uuid.UUID][]uuid.UUID
 	below   map[uuid.UUID][]uuid.UUID
+	// created is just before the company was created.
+	created time.Time
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -53,7 +55,7 @@ func setup(t *testing.T, nReps int) *bundle {
 	ctx := context.Background()
 	db := testutil.DB(t)
 	b := &bundle{db: db, org: org.NewService(db), events: event.NewStore(db), userOf: map[string]uuid.UUID{},
-		teams: map[string]uuid.UUID{}, teamsOf: map[uuid.UUID][]uuid.UUID{}, below: map[uuid.UUID][]uuid.UUID{}}
+		teams: map[string]uuid.UUID{}, teamsOf: map[uuid.UUID][]uuid.UUID{}, below: map[uuid.UUID][]uuid.UUID{}, created: time.Now()}
 	tenant, admin, err := b.org.CreateTenant(ctx, org.NewTenant{Name: "Acme", Slug: "acme", TimeZone: "Europe/Paris",
 		DefaultLocale: org.LocaleFR, Admin: org.UserInput{DisplayName: "Admin", Email: "admin@acme.test"}})
 	if err != nil {
@@ -174,7 +176,7 @@ func (b *bundle) backfill(t *testing.T) {
 }
 
 func (b *bundle) oracle(truth []event.Event) *oracle {
-	return &oracle{truth: truth, userOf: b.userOf, teamsOf: b.teamsOf, below: b.below, now: b.svc.Now()}
+	return &oracle{truth: truth, userOf: b.userOf, teamsOf: b.teamsOf, below: b.below, now: b.svc.Now(), created: b.created}
 }
 
 func modelKeys() []string {

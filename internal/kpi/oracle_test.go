@@ -24,6 +24,21 @@ type oracle struct {
 	teamsOf map[uuid.UUID][]uuid.UUID
 	below   map[uuid.UUID][]uuid.UUID
 	now     time.Time
+	// created is when the company, its teams and people were created.
+	created time.Time
+}
+
+// existed tells whether s existed in p: p has begun and ends after the
+// scope's creation or its first event, whichever is earlier. Counts, sums
+// and stocks are 0 there when nothing matched, and have no value elsewhere.
+func (o *oracle) existed(s kpi.ScopeRef, p period.Period) bool {
+	since := o.created
+	for _, e := range o.truth {
+		if e.OccurredAt.Before(since) && o.repInScope(o.rep(e), s) {
+			since = e.OccurredAt
+		}
+	}
+	return since.Before(p.End) && !p.Start.After(o.now)
 }
 
 func (o *oracle) rep(e event.Event) uuid.UUID {
@@ -98,15 +113,18 @@ func div(a, b float64) *float64 {
 	return ptr(a / b)
 }
 
-func count(evs []event.Event) *float64 {
-	if len(evs) == 0 {
+// count is the number of events: 0 where the scope existed, no value
+// elsewhere when there are none.
+func count(evs []event.Event, existed bool) *float64 {
+	if len(evs) == 0 && !existed {
 		return nil
 	}
 	return ptr(float64(len(evs)))
 }
 
-func total(evs []event.Event, f func(event.Event) float64) *float64 {
-	if len(evs) == 0 {
+// total sums f over the events, like count for an empty list.
+func total(evs []event.Event, f func(event.Event) float64, existed bool) *float64 {
+	if len(evs) == 0 && !existed {
 		return nil
 	}
 	s := 0.0
@@ -258,6 +276,7 @@ func (o *oracle) expect(key string, s kpi.ScopeRef, p period.Period) expectation
 	renewed, churned := event.CustomerRenewed, event.CustomerChurned
 	held, noShow := event.MeetingHeld, event.MeetingNoShow
 	var x expectation
+	ex := o.existed(s, p)
 	switch key {
 	case "net_revenue":
 		x.value = total(o.in(s, p, won, renewed, churned), func(e event.Event) float64 {
@@ -265,11 +284,11 @@ func (o *oracle) expect(key string, s kpi.ScopeRef, p period.Period) expectation
 				return -amount(e)
 			}
 			return amount(e)
-		})
+		}, ex)
 	case "conversion_rate":
 		x.value = div(float64(len(o.in(s, p, won))), float64(len(o.in(s, p, event.OpportunityCreated))))
 	case "gross_margin":
-		x.value = total(o.in(s, p, won, renewed), margin)
+		x.value = total(o.in(s, p, won, renewed), margin, ex)
 	case "renewal_rate":
 		x.value = div(float64(len(o.in(s, p, renewed))), float64(len(o.in(s, p, renewed, churned))))
 	case "churn_rate":
@@ -348,12 +367,12 @@ func (o *oracle) expect(key string, s kpi.ScopeRef, p period.Period) expectation
 			sum += by[seg]
 			x.breakdown[seg] = ptr(by[seg])
 		}
-		if any {
+		if any || ex {
 			x.value = ptr(sum)
 		}
 	case "deals_at_risk":
 		n, ever := o.atRisk(s, o.cutoff(p))
-		if ever {
+		if ever || ex {
 			x.value = ptr(n)
 		}
 	case "customer_lifetime_value":
@@ -387,13 +406,13 @@ func (o *oracle) expect(key string, s kpi.ScopeRef, p period.Period) expectation
 		}
 		x.value = div(ok, float64(len(hs)))
 	case "prospecting_activity":
-		x.value = count(o.in(s, p, event.CallLogged, event.MeetingScheduled, event.LeadContacted))
+		x.value = count(o.in(s, p, event.CallLogged, event.MeetingScheduled, event.LeadContacted), ex)
 	case "deals_won":
-		x.value = count(o.in(s, p, won))
+		x.value = count(o.in(s, p, won), ex)
 	case "won_revenue":
-		x.value = total(o.in(s, p, won), amount)
+		x.value = total(o.in(s, p, won), amount, ex)
 	case "trainings_completed":
-		x.value = count(o.in(s, p, event.TrainingCompleted))
+		x.value = count(o.in(s, p, event.TrainingCompleted), ex)
 	default:
 		panic("the oracle does not know " + key)
 	}

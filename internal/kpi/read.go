@@ -92,6 +92,9 @@ func (s *Service) newReader(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, 
 // group is the storage scopes one requested scope reads (a team's sets).
 type group struct {
 	ids []uuid.UUID
+	// since is the local day the scope exists from: its creation or its
+	// first data, whichever is earlier (zero: it does not exist).
+	since time.Time
 }
 
 type groupSet struct {
@@ -109,13 +112,47 @@ func (r *reader) resolve(ctx context.Context, scopes []ScopeRef) (groupSet, erro
 	switch scopes[0].Kind {
 	case ScopeCompany:
 		gs.kind, gs.monthly = storeCompany, true
+		var created time.Time
+		var first *time.Time
+		err := r.tx.QueryRow(ctx, `SELECT t.created_at, s.first_day FROM tenants t
+			LEFT JOIN kpi_scope_since s ON s.tenant_id = t.id AND s.scope_kind = 0 AND s.scope_id = $2
+			WHERE t.id = $1`, r.tenant, uuid.Nil).Scan(&created, &first)
+		if err != nil {
+			return gs, fmt.Errorf("resolve company: %w", err)
+		}
+		since := earliest(period.Date(created, r.loc), first)
 		for i := range scopes {
-			gs.groups[i] = group{ids: []uuid.UUID{uuid.Nil}}
+			gs.groups[i] = group{ids: []uuid.UUID{uuid.Nil}, since: since}
 		}
 	case ScopePerson:
 		gs.kind = storePerson
+		people := make([]uuid.UUID, len(scopes))
 		for i, s := range scopes {
-			gs.groups[i] = group{ids: []uuid.UUID{s.ID}}
+			people[i] = s.ID
+		}
+		rows, err := r.tx.Query(ctx, `SELECT u.id, u.created_at, s.first_day FROM users u
+			LEFT JOIN kpi_scope_since s ON s.tenant_id = u.tenant_id AND s.scope_kind = 2 AND s.scope_id = u.id
+			WHERE u.tenant_id = $1 AND u.id = ANY($2)`, r.tenant, people)
+		if err != nil {
+			return gs, fmt.Errorf("resolve people: %w", err)
+		}
+		since := map[uuid.UUID]time.Time{}
+		for rows.Next() {
+			var id uuid.UUID
+			var created time.Time
+			var first *time.Time
+			if err := rows.Scan(&id, &created, &first); err != nil {
+				rows.Close()
+				return gs, err
+			}
+			since[id] = earliest(period.Date(created, r.loc), first)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return gs, err
+		}
+		for i, s := range scopes {
+			gs.groups[i] = group{ids: []uuid.UUID{s.ID}, since: since[s.ID]}
 		}
 	case ScopeTeam:
 		gs.kind, gs.monthly = storeTeamSet, true
@@ -123,35 +160,78 @@ func (r *reader) resolve(ctx context.Context, scopes []ScopeRef) (groupSet, erro
 		for i, s := range scopes {
 			roots[i] = s.ID
 		}
-		rows, err := r.tx.Query(ctx, `WITH RECURSIVE down(root, id) AS (
-				SELECT id, id FROM teams WHERE tenant_id = $1 AND id = ANY($2)
+		// A team exists from the creation of the earliest team of its
+		// subtree or the first data of one of its sets.
+		rows, err := r.tx.Query(ctx, `WITH RECURSIVE down(root, id, created_at) AS (
+				SELECT id, id, created_at FROM teams WHERE tenant_id = $1 AND id = ANY($2)
 				UNION
-				SELECT d.root, t.id FROM teams t JOIN down d ON t.tenant_id = $1 AND t.parent_id = d.id
-			) SELECT DISTINCT d.root, s.id FROM down d JOIN kpi_team_sets s ON s.tenant_id = $1 AND d.id = ANY(s.team_ids)`,
+				SELECT d.root, t.id, t.created_at FROM teams t JOIN down d ON t.tenant_id = $1 AND t.parent_id = d.id
+			) SELECT d.root, NULL::uuid, min(d.created_at), NULL::date FROM down d GROUP BY d.root
+			UNION ALL
+			SELECT DISTINCT d.root, s.id, NULL::timestamptz, f.first_day FROM down d
+				JOIN kpi_team_sets s ON s.tenant_id = $1 AND d.id = ANY(s.team_ids)
+				LEFT JOIN kpi_scope_since f ON f.tenant_id = $1 AND f.scope_kind = 1 AND f.scope_id = s.id`,
 			r.tenant, roots)
 		if err != nil {
 			return gs, fmt.Errorf("resolve teams: %w", err)
 		}
 		sets := map[uuid.UUID][]uuid.UUID{}
+		since := map[uuid.UUID]time.Time{}
 		for rows.Next() {
-			var root, set uuid.UUID
-			if err := rows.Scan(&root, &set); err != nil {
+			var root uuid.UUID
+			var set *uuid.UUID
+			var created *time.Time
+			var first *time.Time
+			if err := rows.Scan(&root, &set, &created, &first); err != nil {
 				rows.Close()
 				return gs, err
 			}
-			sets[root] = append(sets[root], set)
+			if set != nil {
+				sets[root] = append(sets[root], *set)
+			}
+			if created != nil {
+				d := period.Date(*created, r.loc)
+				first = &d
+			}
+			if first != nil {
+				since[root] = earliest(*first, since[root])
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return gs, err
 		}
 		for i, s := range scopes {
-			gs.groups[i] = group{ids: sets[s.ID]}
+			gs.groups[i] = group{ids: sets[s.ID], since: since[s.ID]}
 		}
 	default:
 		return gs, fmt.Errorf("unknown scope kind %d", scopes[0].Kind)
 	}
 	return gs, nil
+}
+
+// earliest returns the earlier of two days; a zero or nil day is unknown.
+func earliest[T time.Time | *time.Time](a time.Time, b T) time.Time {
+	var d time.Time
+	switch v := any(b).(type) {
+	case time.Time:
+		d = v
+	case *time.Time:
+		if v != nil {
+			d = *v
+		}
+	}
+	if a.IsZero() || (!d.IsZero() && d.Before(a)) {
+		return d
+	}
+	return a
+}
+
+// existed tells whether a scope existing from since (a local day) existed
+// in p: p ends after that day and has begun. Counts, sums and stocks are 0
+// there when nothing matched, and have no value elsewhere.
+func (r *reader) existed(since time.Time, p period.Period) bool {
+	return !since.IsZero() && period.Date(p.End, r.loc).After(since) && !p.Start.After(r.now)
 }
 
 // cell addresses one measure's data for a group and a period.
@@ -282,8 +362,9 @@ func (r *reader) read(ctx context.Context, keys []string, gs groupSet, periods [
 		out[gi] = make([]map[string]Value, len(periods))
 		for pi := range periods {
 			done := map[string]Value{}
+			exists := r.existed(gs.groups[gi].since, periods[pi])
 			for _, k := range keys {
-				r.evaluate(k, plans[pi], res, gi, pi, done, 0)
+				r.evaluate(k, plans[pi], res, gi, pi, exists, done, 0)
 			}
 			out[gi][pi] = done
 		}
@@ -291,7 +372,7 @@ func (r *reader) read(ctx context.Context, keys []string, gs groupSet, periods [
 	return out, nil
 }
 
-func (r *reader) evaluate(key string, plans map[string]*plan, res *results, gi, pi int, done map[string]Value, depth int) Value {
+func (r *reader) evaluate(key string, plans map[string]*plan, res *results, gi, pi int, exists bool, done map[string]Value, depth int) Value {
 	if v, ok := done[key]; ok {
 		return v
 	}
@@ -302,7 +383,7 @@ func (r *reader) evaluate(key string, plans map[string]*plan, res *results, gi, 
 	case p.def.Formula.Aggregation == Composite:
 		inputs := map[string]*float64{}
 		for _, ref := range p.refs {
-			in := r.evaluate(ref, plans, res, gi, pi, done, depth+1)
+			in := r.evaluate(ref, plans, res, gi, pi, exists, done, depth+1)
 			v.Computing = v.Computing || in.Computing
 			inputs[ref] = in.Value
 		}
@@ -316,7 +397,7 @@ func (r *reader) evaluate(key string, plans map[string]*plan, res *results, gi, 
 			}
 		}
 		if !v.Computing {
-			v = p.value(res, gi, pi)
+			v = p.value(res, gi, pi, exists)
 		}
 	}
 	done[key] = v
@@ -366,8 +447,11 @@ func (res *results) side(m *MeasureSpec, stock bool, c cell) side {
 
 func num(v float64) *float64 { return &v }
 
-// value computes a non-composite plan from fetched data.
-func (p *plan) value(res *results, gi, pi int) Value {
+// value computes a non-composite plan from fetched data. exists tells
+// whether the scope existed in the period: an empty count, sum or stock is 0
+// there (and no value elsewhere); ratios, averages, medians and
+// percentiles of nothing have no value anywhere.
+func (p *plan) value(res *results, gi, pi int, exists bool) Value {
 	agg := p.def.Formula.Aggregation
 	c := cell{gi, pi, p.numID}
 	var v Value
@@ -398,15 +482,20 @@ func (p *plan) value(res *results, gi, pi int) Value {
 	if p.den != nil {
 		ds = res.side(p.den, false, cell{gi, pi, p.denID})
 	}
-	scalar := func(n int64, total float64, dn int64, dt float64) *float64 {
+	// The breakdown lists the values that had data: a segment with no
+	// event is not listed (the total is 0 where the scope existed).
+	scalar := func(n int64, total float64, dn int64, dt float64, exists bool) *float64 {
 		switch agg {
 		case Count, Distinct:
-			if n > 0 {
+			if n > 0 || exists {
 				return num(float64(n))
 			}
 		case Sum, Balance:
 			if n > 0 {
 				return num(total)
+			}
+			if exists {
+				return num(0)
 			}
 		case Average:
 			if n > 0 {
@@ -422,7 +511,7 @@ func (p *plan) value(res *results, gi, pi int) Value {
 	if agg == Distinct || p.num.Kind == MeasureKeys {
 		ns.total = float64(ns.n)
 	}
-	v.Value = scalar(ns.n, ns.total, ds.n, ds.total)
+	v.Value = scalar(ns.n, ns.total, ds.n, ds.total, exists)
 	if p.num.Dim != NoDimension {
 		dims := map[string]bool{}
 		for d := range ns.dimN {
@@ -432,7 +521,7 @@ func (p *plan) value(res *results, gi, pi int) Value {
 			dims[d] = true
 		}
 		for d := range dims {
-			if x := scalar(ns.dimN[d], ns.dimT[d], ds.dimN[d], ds.dimT[d]); x != nil {
+			if x := scalar(ns.dimN[d], ns.dimT[d], ds.dimN[d], ds.dimT[d], false); x != nil {
 				v.Breakdown = append(v.Breakdown, DimValue{d, x})
 			}
 		}

@@ -210,6 +210,9 @@ type aggregate struct {
 	keys   map[keyKey]int64
 	sets   map[uuid.UUID][]uuid.UUID
 	setOf  map[string]uuid.UUID
+	// since is the earliest local day each storage scope got data on in
+	// this batch (kpi_scope_since).
+	since map[scopeID]time.Time
 	// ruleErrors are the measures whose filter or value could not be
 	// evaluated for an event: the event did not count for them.
 	ruleErrors []event.RuleError
@@ -217,7 +220,13 @@ type aggregate struct {
 
 func newAggregate(loc *time.Location) *aggregate {
 	return &aggregate{loc: loc, sums: map[sumKey]*sumDelta{}, values: map[valueKey]int64{}, keys: map[keyKey]int64{},
-		sets: map[uuid.UUID][]uuid.UUID{}, setOf: map[string]uuid.UUID{}}
+		sets: map[uuid.UUID][]uuid.UUID{}, setOf: map[string]uuid.UUID{}, since: map[scopeID]time.Time{}}
+}
+
+// scopeID names a storage scope.
+type scopeID struct {
+	kind int16
+	id   uuid.UUID
 }
 
 // teamSetNamespace derives team set ids (UUIDv5) from their sorted members.
@@ -269,6 +278,12 @@ func (a *aggregate) add(ms []*compiledMeasure, e *event.Event, sign int, seq int
 	}
 	if e.UserID != uuid.Nil {
 		scopes = append(scopes, scopeRow{storePerson, e.UserID, false})
+	}
+	for _, sc := range scopes {
+		k := scopeID{sc.kind, sc.id}
+		if d, ok := a.since[k]; !ok || day.Before(d) {
+			a.since[k] = day
+		}
 	}
 	s := int64(sign)
 	for _, m := range ms {
@@ -354,6 +369,9 @@ func (a *aggregate) write(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID) er
 			return fmt.Errorf("write team sets: %w", err)
 		}
 	}
+	if err := a.writeSince(ctx, tx, tenantID); err != nil {
+		return err
+	}
 	if err := a.writeSums(ctx, tx, tenantID); err != nil {
 		return err
 	}
@@ -361,6 +379,32 @@ func (a *aggregate) write(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID) er
 		return err
 	}
 	return a.writeKeys(ctx, tx, tenantID)
+}
+
+// writeSince moves each scope's first day earlier when the batch has data
+// before it (in key order, like the other writes).
+func (a *aggregate) writeSince(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID) error {
+	if len(a.since) == 0 {
+		return nil
+	}
+	keys := make([]scopeID, 0, len(a.since))
+	for k := range a.since {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(x, y scopeID) int { return compareScope(x.kind, x.id, y.kind, y.id) })
+	kinds, scopes, days := make([]int16, len(keys)), make([]uuid.UUID, len(keys)), make([]time.Time, len(keys))
+	for i, k := range keys {
+		kinds[i], scopes[i], days[i] = k.kind, k.id, a.since[k]
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO kpi_scope_since (tenant_id, scope_kind, scope_id, first_day)
+		SELECT $1, * FROM unnest($2::smallint[], $3::uuid[], $4::date[])
+		ON CONFLICT (tenant_id, scope_kind, scope_id)
+		DO UPDATE SET first_day = excluded.first_day WHERE excluded.first_day < kpi_scope_since.first_day`,
+		tenantID, kinds, scopes, days)
+	if err != nil {
+		return fmt.Errorf("write scope first days: %w", err)
+	}
+	return nil
 }
 
 func (a *aggregate) writeSums(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID) error {
