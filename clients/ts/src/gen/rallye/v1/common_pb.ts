@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file rallye/v1/common.proto.
  */
 export const file_rallye_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("ChZyYWxseWUvdjEvY29tbW9uLnByb3RvEglyYWxseWUudjEiOQoIUm93RXJyb3ISDQoFaW5kZXgYASABKAUSDQoFZmllbGQYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSI7Cg1Mb2NhbGl6ZWRUZXh0EhQKAmZyGAEgASgJQgi6SAVyAxigHxIUCgJlbhgCIAEoCUIIukgFcgMYoB8qbwoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDAoIUk9MRV9SRVAQARIQCgxST0xFX01BTkFHRVIQAhILCgdST0xFX0hSEAMSDgoKUk9MRV9BRE1JThAEEhQKEFJPTEVfSU5URUdSQVRJT04QBSo+CgZMb2NhbGUSFgoSTE9DQUxFX1VOU1BFQ0lGSUVEEAASDQoJTE9DQUxFX0ZSEAESDQoJTE9DQUxFX0VOEAJClAEKDWNvbS5yYWxseWUudjFCC0NvbW1vblByb3RvUAFaMWdpdGh1Yi5jb20vcmFsbHllaHEvcmFsbHllL2dlbi9yYWxseWUvdjE7cmFsbHlldjGiAgNSWFiqAglSYWxseWUuVjHKAglSYWxseWVcVjHiAhVSYWxseWVcVjFcR1BCTWV0YWRhdGHqAgpSYWxseWU6OlYxYgZwcm90bzM", [file_buf_validate_validate]);
+  fileDesc("ChZyYWxseWUvdjEvY29tbW9uLnByb3RvEglyYWxseWUudjEiSAoIUm93RXJyb3ISEgoFaW5kZXgYASABKAVIAIgBARINCgVmaWVsZBgCIAEoCRIPCgdtZXNzYWdlGAMgASgJQggKBl9pbmRleCI7Cg1Mb2NhbGl6ZWRUZXh0EhQKAmZyGAEgASgJQgi6SAVyAxigHxIUCgJlbhgCIAEoCUIIukgFcgMYoB8qbwoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDAoIUk9MRV9SRVAQARIQCgxST0xFX01BTkFHRVIQAhILCgdST0xFX0hSEAMSDgoKUk9MRV9BRE1JThAEEhQKEFJPTEVfSU5URUdSQVRJT04QBSo+CgZMb2NhbGUSFgoSTE9DQUxFX1VOU1BFQ0lGSUVEEAASDQoJTE9DQUxFX0ZSEAESDQoJTE9DQUxFX0VOEAJClAEKDWNvbS5yYWxseWUudjFCC0NvbW1vblByb3RvUAFaMWdpdGh1Yi5jb20vcmFsbHllaHEvcmFsbHllL2dlbi9yYWxseWUvdjE7cmFsbHlldjGiAgNSWFiqAglSYWxseWUuVjHKAglSYWxseWVcVjHiAhVSYWxseWVcVjFcR1BCTWV0YWRhdGHqAgpSYWxseWU6OlYxYgZwcm90bzM", [file_buf_validate_validate]);
 
 /**
  * RowError reports one rejected row of a batch.
@@ -20,11 +20,13 @@ export const file_rallye_v1_common: GenFile = /*@__PURE__*/
  */
 export type RowError = Message<"rallye.v1.RowError"> & {
   /**
-   * Position of the row in the request, from 0.
+   * Position of the row in the request, from 0. Always present, also in
+   * JSON for the first row ({"index": 0}): the field is optional only so
+   * that proto3 does not drop a zero.
    *
-   * @generated from field: int32 index = 1;
+   * @generated from field: optional int32 index = 1;
    */
-  index: number;
+  index?: number | undefined;
 
   /**
    * Path of the offending field, such as "email".

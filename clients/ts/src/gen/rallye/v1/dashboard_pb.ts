@@ -604,8 +604,12 @@ export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
  * charts; and Watch, which pushes changed values as events arrive.
  *
  * Periods are cut in the company's time zone. Values are read from
- * incremental roll-ups, never from raw events. A value is absent when there
- * is no data or a division by zero (never 0 or NaN in disguise).
+ * incremental roll-ups, never from raw events. A count, sum or stock over a
+ * period in which its scope existed (from its creation or its first event,
+ * whichever is earlier, up to now) is a number, 0 when nothing matched; it
+ * is absent before the scope existed and for a period not begun. A ratio,
+ * average, median or percentile is absent when it divides by zero or has
+ * nothing to rank (never 0 or NaN in disguise).
  *
  * Errors common to all calls: Unauthenticated, PermissionDenied (role, or a
  * team or person outside a manager's teams, or another person for a rep),
