@@ -186,6 +186,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	if cfg.EventMaxFuture > 0 {
 		a.Events.MaxFuture = cfg.EventMaxFuture
 	}
+	a.Events.GroupTransactions = cfg.IngestGroupTransactions
+	a.Registry.MustRegister(a.Events.Collectors()...)
 	// Consumers of the change feed register here.
 	a.Feed = event.NewFeed(db, log.With("component", "feed"))
 	if o.Tracing.On() {

@@ -84,6 +84,10 @@ type Config struct {
 	// EventMaxFuture is how far ahead of the server's clock an event's
 	// occurred_at may be (0: event.DefaultMaxFuture).
 	EventMaxFuture time.Duration `env:"RALLYE_EVENT_MAX_FUTURE" envDefault:"24h"`
+	// IngestGroupTransactions bounds the group transactions of one company
+	// that run at once on a server: small ingestion calls arriving while
+	// they run share the next one (group commit). 0: the default.
+	IngestGroupTransactions int `env:"RALLYE_INGEST_GROUP_TRANSACTIONS" envDefault:"2"`
 	// FeedMaxAttempts is how many times the change feed tries a change a
 	// consumer fails to apply before moving it to the dead letters; between
 	// attempts it waits FeedRetryBase, doubling up to FeedRetryMax, jittered
@@ -195,6 +199,9 @@ func (c Config) Validate() error {
 	}
 	if c.ChallengeFinalizeCheck < 0 {
 		bad("RALLYE_CHALLENGE_FINALIZE_CHECK", "must not be negative")
+	}
+	if c.IngestGroupTransactions < 0 || c.IngestGroupTransactions > 64 {
+		bad("RALLYE_INGEST_GROUP_TRANSACTIONS", "want between 1 and 64 (0: the default, 2), got %d", c.IngestGroupTransactions)
 	}
 	if c.EventMaxFuture < 0 || c.EventMaxFuture > 366*24*time.Hour {
 		bad("RALLYE_EVENT_MAX_FUTURE", "must be between 0 and 8784h (a year), got %s", c.EventMaxFuture)

@@ -37,11 +37,18 @@ type Store struct {
 	// Tracer traces each batch (nil: no spans). A traced batch's feed
 	// notification carries its trace context to the consumers (trace.go).
 	Tracer trace.Tracer
+	// GroupTransactions bounds the group transactions of one company that
+	// run at once on this server (DefaultGroupTransactions unless set; see
+	// group.go).
+	GroupTransactions int
+
+	groups  groups
+	metrics storeMetrics
 }
 
 // NewStore returns the event store.
 func NewStore(db *postgres.DB) *Store {
-	return &Store{db: db, MaxFuture: DefaultMaxFuture, Now: time.Now}
+	return &Store{db: db, MaxFuture: DefaultMaxFuture, Now: time.Now, metrics: newStoreMetrics()}
 }
 
 // RowError reports a rejected event of a batch.
@@ -102,18 +109,81 @@ func (s *Store) Ingest(ctx context.Context, p rallye.Principal, rows []Row) (Res
 	}
 	ctx, finish := s.traceBatch(ctx, p.TenantID, len(rows))
 	var res Result
-	bounds := BoundsAt(s.Now(), s.MaxFuture)
-	err := s.db.InTenant(ctx, p.TenantID, func(tx pgx.Tx) error {
-		var err error
-		res, err = ingest(ctx, tx, p.TenantID, rows, bounds)
-		return err
-	})
+	var err error
+	if len(rows) <= GroupMaxEvents {
+		res, err = s.ingestGrouped(ctx, p.TenantID, rows)
+	} else {
+		res, err = s.ingestAlone(ctx, p.TenantID, rows)
+	}
 	finish(res, err)
 	if err != nil {
 		return Result{}, err
 	}
-	slices.SortFunc(res.Rejected, func(a, b RowError) int { return a.Index - b.Index })
 	return res, nil
+}
+
+// ingestAlone stores a batch in a transaction of its own.
+func (s *Store) ingestAlone(ctx context.Context, tenantID uuid.UUID, rows []Row) (Result, error) {
+	var outs []outcome
+	bounds := BoundsAt(s.Now(), s.MaxFuture)
+	err := s.db.InTenant(ctx, tenantID, func(tx pgx.Tx) error {
+		var err error
+		outs, err = ingest(ctx, tx, tenantID, rows, bounds)
+		return err
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	return summarize(rows, outs, 0), nil
+}
+
+// outcomeKind is what a batch did with one row.
+type outcomeKind uint8
+
+const (
+	outcomeRejected outcomeKind = iota
+	outcomeAccepted
+	outcomeCorrected
+	outcomeDuplicate
+)
+
+// outcome is what a batch did with one row: rows of a group transaction
+// come from several callers, each told about its own rows.
+type outcome struct {
+	kind outcomeKind
+	// rejected says why, when kind is outcomeRejected.
+	rejected RowError
+	// unknownRep is the CRM id no person carries, when that is why.
+	unknownRep string
+}
+
+// summarize is the Result of rows[from:from+len(rows)]'s outcomes for the
+// caller that sent them (row indexes are the caller's own).
+func summarize(rows []Row, outs []outcome, from int) Result {
+	var res Result
+	unknown := map[string]bool{}
+	for i := range rows {
+		o := outs[from+i]
+		switch o.kind {
+		case outcomeAccepted:
+			res.Accepted++
+		case outcomeCorrected:
+			res.Corrected++
+		case outcomeDuplicate:
+			res.Duplicates++
+		default:
+			e := o.rejected
+			if rows[i].Invalid == nil {
+				e.Index = i
+			}
+			res.Rejected = append(res.Rejected, e)
+			if o.unknownRep != "" && !unknown[o.unknownRep] {
+				unknown[o.unknownRep] = true
+				res.UnknownReps = append(res.UnknownReps, o.unknownRep)
+			}
+		}
+	}
+	return res
 }
 
 type candidate struct {
@@ -121,16 +191,20 @@ type candidate struct {
 	ev    Event
 }
 
-func ingest(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rows []Row, bounds Bounds) (Result, error) {
-	var res Result
+// ingest stores rows in tx and says what it did with each. Rows are
+// settled as one batch: of several rows for one source event, the highest
+// revision (the first of equals) is the one weighed against the stored
+// event, and the others are duplicates.
+func ingest(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rows []Row, bounds Bounds) ([]outcome, error) {
+	outs := make([]outcome, len(rows))
 	reject := func(i int, err error) {
 		e, _ := rallye.AsError(err)
-		res.Rejected = append(res.Rejected, RowError{Index: i, Field: e.Field, Message: e.Message})
+		outs[i] = outcome{kind: outcomeRejected, rejected: RowError{Index: i, Field: e.Field, Message: e.Message}}
 	}
 
 	var currency string
 	if err := tx.QueryRow(ctx, `SELECT currency FROM tenants WHERE id = $1`, tenantID).Scan(&currency); err != nil {
-		return res, fmt.Errorf("read company currency: %w", err)
+		return nil, fmt.Errorf("read company currency: %w", err)
 	}
 
 	// 1. Rules that need the type, then the reps.
@@ -139,7 +213,7 @@ func ingest(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rows []Row, boun
 	var exts []string
 	for i, r := range rows {
 		if r.Invalid != nil {
-			res.Rejected = append(res.Rejected, *r.Invalid)
+			outs[i] = outcome{kind: outcomeRejected, rejected: *r.Invalid}
 			continue
 		}
 		e := r.Event
@@ -158,9 +232,8 @@ func ingest(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rows []Row, boun
 	}
 	reps, err := org.ResolveReps(ctx, tx, tenantID, ids, exts)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	unknown := map[string]bool{}
 	resolved := cands[:0]
 	for _, c := range cands {
 		switch {
@@ -168,10 +241,7 @@ func ingest(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rows []Row, boun
 			id, ok := reps.ByExternalID[c.ev.RepExternalID]
 			if !ok {
 				reject(c.index, rallye.Invalid("rep_external_id", "no person carries the CRM id %q", c.ev.RepExternalID))
-				if !unknown[c.ev.RepExternalID] {
-					unknown[c.ev.RepExternalID] = true
-					res.UnknownReps = append(res.UnknownReps, c.ev.RepExternalID)
-				}
+				outs[c.index].unknownRep = c.ev.RepExternalID
 				continue
 			}
 			c.ev.UserID = id
@@ -194,13 +264,13 @@ func ingest(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rows []Row, boun
 			order = append(order, c.ev.Key())
 		case c.ev.Revision > prev.ev.Revision:
 			best[c.ev.Key()] = c
-			res.Duplicates++
+			outs[prev.index].kind = outcomeDuplicate
 		default:
-			res.Duplicates++
+			outs[c.index].kind = outcomeDuplicate
 		}
 	}
 	if len(order) == 0 {
-		return res, nil
+		return outs, nil
 	}
 	slices.SortFunc(order, compareKeys)
 
@@ -214,33 +284,32 @@ func ingest(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rows []Row, boun
 		}
 	}
 	if err := lockDeals(ctx, tx, tenantID, deals, locked); err != nil {
-		return res, err
+		return nil, err
 	}
 	stored, err := lockEvents(ctx, tx, tenantID, order)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 
 	// 4-7. Settle the batch. A new event may have been stored by a
 	// concurrent batch since we looked: its insert conflicts, the write is
 	// undone to a savepoint, the key is locked as an existing event, and the
-	// batch is settled again (each round adds keys, so it ends).
-	dupes := res.Duplicates
+	// batch is settled again (each round adds keys, so it ends; each
+	// round decides the outcome of every candidate again).
 	for {
-		res.Accepted, res.Corrected, res.Duplicates = 0, 0, dupes
-		touched, conflicts, err := settle(ctx, tx, tenantID, batch{order, best, stored, deals, locked, reps}, &res)
+		touched, conflicts, err := settle(ctx, tx, tenantID, batch{order, best, stored, deals, locked, reps}, outs)
 		if err != nil {
-			return res, err
+			return nil, err
 		}
 		if len(conflicts) == 0 {
 			if err := recordSources(ctx, tx, tenantID, best, order, touched, bounds.Latest); err != nil {
-				return res, err
+				return nil, err
 			}
-			return res, appendChanges(ctx, tx, tenantID, touched)
+			return outs, appendChanges(ctx, tx, tenantID, touched)
 		}
 		more, err := lockEvents(ctx, tx, tenantID, conflicts)
 		if err != nil {
-			return res, err
+			return nil, err
 		}
 		maps.Copy(stored, more)
 	}
@@ -259,7 +328,7 @@ type batch struct {
 // settle classifies the batch against the stored rows, applies the counting
 // rules and writes, under a savepoint. It returns the touched rows, or the
 // keys whose insert found a concurrent batch's row (nothing is then written).
-func settle(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, b batch, res *Result) (map[Key]*state, []Key, error) {
+func settle(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, b batch, outs []outcome) (map[Key]*state, []Key, error) {
 	// 4. Classify.
 	touched := map[Key]*state{}
 	deals := slices.Clone(b.deals)
@@ -268,17 +337,17 @@ func settle(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, b batch, res *Re
 		c := b.best[k]
 		prev, exists := b.stored[k]
 		if exists && c.ev.Revision <= prev.revision {
-			res.Duplicates++
+			outs[c.index].kind = outcomeDuplicate
 			continue
 		}
 		var st *state
 		if !exists {
 			st = &state{key: k, isNew: true}
-			res.Accepted++
+			outs[c.index].kind = outcomeAccepted
 		} else {
 			cp := *prev
 			st = &cp
-			res.Corrected++
+			outs[c.index].kind = outcomeCorrected
 			oldVersions = append(oldVersions, st.version)
 			if isDealType(st.typ) && st.opp != "" {
 				deals = append(deals, dealKey{k.Source, st.opp})
