@@ -153,7 +153,7 @@ func TestConcurrentOneEventCallsMatchTheReference(t *testing.T) {
 		}
 		r := call.res
 		if call.unknown {
-			if r.Accepted+r.Corrected+r.Duplicates != 0 || len(r.Rejected) != 1 || r.Rejected[0].Index != 0 ||
+			if r.Accepted+r.Corrected+r.Duplicates != 0 || len(r.Rejected) != 1 || r.Rejected[0].GetIndex() != 0 ||
 				r.Rejected[0].Field != "rep_external_id" || !slices.Equal(r.UnknownRepExternalIds, []string{call.ev.RepExternalId}) {
 				t.Fatalf("a call about nobody was answered %v", r)
 			}
