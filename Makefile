@@ -9,7 +9,7 @@ BUF         := $(TOOLS)/node_modules/.bin/buf
 # production sets its own (or a JWKS URL).
 DEV_ENV := RALLYE_JWT_SECRET=local-development-secret-not-for-production
 
-.PHONY: help tools generate lint check-generated breaking helm test redis-cluster test-cluster build run demo clean
+.PHONY: help tools generate console check-console lint check-generated breaking helm test redis-cluster test-cluster build run demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -23,14 +23,22 @@ TS_MODULES := clients/ts/node_modules/.package-lock.json
 $(TS_MODULES): clients/ts/package-lock.json
 	npm ci --prefix clients/ts --no-audit --no-fund --silent
 
-tools: $(BUF) $(TS_MODULES) ## install buf and the TypeScript client's packages (pinned, from npm); Go tools are pinned in go.mod
+# The console's bundler (esbuild) and chart library, pinned by its lock file.
+CONSOLE         := internal/console
+CONSOLE_MODULES := $(CONSOLE)/web/node_modules/.package-lock.json
+$(CONSOLE_MODULES): $(CONSOLE)/web/package-lock.json
+	npm ci --prefix $(CONSOLE)/web --no-audit --no-fund --silent
+
+tools: $(BUF) $(TS_MODULES) $(CONSOLE_MODULES) ## install buf and the TypeScript client's packages (pinned, from npm); Go tools are pinned in go.mod
 	@$(BUF) --version | grep -qx '$(BUF_VERSION)' || npm install --prefix $(TOOLS) --no-audit --no-fund --silent @bufbuild/buf@$(BUF_VERSION)
 
-generate: tools ## regenerate gen/ (Go, OpenAPI) and clients/ts/src/gen (TypeScript) from proto/
+generate: tools ## regenerate gen/ (Go, OpenAPI) and clients/ts/src/gen (TypeScript) from proto/, and the console bundle
 	rm -rf gen clients/ts/src/gen
 	$(BUF) generate
+	@# The console bundles the TypeScript client: rebuild it with the new protos.
+	$(MAKE) --no-print-directory console
 
-lint: tools check-generated breaking helm ## gofmt, go vet, staticcheck, buf lint, generated-code freshness, breaking changes, the Helm chart
+lint: tools check-generated check-console breaking helm ## gofmt, go vet, staticcheck, buf lint, generated-code freshness, breaking changes, the Helm chart
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	go tool staticcheck ./...
@@ -42,6 +50,16 @@ check-generated: tools ## fail when gen/ or clients/ts/src/gen is not what buf g
 	for d in gen clients/ts/src/gen; do \
 		diff -r $$tmp/$$d $$d >/dev/null || { echo "$$d is stale: run make generate and commit"; diff -r $$tmp/$$d $$d | head -20; exit 1; }; \
 	done
+
+console: tools ## type-check the console and bundle it into internal/console/dist (committed: go build needs no npm)
+	clients/ts/node_modules/.bin/tsc -p $(CONSOLE)/web
+	node $(CONSOLE)/web/build.mjs
+
+check-console: tools ## fail when internal/console/dist is not what the console's sources build
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	clients/ts/node_modules/.bin/tsc -p $(CONSOLE)/web && \
+	node $(CONSOLE)/web/build.mjs $$tmp && \
+	diff -r $$tmp $(CONSOLE)/dist >/dev/null || { echo "$(CONSOLE)/dist is stale: run make console and commit"; diff -r $$tmp $(CONSOLE)/dist | head -5; exit 1; }
 
 # Breaking changes are checked against the newest release tag: until the first
 # release the API may still change.
@@ -84,4 +102,4 @@ demo: ## seed the demo company and print a token per person
 	$(DEV_ENV) go run ./cmd/rallye demo
 
 clean: ## remove build outputs and installed tools
-	rm -rf bin $(TOOLS) clients/ts/node_modules clients/ts/dist
+	rm -rf bin $(TOOLS) clients/ts/node_modules clients/ts/dist $(CONSOLE)/web/node_modules

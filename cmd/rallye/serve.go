@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rallyehq/rallye/internal/app"
+	"github.com/rallyehq/rallye/internal/console"
 	"github.com/rallyehq/rallye/internal/demo"
 	"github.com/rallyehq/rallye/internal/telemetry"
 )
@@ -59,6 +60,12 @@ func runServe(ctx context.Context, env *environment, args []string) error {
 		if err := printDemo(env, res, c); err != nil {
 			return err
 		}
+		people, err := consolePeople(env, res)
+		if err != nil {
+			return err
+		}
+		a.Console.EnableDemo(people)
+		fmt.Printf("Console (sign in as any of them): http://%s%s\n", env.cfg.Addr, console.Path)
 		go demo.Stream(ctx, a.Events, res, 5*time.Second)
 	}
 	if env.cfg.DebugAddr != "" {
@@ -69,6 +76,24 @@ func runServe(ctx context.Context, env *environment, args []string) error {
 		return fmt.Errorf("RALLYE_ADDR %s: %w", env.cfg.Addr, err)
 	}
 	return a.Serve(ctx, ln)
+}
+
+// consolePeople are the demo people offered by the console's sign-in page,
+// each with a token valid a day.
+func consolePeople(env *environment, res demo.Result) ([]console.DemoPerson, error) {
+	out := make([]console.DemoPerson, 0, len(res.People))
+	for _, u := range res.People {
+		token, err := mint(env, u, 24*time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		p := console.DemoPerson{Name: u.DisplayName, Email: u.Email, Token: token}
+		for _, r := range u.Roles {
+			p.Roles = append(p.Roles, string(r))
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // serveProfiler serves net/http/pprof on RALLYE_DEBUG_ADDR, apart from the API.

@@ -26,6 +26,7 @@ import (
 	"github.com/rallyehq/rallye/internal/auth"
 	"github.com/rallyehq/rallye/internal/challenge"
 	"github.com/rallyehq/rallye/internal/config"
+	"github.com/rallyehq/rallye/internal/console"
 	"github.com/rallyehq/rallye/internal/dashboard"
 	"github.com/rallyehq/rallye/internal/event"
 	"github.com/rallyehq/rallye/internal/idempotency"
@@ -71,7 +72,9 @@ type App struct {
 	Rewards *reward.Service
 	// Analytics is participation (and, later, impact) for HR and managers.
 	Analytics *analytics.Service
-	Handler   http.Handler
+	// Console is the web console at /console/.
+	Console *console.Console
+	Handler http.Handler
 
 	jwksCancel context.CancelFunc
 }
@@ -218,7 +221,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	if err != nil {
 		return nil, err
 	}
-	a.Handler, err = api.NewHandler(api.Deps{
+	a.Console = console.New(console.Config{OIDCIssuer: cfg.ConsoleOIDCIssuer, OIDCClientID: cfg.ConsoleOIDCClientID})
+	rpcs, err := api.NewHandler(api.Deps{
 		Log: log, Registry: a.Registry, Auth: a.Auth, Health: &healthChecker{db: db, redis: a.Redis},
 		Org: a.Org, APIKeys: a.APIKeys, Events: a.Events, Boards: a.Boards, Challenges: a.Challenges,
 		KPI: a.KPI, Dashboards: a.Dashboards, Rewards: a.Rewards, Analytics: a.Analytics, MaxRequestBytes: cfg.MaxRequestBytes,
@@ -227,6 +231,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	if err != nil {
 		return nil, err
 	}
+	// The console's pages beside the RPCs, which it calls like any client.
+	mux := http.NewServeMux()
+	mux.Handle(console.Path, a.Console)
+	mux.Handle("/", rpcs)
+	a.Handler = mux
 	ok = true
 	return a, nil
 }

@@ -64,6 +64,12 @@ type Config struct {
 	JWKSURL     string `env:"RALLYE_JWKS_URL"`
 	JWTIssuer   string `env:"RALLYE_JWT_ISSUER" envDefault:"rallye"`
 	JWTAudience string `env:"RALLYE_JWT_AUDIENCE" envDefault:"rallye"`
+	// ConsoleOIDCIssuer and ConsoleOIDCClientID sign people in to the web
+	// console through the company's identity provider (OpenID Connect,
+	// authorization code with PKCE, in the browser); the API verifies the
+	// tokens it issues through RALLYE_JWKS_URL. Both or neither.
+	ConsoleOIDCIssuer   string `env:"RALLYE_CONSOLE_OIDC_ISSUER"`
+	ConsoleOIDCClientID string `env:"RALLYE_CONSOLE_OIDC_CLIENT_ID"`
 	// CredentialCacheTTL is how long a verified user or API key status (active,
 	// roles, revoked) is reused before it is read again.
 	CredentialCacheTTL time.Duration `env:"RALLYE_CREDENTIAL_CACHE_TTL" envDefault:"10s"`
@@ -193,6 +199,14 @@ func (c Config) Validate() error {
 		if u, err := url.Parse(c.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") {
 			bad("RALLYE_JWKS_URL", "want an http(s) URL, got %q", c.JWKSURL)
 		}
+	}
+	if c.ConsoleOIDCIssuer != "" {
+		if u, err := url.Parse(c.ConsoleOIDCIssuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("RALLYE_CONSOLE_OIDC_ISSUER", "want an http(s) URL, got %q", c.ConsoleOIDCIssuer)
+		}
+	}
+	if (c.ConsoleOIDCIssuer == "") != (c.ConsoleOIDCClientID == "") {
+		bad("RALLYE_CONSOLE_OIDC_CLIENT_ID", "RALLYE_CONSOLE_OIDC_ISSUER and RALLYE_CONSOLE_OIDC_CLIENT_ID go together")
 	}
 	if c.CredentialCacheTTL < 0 {
 		bad("RALLYE_CREDENTIAL_CACHE_TTL", "must not be negative")
