@@ -119,6 +119,15 @@ func (f *Feed) Register(c Consumer) {
 	f.metrics.consumers = append(f.metrics.consumers, c.Name())
 }
 
+// Consumers names the registered consumers, in order.
+func (f *Feed) Consumers() []string {
+	names := make([]string, len(f.consumers))
+	for i, c := range f.consumers {
+		names[i] = c.Name()
+	}
+	return names
+}
+
 func lockKey(tenantID uuid.UUID, consumer string) int64 {
 	h := fnv.New64a()
 	h.Write(tenantID[:])

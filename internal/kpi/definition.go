@@ -103,6 +103,10 @@ const (
 	maxDimensions           = 200 // breakdown values kept in a read
 )
 
+// MaxBreakdownValues is how many values of its breakdown a KPI's read keeps
+// (the first ones in order of value).
+const MaxBreakdownValues = maxDimensions
+
 var dimensions = []Dimension{DimSegment, DimProduct, DimStage, DimFromStage, DimChannel, DimDealKind, DimSource, DimContent, DimEventType}
 
 // DistinctField is what a distinct count counts.

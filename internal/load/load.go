@@ -408,11 +408,21 @@ func (r *run) ingest(ctx context.Context, ds []eventgen.Delivery) (ingestResult,
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	probeRep := r.reps[0].ExternalID
+	// The probe KPI's read keeps its first kpi.MaxBreakdownValues probes
+	// (in name order): with more, the later probes, and the final one sent
+	// to see the roll-ups catch up, would never show, and the run would
+	// wait for them in vain. Probes are spaced out to stay below.
+	probeEvery := r.cfg.ProbeEvery
+	if calls := (len(ds) + r.cfg.Batch - 1) / r.cfg.Batch; calls/probeEvery >= kpi.MaxBreakdownValues-1 {
+		probeEvery = calls/(kpi.MaxBreakdownValues-2) + 1
+		r.printf("  one probe every %d calls instead of %d: the probe KPI shows at most %d probes\n",
+			probeEvery, r.cfg.ProbeEvery, kpi.MaxBreakdownValues)
+	}
 	var batches []batch
 	for i := 0; i < len(ds); i += r.cfg.Batch {
 		chunk := ds[i:min(i+r.cfg.Batch, len(ds))]
 		b := batch{}
-		if len(batches)%r.cfg.ProbeEvery == 0 && len(chunk) > 1 {
+		if len(batches)%probeEvery == 0 && len(chunk) > 1 {
 			b.probe = fmt.Sprintf("probe-%05d", len(batches))
 			chunk = chunk[:len(chunk)-1]
 		}
