@@ -43,6 +43,10 @@ var (
 	enrollments = newEnumMap(map[challenge.Enrollment]rallyev1.Enrollment{
 		challenge.EnrollAuto: rallyev1.Enrollment_ENROLLMENT_AUTO, challenge.EnrollOptIn: rallyev1.Enrollment_ENROLLMENT_OPT_IN,
 	})
+	tieRules = newEnumMap(map[challenge.TieRule]rallyev1.ChallengeTieRule{
+		challenge.TieEarliestAchiever: rallyev1.ChallengeTieRule_CHALLENGE_TIE_RULE_EARLIEST_ACHIEVER,
+		challenge.TieSharedRank:       rallyev1.ChallengeTieRule_CHALLENGE_TIE_RULE_SHARED_RANK,
+	})
 	teamMetrics = newEnumMap(map[challenge.TeamMetric]rallyev1.TeamMetric{
 		challenge.TeamTotal: rallyev1.TeamMetric_TEAM_METRIC_TOTAL, challenge.TeamAverage: rallyev1.TeamMetric_TEAM_METRIC_AVERAGE,
 	})
@@ -133,6 +137,7 @@ func definitionFromProto(in *rallyev1.ChallengeDefinition) challenge.Definition 
 		Duration:    durationFromProto(in.GetDuration(), in.Duration != nil),
 		Grace:       durationFromProto(in.GetGracePeriod(), in.GracePeriod != nil),
 		MaxDataWait: durationFromProto(in.GetMaxDataWait(), in.MaxDataWait != nil),
+		TieRule:     tieRules.fromProto[in.GetTieRule()],
 	}
 	for _, m := range in.GetMissions() {
 		d.Missions = append(d.Missions, missionFromProto(m))
@@ -166,12 +171,21 @@ func missionFromProto(in *rallyev1.Mission) challenge.Mission {
 	return m
 }
 
+// challengeDefinitionToProto is a stored challenge's definition, which
+// always names its tie rule.
+func challengeDefinitionToProto(c *challenge.Challenge) *rallyev1.ChallengeDefinition {
+	out := definitionToProto(c.Definition, c.Missions)
+	out.TieRule = tieRules.toProto[c.Definition.Ties()]
+	return out
+}
+
 func definitionToProto(d challenge.Definition, missions []challenge.MissionInfo) *rallyev1.ChallengeDefinition {
 	out := &rallyev1.ChallengeDefinition{
 		Name: textToProto(d.Name), Description: textToProto(d.Description), Kind: kinds.toProto[d.Kind], Mode: modes.toProto[d.Mode],
 		Format: formats.toProto[d.Format], Enrollment: enrollments.toProto[d.Enrollment], Sequential: d.Sequential,
 		RaceTargetPoints: d.RaceTarget, LeagueTargetPoints: d.LeagueTarget, TeamMetric: teamMetrics.toProto[d.TeamMetric],
 		Duration: durationToProto(d.Duration), GracePeriod: durationToProto(d.Grace), MaxDataWait: durationToProto(d.MaxDataWait),
+		TieRule: tieRules.toProto[d.TieRule], // a template's empty rule: the default
 	}
 	if missions == nil {
 		for _, m := range d.Missions {
@@ -210,7 +224,7 @@ func missionToProto(m challenge.MissionInfo) *rallyev1.Mission {
 
 func challengeToProto(c *challenge.Challenge) *rallyev1.Challenge {
 	return &rallyev1.Challenge{
-		Id: c.ID.String(), Definition: definitionToProto(c.Definition, c.Missions), TemplateKey: c.TemplateKey,
+		Id: c.ID.String(), Definition: challengeDefinitionToProto(c), TemplateKey: c.TemplateKey,
 		State: states.toProto[c.State], Final: c.Final(), TeamIds: idStrings(c.TeamIDs), UserIds: idStrings(c.UserIDs),
 		StartTime: timestamp(c.StartsAt), EndTime: timestamp(c.EndsAt), EarliestFinalTime: timestamp(c.EarliestFinal()),
 		LatestFinalTime: timestamp(c.LatestFinal()), FinalTime: timestamp(c.FinalizedAt), CancelTime: timestamp(c.CancelledAt),

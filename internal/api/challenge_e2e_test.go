@@ -115,6 +115,11 @@ func TestChallengeEndToEnd(t *testing.T) {
 	if err != nil || again.Challenge.Id != created.Challenge.Id {
 		t.Fatalf("retried launch: %v %v", again, err)
 	}
+	// The challenge says how it breaks ties (issue 15 item 7): created
+	// without a rule, earliest achiever first.
+	if got := created.Challenge.GetDefinition().GetTieRule(); got != rallyev1.ChallengeTieRule_CHALLENGE_TIE_RULE_EARLIEST_ACHIEVER {
+		t.Fatalf("tie rule %v", got)
+	}
 	id := created.Challenge.Id
 	eventually(t, "the start job starts the challenge", func() error {
 		got, err := rep.challenges.GetChallenge(ctx, &rallyev1.GetChallengeRequest{ChallengeId: id})

@@ -91,6 +91,19 @@ const (
 	TeamAverage TeamMetric = "average"
 )
 
+// TieRule says how equal scores rank, on the challenge's boards and in its
+// standings.
+type TieRule string
+
+// Tie rules.
+const (
+	// TieEarliestAchiever gives distinct ranks: of two equal scores, the one
+	// reached first (by event time, then arrival) ranks first. The default.
+	TieEarliestAchiever TieRule = "earliest_achiever"
+	// TieSharedRank gives equal scores the same rank (1, 2, 2, 4).
+	TieSharedRank TieRule = "shared_rank"
+)
+
 // Duration is a time.Duration written as "72h" in JSON.
 type Duration time.Duration
 
@@ -129,10 +142,14 @@ type Definition struct {
 	Grace Duration `json:"grace,omitempty"`
 	// MaxDataWait bounds how long after the end the results wait for every
 	// source's data (see Final).
-	MaxDataWait Duration  `json:"max_data_wait,omitempty"`
-	Missions    []Mission `json:"missions"`
-	Rules       []Rule    `json:"rules"`
-	Rewards     []Reward  `json:"rewards"`
+	MaxDataWait Duration `json:"max_data_wait,omitempty"`
+	// TieRule orders equal scores (TieEarliestAchiever when created without
+	// one; challenges stored before the rule existed read as shared ranks,
+	// which is what their boards were created with).
+	TieRule  TieRule   `json:"tie_rule,omitempty"`
+	Missions []Mission `json:"missions"`
+	Rules    []Rule    `json:"rules"`
+	Rewards  []Reward  `json:"rewards"`
 }
 
 // MissionScope says whose events a mission counts.
@@ -310,6 +327,14 @@ type compiledRule struct {
 	types         map[event.Type]bool
 }
 
+// Ties is the rule the challenge ranks equal scores with.
+func (d Definition) Ties() TieRule {
+	if d.TieRule == "" {
+		return TieSharedRank // stored before the rule existed
+	}
+	return d.TieRule
+}
+
 // withDefaults fills the fields a definition may leave empty.
 func (d Definition) withDefaults() Definition {
 	if d.Kind == "" {
@@ -326,6 +351,9 @@ func (d Definition) withDefaults() Definition {
 	}
 	if d.Enrollment == "" {
 		d.Enrollment = EnrollAuto
+	}
+	if d.TieRule == "" {
+		d.TieRule = TieEarliestAchiever
 	}
 	if d.Format == FormatTeamBattle && d.TeamMetric == "" {
 		d.TeamMetric = TeamTotal
@@ -393,6 +421,9 @@ func compile(d Definition, prefix string) (*compiled, error) {
 	}
 	if err := checkText(f("description"), d.Description, false, 4000); err != nil {
 		return nil, err
+	}
+	if d.TieRule != TieEarliestAchiever && d.TieRule != TieSharedRank {
+		return nil, rallye.Invalid(f("tie_rule"), "must be earliest_achiever or shared_rank")
 	}
 	switch d.Kind {
 	case KindOnboarding, KindUpsell, KindProspecting, KindCustom:

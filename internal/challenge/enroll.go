@@ -373,7 +373,7 @@ func (s *Service) ensureBoards(ctx context.Context, tx pgx.Tx, c *Challenge) err
 		return nil
 	}
 	err := s.boards.CreateChallengeBoards(ctx, tx, c.TenantID, BoardSpec{
-		ChallengeID: c.ID, Team: c.Definition.Mode == ModeTeam, SharedRanks: true, StartsAt: c.StartsAt, EndsAt: c.EndsAt,
+		ChallengeID: c.ID, Team: c.Definition.Mode == ModeTeam, SharedRanks: c.Definition.Ties() == TieSharedRank, StartsAt: c.StartsAt, EndsAt: c.EndsAt,
 	})
 	if err != nil {
 		return fmt.Errorf("create boards: %w", err)

@@ -17,7 +17,7 @@ import (
 // Each format ranks with its own semantics, computed from this package's
 // state (the leaderboard's boards rank raw points live):
 //
-//   - leaderboard: points, equal points share a rank (1, 2, 2, 4);
+//   - leaderboard: points;
 //   - race: those who reached the target, by the event time they reached it
 //     (ties by arrival), then the others by points;
 //   - league: the percentage of one's own target;
@@ -27,6 +27,12 @@ import (
 //
 // In team mode, teams are ranked too (by the battle's metric, else total)
 // and rank rewards go to the members of the teams ranked.
+//
+// Whatever the format, what still ties follows the challenge's tie rule:
+// shared ranks (1, 2, 2, 4), or distinct ranks where the earliest achiever
+// of the tied score (by event time, then arrival, of the last change to
+// their points; for a team, of its members' latest) ranks first and those
+// who never scored come last.
 
 // Standing is one participant's place.
 type Standing struct {
@@ -179,7 +185,73 @@ func (s *Service) standings(ctx context.Context, tx pgx.Tx, c *Challenge) (*Stan
 	if c.Definition.Mode == ModeTeam {
 		teamRanks(c, st)
 	}
+	if c.Definition.Ties() == TieEarliestAchiever {
+		if err := s.earliestAchieverFirst(ctx, tx, c, st); err != nil {
+			return nil, err
+		}
+	}
 	return st, nil
+}
+
+// achievement is when a participant's points last changed.
+type achievement struct {
+	at      time.Time
+	arrival int64
+}
+
+// before orders achievements earliest first, the never-scored last.
+func (a achievement) before(b achievement) int {
+	switch az, bz := a.at.IsZero(), b.at.IsZero(); {
+	case az && bz:
+		return 0
+	case az:
+		return 1
+	case bz:
+		return -1
+	}
+	return cmp.Or(a.at.Compare(b.at), cmp.Compare(a.arrival, b.arrival))
+}
+
+// earliestAchieverFirst breaks the ties the format's ranking left: within
+// each group of equal rank, the earliest achiever first; then every rank
+// is the position.
+func (s *Service) earliestAchieverFirst(ctx context.Context, tx pgx.Tx, c *Challenge, st *Standings) error {
+	rows, err := tx.Query(ctx, `WITH log AS (
+			SELECT user_id, occurred_at AS at, arrival FROM challenge_contributions
+				WHERE tenant_id = $1 AND challenge_id = $2 AND points <> 0
+			UNION ALL
+			SELECT user_id, awarded_at, arrival FROM challenge_awards
+				WHERE tenant_id = $1 AND challenge_id = $2 AND revoked_at IS NULL AND points <> 0
+		)
+		SELECT DISTINCT ON (user_id) user_id, at, arrival FROM log ORDER BY user_id, at DESC, arrival DESC`, c.TenantID, c.ID)
+	if err != nil {
+		return fmt.Errorf("achievements: %w", err)
+	}
+	last := map[uuid.UUID]achievement{}
+	var u uuid.UUID
+	var a achievement
+	if _, err := pgx.ForEachRow(rows, []any{&u, &a.at, &a.arrival}, func() error { last[u] = a; return nil }); err != nil {
+		return fmt.Errorf("achievements: %w", err)
+	}
+	slices.SortStableFunc(st.People, func(x, y Standing) int {
+		return cmp.Or(cmp.Compare(x.Rank, y.Rank), last[x.UserID].before(last[y.UserID]))
+	})
+	for i := range st.People {
+		st.People[i].Rank = i + 1
+	}
+	teamLast := map[uuid.UUID]achievement{}
+	for _, r := range st.People {
+		if a, ok := last[r.UserID]; ok && (teamLast[r.TeamID].at.IsZero() || teamLast[r.TeamID].before(a) < 0) {
+			teamLast[r.TeamID] = a
+		}
+	}
+	slices.SortStableFunc(st.Teams, func(x, y TeamStanding) int {
+		return cmp.Or(cmp.Compare(x.Rank, y.Rank), teamLast[x.TeamID].before(teamLast[y.TeamID]))
+	})
+	for i := range st.Teams {
+		st.Teams[i].Rank = i + 1
+	}
+	return nil
 }
 
 // raceReached ranks a race: the finishers by the event time they reached

@@ -167,3 +167,79 @@ func TestDuels(t *testing.T) {
 		t.Fatalf("late joiner's bye: %+v", d.Me.Duel)
 	}
 }
+
+// TestTieRule: equal points rank by the challenge's tie rule (issue 15 item
+// 7). By default the earliest achiever of the score ranks first and ranks
+// are distinct, whatever order the events arrive in; shared_rank gives
+// equal points one rank. The boards are created with the same rule.
+func TestTieRule(t *testing.T) {
+	sharedBoards := func(t *testing.T, b *bundle, id uuid.UUID) bool {
+		var shared bool
+		view := boardsView{db: b.db, tenant: b.tenant.ID}
+		view.query(t, `SELECT bool_and(shared_ranks) FROM boards WHERE tenant_id = $1 AND challenge_id = $2`, &shared, b.tenant.ID, id)
+		return shared
+	}
+	// Each case has its own company, so that one's events do not fall in
+	// the other's window.
+	play := func(t *testing.T, b *bundle, c *challenge.Challenge) *challenge.Standings {
+		r0, r1, r2 := b.reps[0], b.reps[1], b.reps[2]
+		h := func(n int) time.Time { return c.StartsAt.Add(time.Duration(n) * time.Hour) }
+		b.start(t, c)
+		b.ingest(t, meetingHeld(r0, h(1)), meetingHeld(r0, h(3))) // 20 points at h3, arrives first
+		b.ingest(t, meetingHeld(r1, h(2)), meetingHeld(r1, h(1))) // 20 points at h2
+		b.ingest(t, meetingHeld(r2, h(1)))                        // 10 points
+		return standings(t, b, c)                                 // r3: nothing
+	}
+	// want is the reference: by points, then (earliest) by the instant of
+	// the last meeting, the never-scored last.
+	type row struct {
+		id     uuid.UUID
+		points int64
+		rank   int
+	}
+
+	t.Run("EarliestAchieverByDefault", func(t *testing.T) {
+		b := setup(t)
+		r0, r1, r2, r3 := b.reps[0], b.reps[1], b.reps[2], b.reps[3]
+		c := meetingsChallenge(t, b, challenge.FormatLeaderboard, nil)
+		if c.Definition.TieRule != challenge.TieEarliestAchiever {
+			t.Fatalf("default tie rule %q", c.Definition.TieRule)
+		}
+		st := play(t, b, c)
+		want := []row{{r1.ID, 20, 1}, {r0.ID, 20, 2}, {r2.ID, 10, 3}, {r3.ID, 0, 4}}
+		for i, w := range want {
+			if got := st.People[i]; got.UserID != w.id || got.Points != w.points || got.Rank != w.rank {
+				t.Fatalf("standings %+v, want %+v", st.People, want)
+			}
+		}
+		if sharedBoards(t, b, c.ID) {
+			t.Fatal("the boards share ranks")
+		}
+	})
+	t.Run("SharedRank", func(t *testing.T) {
+		b := setup(t)
+		r0, r1, r2, r3 := b.reps[0], b.reps[1], b.reps[2], b.reps[3]
+		c := meetingsChallenge(t, b, challenge.FormatLeaderboard, func(d *challenge.Definition) { d.TieRule = challenge.TieSharedRank })
+		st := play(t, b, c)
+		ranks := map[uuid.UUID]int{}
+		for _, r := range st.People {
+			ranks[r.UserID] = r.Rank
+		}
+		if ranks[r0.ID] != 1 || ranks[r1.ID] != 1 || ranks[r2.ID] != 3 || ranks[r3.ID] != 4 {
+			t.Fatalf("shared ranks %+v", st.People)
+		}
+		if !sharedBoards(t, b, c.ID) {
+			t.Fatal("the boards do not share ranks")
+		}
+	})
+	t.Run("ErrInvalidTieRule", func(t *testing.T) {
+		b := setup(t)
+		_, err := b.svc.Create(context.Background(), b.admin, challenge.CreateRequest{Definition: challenge.Definition{
+			Name: challenge.Text{FR: "Réunions", EN: "Meetings"}, TieRule: "coin_toss",
+			Rules: []challenge.Rule{{EventTypes: []event.Type{event.MeetingHeld}, Points: 10}},
+		}, TeamIDs: []uuid.UUID{b.sales.ID}})
+		if e, ok := rallye.AsError(err); !ok || e.Field != "definition.tie_rule" {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}

@@ -267,6 +267,7 @@ type Patch struct {
 var draftOnly = map[string]bool{
 	"kind": true, "mode": true, "format": true, "enrollment": true, "sequential": true, "race_target_points": true,
 	"league_target_points": true, "team_metric": true, "duration": true, "missions": true, "scoring_rules": true,
+	"tie_rule": true,
 }
 
 // Update changes what can safely change in the challenge's state.
@@ -287,6 +288,7 @@ func (s *Service) update(ctx context.Context, tx pgx.Tx, p rallye.Principal, c *
 		return failed("CANCELLED", "the challenge is cancelled")
 	}
 	def := c.Definition
+	def.TieRule = def.Ties() // a challenge stored before the rule keeps its shared ranks
 	def.Missions = make([]Mission, len(c.Missions))
 	for i, m := range c.Missions {
 		def.Missions[i] = m.Mission
@@ -337,6 +339,8 @@ func (s *Service) update(ctx context.Context, tx pgx.Tx, p rallye.Principal, c *
 			def.LeagueTarget = in.LeagueTarget
 		case "team_metric":
 			def.TeamMetric = in.TeamMetric
+		case "tie_rule":
+			def.TieRule = in.TieRule
 		case "duration":
 			def.Duration = in.Duration
 		case "missions":

@@ -131,11 +131,66 @@ func (ChallengeMode) EnumDescriptor() ([]byte, []int) {
 	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{1}
 }
 
+// ChallengeTieRule says how equal scores rank, on the challenge's boards
+// (GetLeaderboard) and in its standings.
+type ChallengeTieRule int32
+
+const (
+	// Earliest achiever (the default when creating).
+	ChallengeTieRule_CHALLENGE_TIE_RULE_UNSPECIFIED ChallengeTieRule = 0
+	// Distinct ranks: of two equal scores, the one reached first (by event
+	// time, then arrival) ranks first.
+	ChallengeTieRule_CHALLENGE_TIE_RULE_EARLIEST_ACHIEVER ChallengeTieRule = 1
+	// Equal scores share a rank (1, 2, 2, 4).
+	ChallengeTieRule_CHALLENGE_TIE_RULE_SHARED_RANK ChallengeTieRule = 2
+)
+
+// Enum value maps for ChallengeTieRule.
+var (
+	ChallengeTieRule_name = map[int32]string{
+		0: "CHALLENGE_TIE_RULE_UNSPECIFIED",
+		1: "CHALLENGE_TIE_RULE_EARLIEST_ACHIEVER",
+		2: "CHALLENGE_TIE_RULE_SHARED_RANK",
+	}
+	ChallengeTieRule_value = map[string]int32{
+		"CHALLENGE_TIE_RULE_UNSPECIFIED":       0,
+		"CHALLENGE_TIE_RULE_EARLIEST_ACHIEVER": 1,
+		"CHALLENGE_TIE_RULE_SHARED_RANK":       2,
+	}
+)
+
+func (x ChallengeTieRule) Enum() *ChallengeTieRule {
+	p := new(ChallengeTieRule)
+	*p = x
+	return p
+}
+
+func (x ChallengeTieRule) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ChallengeTieRule) Descriptor() protoreflect.EnumDescriptor {
+	return file_rallye_v1_challenge_proto_enumTypes[2].Descriptor()
+}
+
+func (ChallengeTieRule) Type() protoreflect.EnumType {
+	return &file_rallye_v1_challenge_proto_enumTypes[2]
+}
+
+func (x ChallengeTieRule) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ChallengeTieRule.Descriptor instead.
+func (ChallengeTieRule) EnumDescriptor() ([]byte, []int) {
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{2}
+}
+
 type ChallengeFormat int32
 
 const (
 	ChallengeFormat_CHALLENGE_FORMAT_UNSPECIFIED ChallengeFormat = 0
-	// Ranked on points; equal points share a rank.
+	// Ranked on points; equal points rank by the tie rule.
 	ChallengeFormat_CHALLENGE_FORMAT_LEADERBOARD ChallengeFormat = 1
 	// The first to reach race_target_points (by event time, ties by arrival)
 	// wins; the others rank by points.
@@ -182,11 +237,11 @@ func (x ChallengeFormat) String() string {
 }
 
 func (ChallengeFormat) Descriptor() protoreflect.EnumDescriptor {
-	return file_rallye_v1_challenge_proto_enumTypes[2].Descriptor()
+	return file_rallye_v1_challenge_proto_enumTypes[3].Descriptor()
 }
 
 func (ChallengeFormat) Type() protoreflect.EnumType {
-	return &file_rallye_v1_challenge_proto_enumTypes[2]
+	return &file_rallye_v1_challenge_proto_enumTypes[3]
 }
 
 func (x ChallengeFormat) Number() protoreflect.EnumNumber {
@@ -195,7 +250,7 @@ func (x ChallengeFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ChallengeFormat.Descriptor instead.
 func (ChallengeFormat) EnumDescriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{2}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{3}
 }
 
 type Enrollment int32
@@ -236,11 +291,11 @@ func (x Enrollment) String() string {
 }
 
 func (Enrollment) Descriptor() protoreflect.EnumDescriptor {
-	return file_rallye_v1_challenge_proto_enumTypes[3].Descriptor()
+	return file_rallye_v1_challenge_proto_enumTypes[4].Descriptor()
 }
 
 func (Enrollment) Type() protoreflect.EnumType {
-	return &file_rallye_v1_challenge_proto_enumTypes[3]
+	return &file_rallye_v1_challenge_proto_enumTypes[4]
 }
 
 func (x Enrollment) Number() protoreflect.EnumNumber {
@@ -249,7 +304,7 @@ func (x Enrollment) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Enrollment.Descriptor instead.
 func (Enrollment) EnumDescriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{3}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{4}
 }
 
 type TeamMetric int32
@@ -285,11 +340,11 @@ func (x TeamMetric) String() string {
 }
 
 func (TeamMetric) Descriptor() protoreflect.EnumDescriptor {
-	return file_rallye_v1_challenge_proto_enumTypes[4].Descriptor()
+	return file_rallye_v1_challenge_proto_enumTypes[5].Descriptor()
 }
 
 func (TeamMetric) Type() protoreflect.EnumType {
-	return &file_rallye_v1_challenge_proto_enumTypes[4]
+	return &file_rallye_v1_challenge_proto_enumTypes[5]
 }
 
 func (x TeamMetric) Number() protoreflect.EnumNumber {
@@ -298,7 +353,7 @@ func (x TeamMetric) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TeamMetric.Descriptor instead.
 func (TeamMetric) EnumDescriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{4}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{5}
 }
 
 type ChallengeState int32
@@ -344,11 +399,11 @@ func (x ChallengeState) String() string {
 }
 
 func (ChallengeState) Descriptor() protoreflect.EnumDescriptor {
-	return file_rallye_v1_challenge_proto_enumTypes[5].Descriptor()
+	return file_rallye_v1_challenge_proto_enumTypes[6].Descriptor()
 }
 
 func (ChallengeState) Type() protoreflect.EnumType {
-	return &file_rallye_v1_challenge_proto_enumTypes[5]
+	return &file_rallye_v1_challenge_proto_enumTypes[6]
 }
 
 func (x ChallengeState) Number() protoreflect.EnumNumber {
@@ -357,7 +412,7 @@ func (x ChallengeState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ChallengeState.Descriptor instead.
 func (ChallengeState) EnumDescriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{5}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{6}
 }
 
 type MissionScope int32
@@ -395,11 +450,11 @@ func (x MissionScope) String() string {
 }
 
 func (MissionScope) Descriptor() protoreflect.EnumDescriptor {
-	return file_rallye_v1_challenge_proto_enumTypes[6].Descriptor()
+	return file_rallye_v1_challenge_proto_enumTypes[7].Descriptor()
 }
 
 func (MissionScope) Type() protoreflect.EnumType {
-	return &file_rallye_v1_challenge_proto_enumTypes[6]
+	return &file_rallye_v1_challenge_proto_enumTypes[7]
 }
 
 func (x MissionScope) Number() protoreflect.EnumNumber {
@@ -408,7 +463,7 @@ func (x MissionScope) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MissionScope.Descriptor instead.
 func (MissionScope) EnumDescriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{6}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{7}
 }
 
 type Aggregate int32
@@ -467,11 +522,11 @@ func (x Aggregate) String() string {
 }
 
 func (Aggregate) Descriptor() protoreflect.EnumDescriptor {
-	return file_rallye_v1_challenge_proto_enumTypes[7].Descriptor()
+	return file_rallye_v1_challenge_proto_enumTypes[8].Descriptor()
 }
 
 func (Aggregate) Type() protoreflect.EnumType {
-	return &file_rallye_v1_challenge_proto_enumTypes[7]
+	return &file_rallye_v1_challenge_proto_enumTypes[8]
 }
 
 func (x Aggregate) Number() protoreflect.EnumNumber {
@@ -480,7 +535,7 @@ func (x Aggregate) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Aggregate.Descriptor instead.
 func (Aggregate) EnumDescriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{7}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{8}
 }
 
 type Comparison int32
@@ -517,11 +572,11 @@ func (x Comparison) String() string {
 }
 
 func (Comparison) Descriptor() protoreflect.EnumDescriptor {
-	return file_rallye_v1_challenge_proto_enumTypes[8].Descriptor()
+	return file_rallye_v1_challenge_proto_enumTypes[9].Descriptor()
 }
 
 func (Comparison) Type() protoreflect.EnumType {
-	return &file_rallye_v1_challenge_proto_enumTypes[8]
+	return &file_rallye_v1_challenge_proto_enumTypes[9]
 }
 
 func (x Comparison) Number() protoreflect.EnumNumber {
@@ -530,7 +585,7 @@ func (x Comparison) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Comparison.Descriptor instead.
 func (Comparison) EnumDescriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{8}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{9}
 }
 
 type MissionUnit int32
@@ -576,11 +631,11 @@ func (x MissionUnit) String() string {
 }
 
 func (MissionUnit) Descriptor() protoreflect.EnumDescriptor {
-	return file_rallye_v1_challenge_proto_enumTypes[9].Descriptor()
+	return file_rallye_v1_challenge_proto_enumTypes[10].Descriptor()
 }
 
 func (MissionUnit) Type() protoreflect.EnumType {
-	return &file_rallye_v1_challenge_proto_enumTypes[9]
+	return &file_rallye_v1_challenge_proto_enumTypes[10]
 }
 
 func (x MissionUnit) Number() protoreflect.EnumNumber {
@@ -589,7 +644,7 @@ func (x MissionUnit) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MissionUnit.Descriptor instead.
 func (MissionUnit) EnumDescriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{9}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{10}
 }
 
 type ManualKind int32
@@ -630,11 +685,11 @@ func (x ManualKind) String() string {
 }
 
 func (ManualKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_rallye_v1_challenge_proto_enumTypes[10].Descriptor()
+	return file_rallye_v1_challenge_proto_enumTypes[11].Descriptor()
 }
 
 func (ManualKind) Type() protoreflect.EnumType {
-	return &file_rallye_v1_challenge_proto_enumTypes[10]
+	return &file_rallye_v1_challenge_proto_enumTypes[11]
 }
 
 func (x ManualKind) Number() protoreflect.EnumNumber {
@@ -643,7 +698,7 @@ func (x ManualKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ManualKind.Descriptor instead.
 func (ManualKind) EnumDescriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{10}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{11}
 }
 
 type RewardKind int32
@@ -682,11 +737,11 @@ func (x RewardKind) String() string {
 }
 
 func (RewardKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_rallye_v1_challenge_proto_enumTypes[11].Descriptor()
+	return file_rallye_v1_challenge_proto_enumTypes[12].Descriptor()
 }
 
 func (RewardKind) Type() protoreflect.EnumType {
-	return &file_rallye_v1_challenge_proto_enumTypes[11]
+	return &file_rallye_v1_challenge_proto_enumTypes[12]
 }
 
 func (x RewardKind) Number() protoreflect.EnumNumber {
@@ -695,7 +750,7 @@ func (x RewardKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RewardKind.Descriptor instead.
 func (RewardKind) EnumDescriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{11}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{12}
 }
 
 type DuelOutcome int32
@@ -743,11 +798,11 @@ func (x DuelOutcome) String() string {
 }
 
 func (DuelOutcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_rallye_v1_challenge_proto_enumTypes[12].Descriptor()
+	return file_rallye_v1_challenge_proto_enumTypes[13].Descriptor()
 }
 
 func (DuelOutcome) Type() protoreflect.EnumType {
-	return &file_rallye_v1_challenge_proto_enumTypes[12]
+	return &file_rallye_v1_challenge_proto_enumTypes[13]
 }
 
 func (x DuelOutcome) Number() protoreflect.EnumNumber {
@@ -756,7 +811,7 @@ func (x DuelOutcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DuelOutcome.Descriptor instead.
 func (DuelOutcome) EnumDescriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{12}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{13}
 }
 
 type ChallengeWindow int32
@@ -798,11 +853,11 @@ func (x ChallengeWindow) String() string {
 }
 
 func (ChallengeWindow) Descriptor() protoreflect.EnumDescriptor {
-	return file_rallye_v1_challenge_proto_enumTypes[13].Descriptor()
+	return file_rallye_v1_challenge_proto_enumTypes[14].Descriptor()
 }
 
 func (ChallengeWindow) Type() protoreflect.EnumType {
-	return &file_rallye_v1_challenge_proto_enumTypes[13]
+	return &file_rallye_v1_challenge_proto_enumTypes[14]
 }
 
 func (x ChallengeWindow) Number() protoreflect.EnumNumber {
@@ -811,7 +866,7 @@ func (x ChallengeWindow) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ChallengeWindow.Descriptor instead.
 func (ChallengeWindow) EnumDescriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{13}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{14}
 }
 
 // Mission is one mission of a challenge or a template.
@@ -1437,10 +1492,14 @@ type ChallengeDefinition struct {
 	GracePeriod *durationpb.Duration `protobuf:"bytes,12,opt,name=grace_period,json=gracePeriod,proto3" json:"grace_period,omitempty"`
 	// How long after the end results wait at most for every source's data
 	// (72 h when unset or zero; at least the grace period).
-	MaxDataWait   *durationpb.Duration `protobuf:"bytes,13,opt,name=max_data_wait,json=maxDataWait,proto3" json:"max_data_wait,omitempty"`
-	Missions      []*Mission           `protobuf:"bytes,14,rep,name=missions,proto3" json:"missions,omitempty"`
-	ScoringRules  []*ScoringRule       `protobuf:"bytes,15,rep,name=scoring_rules,json=scoringRules,proto3" json:"scoring_rules,omitempty"`
-	Rewards       []*RewardRule        `protobuf:"bytes,16,rep,name=rewards,proto3" json:"rewards,omitempty"`
+	MaxDataWait  *durationpb.Duration `protobuf:"bytes,13,opt,name=max_data_wait,json=maxDataWait,proto3" json:"max_data_wait,omitempty"`
+	Missions     []*Mission           `protobuf:"bytes,14,rep,name=missions,proto3" json:"missions,omitempty"`
+	ScoringRules []*ScoringRule       `protobuf:"bytes,15,rep,name=scoring_rules,json=scoringRules,proto3" json:"scoring_rules,omitempty"`
+	Rewards      []*RewardRule        `protobuf:"bytes,16,rep,name=rewards,proto3" json:"rewards,omitempty"`
+	// How equal scores rank. Unset on create: earliest achiever. A stored
+	// challenge always says its rule (challenges created before the rule
+	// existed read SHARED_RANK, as their boards were made).
+	TieRule       ChallengeTieRule `protobuf:"varint,17,opt,name=tie_rule,json=tieRule,proto3,enum=rallye.v1.ChallengeTieRule" json:"tie_rule,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1585,6 +1644,13 @@ func (x *ChallengeDefinition) GetRewards() []*RewardRule {
 		return x.Rewards
 	}
 	return nil
+}
+
+func (x *ChallengeDefinition) GetTieRule() ChallengeTieRule {
+	if x != nil {
+		return x.TieRule
+	}
+	return ChallengeTieRule_CHALLENGE_TIE_RULE_UNSPECIFIED
 }
 
 // Challenge is a stored challenge.
@@ -4461,7 +4527,7 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\x04rank\x18\x02 \x01(\x05R\x04rank\x12\x16\n" +
 	"\x06points\x18\x03 \x01(\x03R\x06points\x12\x14\n" +
 	"\x05badge\x18\x04 \x01(\tR\x05badge\x12.\n" +
-	"\x05label\x18\x05 \x01(\v2\x18.rallye.v1.LocalizedTextR\x05label\"\xf9\a\n" +
+	"\x05label\x18\x05 \x01(\v2\x18.rallye.v1.LocalizedTextR\x05label\"\xbb\b\n" +
 	"\x13ChallengeDefinition\x124\n" +
 	"\x04name\x18\x01 \x01(\v2\x18.rallye.v1.LocalizedTextB\x06\xbaH\x03\xc8\x01\x01R\x04name\x12:\n" +
 	"\vdescription\x18\x02 \x01(\v2\x18.rallye.v1.LocalizedTextR\vdescription\x126\n" +
@@ -4486,7 +4552,8 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\rmax_data_wait\x18\r \x01(\v2\x19.google.protobuf.DurationB\x0f\xbaH\f\xaa\x01\t\"\x05\b\x80\xb4\xbc\x022\x00R\vmaxDataWait\x128\n" +
 	"\bmissions\x18\x0e \x03(\v2\x12.rallye.v1.MissionB\b\xbaH\x05\x92\x01\x02\x10\x14R\bmissions\x12E\n" +
 	"\rscoring_rules\x18\x0f \x03(\v2\x16.rallye.v1.ScoringRuleB\b\xbaH\x05\x92\x01\x02\x10\x14R\fscoringRules\x129\n" +
-	"\arewards\x18\x10 \x03(\v2\x15.rallye.v1.RewardRuleB\b\xbaH\x05\x92\x01\x02\x10\x14R\arewards\"\x88\a\n" +
+	"\arewards\x18\x10 \x03(\v2\x15.rallye.v1.RewardRuleB\b\xbaH\x05\x92\x01\x02\x10\x14R\arewards\x12@\n" +
+	"\btie_rule\x18\x11 \x01(\x0e2\x1b.rallye.v1.ChallengeTieRuleB\b\xbaH\x05\x82\x01\x02\x10\x01R\atieRule\"\x88\a\n" +
 	"\tChallenge\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12>\n" +
 	"\n" +
@@ -4600,7 +4667,7 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\x06remove\x18\x05 \x01(\bR\x06removeB\t\n" +
 	"\a_targetB\t\n" +
 	"\a_pointsB\r\n" +
-	"\v_min_volume\"\xb8\x06\n" +
+	"\v_min_volume\"\xc2\x06\n" +
 	"\"CreateChallengeFromTemplateRequest\x12C\n" +
 	"\ftemplate_key\x18\x01 \x01(\tB \xbaH\x1dr\x1b2\x19^[a-z0-9][a-z0-9-]{0,62}$R\vtemplateKey\x12,\n" +
 	"\bteam_ids\x18\x02 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\x18\x01\"\x05r\x03\xb0\x01\x01R\ateamIds\x12-\n" +
@@ -4610,10 +4677,10 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\tstartTime\x12A\n" +
 	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
 	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\aendTime\x12D\n" +
-	"\toverrides\x18\x06 \x01(\v2\x1e.rallye.v1.ChallengeDefinitionB\x06\xbaH\x03\xd8\x01\x03R\toverrides\x12\x83\x02\n" +
-	"\roverride_mask\x18\a \x01(\v2\x1a.google.protobuf.FieldMaskB\xc1\x01\xbaH\xbd\x01\xe2\x01\xb9\x01\x12\x04name\x12\vdescription\x12\x04mode\x12\x06format\x12\n" +
+	"\toverrides\x18\x06 \x01(\v2\x1e.rallye.v1.ChallengeDefinitionB\x06\xbaH\x03\xd8\x01\x03R\toverrides\x12\x8d\x02\n" +
+	"\roverride_mask\x18\a \x01(\v2\x1a.google.protobuf.FieldMaskB\xcb\x01\xbaH\xc7\x01\xe2\x01\xc3\x01\x12\x04name\x12\vdescription\x12\x04mode\x12\x06format\x12\n" +
 	"enrollment\x12\n" +
-	"sequential\x12\x12race_target_points\x12\x14league_target_points\x12\vteam_metric\x12\bduration\x12\fgrace_period\x12\rmax_data_wait\x12\bmissions\x12\rscoring_rules\x12\arewardsR\foverrideMask\x12W\n" +
+	"sequential\x12\x12race_target_points\x12\x14league_target_points\x12\vteam_metric\x12\btie_rule\x12\bduration\x12\fgrace_period\x12\rmax_data_wait\x12\bmissions\x12\rscoring_rules\x12\arewardsR\foverrideMask\x12W\n" +
 	"\x13mission_adjustments\x18\b \x03(\v2\x1c.rallye.v1.MissionAdjustmentB\b\xbaH\x05\x92\x01\x02\x10\x14R\x12missionAdjustments\x12\x18\n" +
 	"\apublish\x18\t \x01(\bR\apublish\x12'\n" +
 	"\n" +
@@ -4753,7 +4820,11 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\rChallengeMode\x12\x1e\n" +
 	"\x1aCHALLENGE_MODE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19CHALLENGE_MODE_INDIVIDUAL\x10\x01\x12\x17\n" +
-	"\x13CHALLENGE_MODE_TEAM\x10\x02*\xcb\x01\n" +
+	"\x13CHALLENGE_MODE_TEAM\x10\x02*\x84\x01\n" +
+	"\x10ChallengeTieRule\x12\"\n" +
+	"\x1eCHALLENGE_TIE_RULE_UNSPECIFIED\x10\x00\x12(\n" +
+	"$CHALLENGE_TIE_RULE_EARLIEST_ACHIEVER\x10\x01\x12\"\n" +
+	"\x1eCHALLENGE_TIE_RULE_SHARED_RANK\x10\x02*\xcb\x01\n" +
 	"\x0fChallengeFormat\x12 \n" +
 	"\x1cCHALLENGE_FORMAT_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cCHALLENGE_FORMAT_LEADERBOARD\x10\x01\x12\x19\n" +
@@ -4858,203 +4929,205 @@ func file_rallye_v1_challenge_proto_rawDescGZIP() []byte {
 	return file_rallye_v1_challenge_proto_rawDescData
 }
 
-var file_rallye_v1_challenge_proto_enumTypes = make([]protoimpl.EnumInfo, 14)
+var file_rallye_v1_challenge_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
 var file_rallye_v1_challenge_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_rallye_v1_challenge_proto_goTypes = []any{
 	(ChallengeKind)(0),                          // 0: rallye.v1.ChallengeKind
 	(ChallengeMode)(0),                          // 1: rallye.v1.ChallengeMode
-	(ChallengeFormat)(0),                        // 2: rallye.v1.ChallengeFormat
-	(Enrollment)(0),                             // 3: rallye.v1.Enrollment
-	(TeamMetric)(0),                             // 4: rallye.v1.TeamMetric
-	(ChallengeState)(0),                         // 5: rallye.v1.ChallengeState
-	(MissionScope)(0),                           // 6: rallye.v1.MissionScope
-	(Aggregate)(0),                              // 7: rallye.v1.Aggregate
-	(Comparison)(0),                             // 8: rallye.v1.Comparison
-	(MissionUnit)(0),                            // 9: rallye.v1.MissionUnit
-	(ManualKind)(0),                             // 10: rallye.v1.ManualKind
-	(RewardKind)(0),                             // 11: rallye.v1.RewardKind
-	(DuelOutcome)(0),                            // 12: rallye.v1.DuelOutcome
-	(ChallengeWindow)(0),                        // 13: rallye.v1.ChallengeWindow
-	(*Mission)(nil),                             // 14: rallye.v1.Mission
-	(*AutoCondition)(nil),                       // 15: rallye.v1.AutoCondition
-	(*ManualCondition)(nil),                     // 16: rallye.v1.ManualCondition
-	(*ScoringRule)(nil),                         // 17: rallye.v1.ScoringRule
-	(*RewardRule)(nil),                          // 18: rallye.v1.RewardRule
-	(*GrantedReward)(nil),                       // 19: rallye.v1.GrantedReward
-	(*ChallengeDefinition)(nil),                 // 20: rallye.v1.ChallengeDefinition
-	(*Challenge)(nil),                           // 21: rallye.v1.Challenge
-	(*MissionProgress)(nil),                     // 22: rallye.v1.MissionProgress
-	(*Duel)(nil),                                // 23: rallye.v1.Duel
-	(*Participation)(nil),                       // 24: rallye.v1.Participation
-	(*SourceCompleteness)(nil),                  // 25: rallye.v1.SourceCompleteness
-	(*DataCompleteness)(nil),                    // 26: rallye.v1.DataCompleteness
-	(*CreateChallengeRequest)(nil),              // 27: rallye.v1.CreateChallengeRequest
-	(*CreateChallengeResponse)(nil),             // 28: rallye.v1.CreateChallengeResponse
-	(*MissionAdjustment)(nil),                   // 29: rallye.v1.MissionAdjustment
-	(*CreateChallengeFromTemplateRequest)(nil),  // 30: rallye.v1.CreateChallengeFromTemplateRequest
-	(*CreateChallengeFromTemplateResponse)(nil), // 31: rallye.v1.CreateChallengeFromTemplateResponse
-	(*GetChallengeRequest)(nil),                 // 32: rallye.v1.GetChallengeRequest
-	(*GetChallengeResponse)(nil),                // 33: rallye.v1.GetChallengeResponse
-	(*UpdateChallengeRequest)(nil),              // 34: rallye.v1.UpdateChallengeRequest
-	(*UpdateChallengeResponse)(nil),             // 35: rallye.v1.UpdateChallengeResponse
-	(*PublishChallengeRequest)(nil),             // 36: rallye.v1.PublishChallengeRequest
-	(*PublishChallengeResponse)(nil),            // 37: rallye.v1.PublishChallengeResponse
-	(*ExtendChallengeRequest)(nil),              // 38: rallye.v1.ExtendChallengeRequest
-	(*ExtendChallengeResponse)(nil),             // 39: rallye.v1.ExtendChallengeResponse
-	(*EndChallengeRequest)(nil),                 // 40: rallye.v1.EndChallengeRequest
-	(*EndChallengeResponse)(nil),                // 41: rallye.v1.EndChallengeResponse
-	(*CancelChallengeRequest)(nil),              // 42: rallye.v1.CancelChallengeRequest
-	(*CancelChallengeResponse)(nil),             // 43: rallye.v1.CancelChallengeResponse
-	(*JoinChallengeRequest)(nil),                // 44: rallye.v1.JoinChallengeRequest
-	(*JoinChallengeResponse)(nil),               // 45: rallye.v1.JoinChallengeResponse
-	(*SetParticipantTargetRequest)(nil),         // 46: rallye.v1.SetParticipantTargetRequest
-	(*SetParticipantTargetResponse)(nil),        // 47: rallye.v1.SetParticipantTargetResponse
-	(*ListMyChallengesRequest)(nil),             // 48: rallye.v1.ListMyChallengesRequest
-	(*ChallengeSummary)(nil),                    // 49: rallye.v1.ChallengeSummary
-	(*ListMyChallengesResponse)(nil),            // 50: rallye.v1.ListMyChallengesResponse
-	(*ListChallengesRequest)(nil),               // 51: rallye.v1.ListChallengesRequest
-	(*ChallengeOverview)(nil),                   // 52: rallye.v1.ChallengeOverview
-	(*ListChallengesResponse)(nil),              // 53: rallye.v1.ListChallengesResponse
-	(*GetChallengeStandingsRequest)(nil),        // 54: rallye.v1.GetChallengeStandingsRequest
-	(*Standing)(nil),                            // 55: rallye.v1.Standing
-	(*TeamStanding)(nil),                        // 56: rallye.v1.TeamStanding
-	(*GetChallengeStandingsResponse)(nil),       // 57: rallye.v1.GetChallengeStandingsResponse
-	(*ListChallengeParticipantsRequest)(nil),    // 58: rallye.v1.ListChallengeParticipantsRequest
-	(*ParticipantProgress)(nil),                 // 59: rallye.v1.ParticipantProgress
-	(*ListChallengeParticipantsResponse)(nil),   // 60: rallye.v1.ListChallengeParticipantsResponse
-	(*LocalizedText)(nil),                       // 61: rallye.v1.LocalizedText
-	(*durationpb.Duration)(nil),                 // 62: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),               // 63: google.protobuf.Timestamp
-	(SubmissionState)(0),                        // 64: rallye.v1.SubmissionState
-	(*fieldmaskpb.FieldMask)(nil),               // 65: google.protobuf.FieldMask
+	(ChallengeTieRule)(0),                       // 2: rallye.v1.ChallengeTieRule
+	(ChallengeFormat)(0),                        // 3: rallye.v1.ChallengeFormat
+	(Enrollment)(0),                             // 4: rallye.v1.Enrollment
+	(TeamMetric)(0),                             // 5: rallye.v1.TeamMetric
+	(ChallengeState)(0),                         // 6: rallye.v1.ChallengeState
+	(MissionScope)(0),                           // 7: rallye.v1.MissionScope
+	(Aggregate)(0),                              // 8: rallye.v1.Aggregate
+	(Comparison)(0),                             // 9: rallye.v1.Comparison
+	(MissionUnit)(0),                            // 10: rallye.v1.MissionUnit
+	(ManualKind)(0),                             // 11: rallye.v1.ManualKind
+	(RewardKind)(0),                             // 12: rallye.v1.RewardKind
+	(DuelOutcome)(0),                            // 13: rallye.v1.DuelOutcome
+	(ChallengeWindow)(0),                        // 14: rallye.v1.ChallengeWindow
+	(*Mission)(nil),                             // 15: rallye.v1.Mission
+	(*AutoCondition)(nil),                       // 16: rallye.v1.AutoCondition
+	(*ManualCondition)(nil),                     // 17: rallye.v1.ManualCondition
+	(*ScoringRule)(nil),                         // 18: rallye.v1.ScoringRule
+	(*RewardRule)(nil),                          // 19: rallye.v1.RewardRule
+	(*GrantedReward)(nil),                       // 20: rallye.v1.GrantedReward
+	(*ChallengeDefinition)(nil),                 // 21: rallye.v1.ChallengeDefinition
+	(*Challenge)(nil),                           // 22: rallye.v1.Challenge
+	(*MissionProgress)(nil),                     // 23: rallye.v1.MissionProgress
+	(*Duel)(nil),                                // 24: rallye.v1.Duel
+	(*Participation)(nil),                       // 25: rallye.v1.Participation
+	(*SourceCompleteness)(nil),                  // 26: rallye.v1.SourceCompleteness
+	(*DataCompleteness)(nil),                    // 27: rallye.v1.DataCompleteness
+	(*CreateChallengeRequest)(nil),              // 28: rallye.v1.CreateChallengeRequest
+	(*CreateChallengeResponse)(nil),             // 29: rallye.v1.CreateChallengeResponse
+	(*MissionAdjustment)(nil),                   // 30: rallye.v1.MissionAdjustment
+	(*CreateChallengeFromTemplateRequest)(nil),  // 31: rallye.v1.CreateChallengeFromTemplateRequest
+	(*CreateChallengeFromTemplateResponse)(nil), // 32: rallye.v1.CreateChallengeFromTemplateResponse
+	(*GetChallengeRequest)(nil),                 // 33: rallye.v1.GetChallengeRequest
+	(*GetChallengeResponse)(nil),                // 34: rallye.v1.GetChallengeResponse
+	(*UpdateChallengeRequest)(nil),              // 35: rallye.v1.UpdateChallengeRequest
+	(*UpdateChallengeResponse)(nil),             // 36: rallye.v1.UpdateChallengeResponse
+	(*PublishChallengeRequest)(nil),             // 37: rallye.v1.PublishChallengeRequest
+	(*PublishChallengeResponse)(nil),            // 38: rallye.v1.PublishChallengeResponse
+	(*ExtendChallengeRequest)(nil),              // 39: rallye.v1.ExtendChallengeRequest
+	(*ExtendChallengeResponse)(nil),             // 40: rallye.v1.ExtendChallengeResponse
+	(*EndChallengeRequest)(nil),                 // 41: rallye.v1.EndChallengeRequest
+	(*EndChallengeResponse)(nil),                // 42: rallye.v1.EndChallengeResponse
+	(*CancelChallengeRequest)(nil),              // 43: rallye.v1.CancelChallengeRequest
+	(*CancelChallengeResponse)(nil),             // 44: rallye.v1.CancelChallengeResponse
+	(*JoinChallengeRequest)(nil),                // 45: rallye.v1.JoinChallengeRequest
+	(*JoinChallengeResponse)(nil),               // 46: rallye.v1.JoinChallengeResponse
+	(*SetParticipantTargetRequest)(nil),         // 47: rallye.v1.SetParticipantTargetRequest
+	(*SetParticipantTargetResponse)(nil),        // 48: rallye.v1.SetParticipantTargetResponse
+	(*ListMyChallengesRequest)(nil),             // 49: rallye.v1.ListMyChallengesRequest
+	(*ChallengeSummary)(nil),                    // 50: rallye.v1.ChallengeSummary
+	(*ListMyChallengesResponse)(nil),            // 51: rallye.v1.ListMyChallengesResponse
+	(*ListChallengesRequest)(nil),               // 52: rallye.v1.ListChallengesRequest
+	(*ChallengeOverview)(nil),                   // 53: rallye.v1.ChallengeOverview
+	(*ListChallengesResponse)(nil),              // 54: rallye.v1.ListChallengesResponse
+	(*GetChallengeStandingsRequest)(nil),        // 55: rallye.v1.GetChallengeStandingsRequest
+	(*Standing)(nil),                            // 56: rallye.v1.Standing
+	(*TeamStanding)(nil),                        // 57: rallye.v1.TeamStanding
+	(*GetChallengeStandingsResponse)(nil),       // 58: rallye.v1.GetChallengeStandingsResponse
+	(*ListChallengeParticipantsRequest)(nil),    // 59: rallye.v1.ListChallengeParticipantsRequest
+	(*ParticipantProgress)(nil),                 // 60: rallye.v1.ParticipantProgress
+	(*ListChallengeParticipantsResponse)(nil),   // 61: rallye.v1.ListChallengeParticipantsResponse
+	(*LocalizedText)(nil),                       // 62: rallye.v1.LocalizedText
+	(*durationpb.Duration)(nil),                 // 63: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),               // 64: google.protobuf.Timestamp
+	(SubmissionState)(0),                        // 65: rallye.v1.SubmissionState
+	(*fieldmaskpb.FieldMask)(nil),               // 66: google.protobuf.FieldMask
 }
 var file_rallye_v1_challenge_proto_depIdxs = []int32{
-	61,  // 0: rallye.v1.Mission.name:type_name -> rallye.v1.LocalizedText
-	61,  // 1: rallye.v1.Mission.description:type_name -> rallye.v1.LocalizedText
-	6,   // 2: rallye.v1.Mission.scope:type_name -> rallye.v1.MissionScope
-	15,  // 3: rallye.v1.Mission.auto:type_name -> rallye.v1.AutoCondition
-	16,  // 4: rallye.v1.Mission.manual:type_name -> rallye.v1.ManualCondition
-	7,   // 5: rallye.v1.AutoCondition.aggregate:type_name -> rallye.v1.Aggregate
-	8,   // 6: rallye.v1.AutoCondition.comparison:type_name -> rallye.v1.Comparison
-	9,   // 7: rallye.v1.AutoCondition.unit:type_name -> rallye.v1.MissionUnit
-	10,  // 8: rallye.v1.ManualCondition.kind:type_name -> rallye.v1.ManualKind
-	61,  // 9: rallye.v1.ScoringRule.label:type_name -> rallye.v1.LocalizedText
-	11,  // 10: rallye.v1.RewardRule.kind:type_name -> rallye.v1.RewardKind
-	61,  // 11: rallye.v1.RewardRule.label:type_name -> rallye.v1.LocalizedText
-	11,  // 12: rallye.v1.GrantedReward.kind:type_name -> rallye.v1.RewardKind
-	61,  // 13: rallye.v1.GrantedReward.label:type_name -> rallye.v1.LocalizedText
-	61,  // 14: rallye.v1.ChallengeDefinition.name:type_name -> rallye.v1.LocalizedText
-	61,  // 15: rallye.v1.ChallengeDefinition.description:type_name -> rallye.v1.LocalizedText
+	62,  // 0: rallye.v1.Mission.name:type_name -> rallye.v1.LocalizedText
+	62,  // 1: rallye.v1.Mission.description:type_name -> rallye.v1.LocalizedText
+	7,   // 2: rallye.v1.Mission.scope:type_name -> rallye.v1.MissionScope
+	16,  // 3: rallye.v1.Mission.auto:type_name -> rallye.v1.AutoCondition
+	17,  // 4: rallye.v1.Mission.manual:type_name -> rallye.v1.ManualCondition
+	8,   // 5: rallye.v1.AutoCondition.aggregate:type_name -> rallye.v1.Aggregate
+	9,   // 6: rallye.v1.AutoCondition.comparison:type_name -> rallye.v1.Comparison
+	10,  // 7: rallye.v1.AutoCondition.unit:type_name -> rallye.v1.MissionUnit
+	11,  // 8: rallye.v1.ManualCondition.kind:type_name -> rallye.v1.ManualKind
+	62,  // 9: rallye.v1.ScoringRule.label:type_name -> rallye.v1.LocalizedText
+	12,  // 10: rallye.v1.RewardRule.kind:type_name -> rallye.v1.RewardKind
+	62,  // 11: rallye.v1.RewardRule.label:type_name -> rallye.v1.LocalizedText
+	12,  // 12: rallye.v1.GrantedReward.kind:type_name -> rallye.v1.RewardKind
+	62,  // 13: rallye.v1.GrantedReward.label:type_name -> rallye.v1.LocalizedText
+	62,  // 14: rallye.v1.ChallengeDefinition.name:type_name -> rallye.v1.LocalizedText
+	62,  // 15: rallye.v1.ChallengeDefinition.description:type_name -> rallye.v1.LocalizedText
 	0,   // 16: rallye.v1.ChallengeDefinition.kind:type_name -> rallye.v1.ChallengeKind
 	1,   // 17: rallye.v1.ChallengeDefinition.mode:type_name -> rallye.v1.ChallengeMode
-	2,   // 18: rallye.v1.ChallengeDefinition.format:type_name -> rallye.v1.ChallengeFormat
-	3,   // 19: rallye.v1.ChallengeDefinition.enrollment:type_name -> rallye.v1.Enrollment
-	4,   // 20: rallye.v1.ChallengeDefinition.team_metric:type_name -> rallye.v1.TeamMetric
-	62,  // 21: rallye.v1.ChallengeDefinition.duration:type_name -> google.protobuf.Duration
-	62,  // 22: rallye.v1.ChallengeDefinition.grace_period:type_name -> google.protobuf.Duration
-	62,  // 23: rallye.v1.ChallengeDefinition.max_data_wait:type_name -> google.protobuf.Duration
-	14,  // 24: rallye.v1.ChallengeDefinition.missions:type_name -> rallye.v1.Mission
-	17,  // 25: rallye.v1.ChallengeDefinition.scoring_rules:type_name -> rallye.v1.ScoringRule
-	18,  // 26: rallye.v1.ChallengeDefinition.rewards:type_name -> rallye.v1.RewardRule
-	20,  // 27: rallye.v1.Challenge.definition:type_name -> rallye.v1.ChallengeDefinition
-	5,   // 28: rallye.v1.Challenge.state:type_name -> rallye.v1.ChallengeState
-	63,  // 29: rallye.v1.Challenge.start_time:type_name -> google.protobuf.Timestamp
-	63,  // 30: rallye.v1.Challenge.end_time:type_name -> google.protobuf.Timestamp
-	63,  // 31: rallye.v1.Challenge.earliest_final_time:type_name -> google.protobuf.Timestamp
-	63,  // 32: rallye.v1.Challenge.latest_final_time:type_name -> google.protobuf.Timestamp
-	63,  // 33: rallye.v1.Challenge.final_time:type_name -> google.protobuf.Timestamp
-	63,  // 34: rallye.v1.Challenge.cancel_time:type_name -> google.protobuf.Timestamp
-	63,  // 35: rallye.v1.Challenge.create_time:type_name -> google.protobuf.Timestamp
-	63,  // 36: rallye.v1.Challenge.update_time:type_name -> google.protobuf.Timestamp
-	63,  // 37: rallye.v1.Challenge.publish_time:type_name -> google.protobuf.Timestamp
-	6,   // 38: rallye.v1.MissionProgress.scope:type_name -> rallye.v1.MissionScope
-	9,   // 39: rallye.v1.MissionProgress.unit:type_name -> rallye.v1.MissionUnit
-	63,  // 40: rallye.v1.MissionProgress.complete_time:type_name -> google.protobuf.Timestamp
-	64,  // 41: rallye.v1.MissionProgress.submission_state:type_name -> rallye.v1.SubmissionState
-	12,  // 42: rallye.v1.Duel.outcome:type_name -> rallye.v1.DuelOutcome
-	63,  // 43: rallye.v1.Participation.counts_from:type_name -> google.protobuf.Timestamp
-	63,  // 44: rallye.v1.Participation.target_reach_time:type_name -> google.protobuf.Timestamp
-	23,  // 45: rallye.v1.Participation.duel:type_name -> rallye.v1.Duel
-	22,  // 46: rallye.v1.Participation.missions:type_name -> rallye.v1.MissionProgress
-	19,  // 47: rallye.v1.Participation.rewards:type_name -> rallye.v1.GrantedReward
-	63,  // 48: rallye.v1.SourceCompleteness.newest_event_time:type_name -> google.protobuf.Timestamp
-	63,  // 49: rallye.v1.SourceCompleteness.last_receive_time:type_name -> google.protobuf.Timestamp
-	25,  // 50: rallye.v1.DataCompleteness.sources:type_name -> rallye.v1.SourceCompleteness
-	63,  // 51: rallye.v1.DataCompleteness.earliest_final_time:type_name -> google.protobuf.Timestamp
-	63,  // 52: rallye.v1.DataCompleteness.latest_final_time:type_name -> google.protobuf.Timestamp
-	20,  // 53: rallye.v1.CreateChallengeRequest.definition:type_name -> rallye.v1.ChallengeDefinition
-	63,  // 54: rallye.v1.CreateChallengeRequest.start_time:type_name -> google.protobuf.Timestamp
-	63,  // 55: rallye.v1.CreateChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
-	21,  // 56: rallye.v1.CreateChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	63,  // 57: rallye.v1.CreateChallengeFromTemplateRequest.start_time:type_name -> google.protobuf.Timestamp
-	63,  // 58: rallye.v1.CreateChallengeFromTemplateRequest.end_time:type_name -> google.protobuf.Timestamp
-	20,  // 59: rallye.v1.CreateChallengeFromTemplateRequest.overrides:type_name -> rallye.v1.ChallengeDefinition
-	65,  // 60: rallye.v1.CreateChallengeFromTemplateRequest.override_mask:type_name -> google.protobuf.FieldMask
-	29,  // 61: rallye.v1.CreateChallengeFromTemplateRequest.mission_adjustments:type_name -> rallye.v1.MissionAdjustment
-	21,  // 62: rallye.v1.CreateChallengeFromTemplateResponse.challenge:type_name -> rallye.v1.Challenge
-	21,  // 63: rallye.v1.GetChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	24,  // 64: rallye.v1.GetChallengeResponse.me:type_name -> rallye.v1.Participation
-	26,  // 65: rallye.v1.GetChallengeResponse.completeness:type_name -> rallye.v1.DataCompleteness
-	20,  // 66: rallye.v1.UpdateChallengeRequest.definition:type_name -> rallye.v1.ChallengeDefinition
-	63,  // 67: rallye.v1.UpdateChallengeRequest.start_time:type_name -> google.protobuf.Timestamp
-	63,  // 68: rallye.v1.UpdateChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
-	65,  // 69: rallye.v1.UpdateChallengeRequest.update_mask:type_name -> google.protobuf.FieldMask
-	21,  // 70: rallye.v1.UpdateChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	21,  // 71: rallye.v1.PublishChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	63,  // 72: rallye.v1.ExtendChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
-	21,  // 73: rallye.v1.ExtendChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	21,  // 74: rallye.v1.EndChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	21,  // 75: rallye.v1.CancelChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	24,  // 76: rallye.v1.JoinChallengeResponse.me:type_name -> rallye.v1.Participation
-	13,  // 77: rallye.v1.ListMyChallengesRequest.window:type_name -> rallye.v1.ChallengeWindow
-	21,  // 78: rallye.v1.ChallengeSummary.challenge:type_name -> rallye.v1.Challenge
-	24,  // 79: rallye.v1.ChallengeSummary.me:type_name -> rallye.v1.Participation
-	63,  // 80: rallye.v1.ChallengeSummary.next_time:type_name -> google.protobuf.Timestamp
-	49,  // 81: rallye.v1.ListMyChallengesResponse.challenges:type_name -> rallye.v1.ChallengeSummary
-	5,   // 82: rallye.v1.ListChallengesRequest.states:type_name -> rallye.v1.ChallengeState
-	21,  // 83: rallye.v1.ChallengeOverview.challenge:type_name -> rallye.v1.Challenge
-	63,  // 84: rallye.v1.ChallengeOverview.next_time:type_name -> google.protobuf.Timestamp
-	52,  // 85: rallye.v1.ListChallengesResponse.challenges:type_name -> rallye.v1.ChallengeOverview
-	63,  // 86: rallye.v1.Standing.target_reach_time:type_name -> google.protobuf.Timestamp
-	2,   // 87: rallye.v1.GetChallengeStandingsResponse.format:type_name -> rallye.v1.ChallengeFormat
-	55,  // 88: rallye.v1.GetChallengeStandingsResponse.people:type_name -> rallye.v1.Standing
-	56,  // 89: rallye.v1.GetChallengeStandingsResponse.teams:type_name -> rallye.v1.TeamStanding
-	23,  // 90: rallye.v1.GetChallengeStandingsResponse.duels:type_name -> rallye.v1.Duel
-	24,  // 91: rallye.v1.ParticipantProgress.participation:type_name -> rallye.v1.Participation
-	59,  // 92: rallye.v1.ListChallengeParticipantsResponse.participants:type_name -> rallye.v1.ParticipantProgress
-	27,  // 93: rallye.v1.ChallengeService.CreateChallenge:input_type -> rallye.v1.CreateChallengeRequest
-	30,  // 94: rallye.v1.ChallengeService.CreateChallengeFromTemplate:input_type -> rallye.v1.CreateChallengeFromTemplateRequest
-	32,  // 95: rallye.v1.ChallengeService.GetChallenge:input_type -> rallye.v1.GetChallengeRequest
-	34,  // 96: rallye.v1.ChallengeService.UpdateChallenge:input_type -> rallye.v1.UpdateChallengeRequest
-	36,  // 97: rallye.v1.ChallengeService.PublishChallenge:input_type -> rallye.v1.PublishChallengeRequest
-	38,  // 98: rallye.v1.ChallengeService.ExtendChallenge:input_type -> rallye.v1.ExtendChallengeRequest
-	40,  // 99: rallye.v1.ChallengeService.EndChallenge:input_type -> rallye.v1.EndChallengeRequest
-	42,  // 100: rallye.v1.ChallengeService.CancelChallenge:input_type -> rallye.v1.CancelChallengeRequest
-	44,  // 101: rallye.v1.ChallengeService.JoinChallenge:input_type -> rallye.v1.JoinChallengeRequest
-	46,  // 102: rallye.v1.ChallengeService.SetParticipantTarget:input_type -> rallye.v1.SetParticipantTargetRequest
-	48,  // 103: rallye.v1.ChallengeService.ListMyChallenges:input_type -> rallye.v1.ListMyChallengesRequest
-	51,  // 104: rallye.v1.ChallengeService.ListChallenges:input_type -> rallye.v1.ListChallengesRequest
-	54,  // 105: rallye.v1.ChallengeService.GetChallengeStandings:input_type -> rallye.v1.GetChallengeStandingsRequest
-	58,  // 106: rallye.v1.ChallengeService.ListChallengeParticipants:input_type -> rallye.v1.ListChallengeParticipantsRequest
-	28,  // 107: rallye.v1.ChallengeService.CreateChallenge:output_type -> rallye.v1.CreateChallengeResponse
-	31,  // 108: rallye.v1.ChallengeService.CreateChallengeFromTemplate:output_type -> rallye.v1.CreateChallengeFromTemplateResponse
-	33,  // 109: rallye.v1.ChallengeService.GetChallenge:output_type -> rallye.v1.GetChallengeResponse
-	35,  // 110: rallye.v1.ChallengeService.UpdateChallenge:output_type -> rallye.v1.UpdateChallengeResponse
-	37,  // 111: rallye.v1.ChallengeService.PublishChallenge:output_type -> rallye.v1.PublishChallengeResponse
-	39,  // 112: rallye.v1.ChallengeService.ExtendChallenge:output_type -> rallye.v1.ExtendChallengeResponse
-	41,  // 113: rallye.v1.ChallengeService.EndChallenge:output_type -> rallye.v1.EndChallengeResponse
-	43,  // 114: rallye.v1.ChallengeService.CancelChallenge:output_type -> rallye.v1.CancelChallengeResponse
-	45,  // 115: rallye.v1.ChallengeService.JoinChallenge:output_type -> rallye.v1.JoinChallengeResponse
-	47,  // 116: rallye.v1.ChallengeService.SetParticipantTarget:output_type -> rallye.v1.SetParticipantTargetResponse
-	50,  // 117: rallye.v1.ChallengeService.ListMyChallenges:output_type -> rallye.v1.ListMyChallengesResponse
-	53,  // 118: rallye.v1.ChallengeService.ListChallenges:output_type -> rallye.v1.ListChallengesResponse
-	57,  // 119: rallye.v1.ChallengeService.GetChallengeStandings:output_type -> rallye.v1.GetChallengeStandingsResponse
-	60,  // 120: rallye.v1.ChallengeService.ListChallengeParticipants:output_type -> rallye.v1.ListChallengeParticipantsResponse
-	107, // [107:121] is the sub-list for method output_type
-	93,  // [93:107] is the sub-list for method input_type
-	93,  // [93:93] is the sub-list for extension type_name
-	93,  // [93:93] is the sub-list for extension extendee
-	0,   // [0:93] is the sub-list for field type_name
+	3,   // 18: rallye.v1.ChallengeDefinition.format:type_name -> rallye.v1.ChallengeFormat
+	4,   // 19: rallye.v1.ChallengeDefinition.enrollment:type_name -> rallye.v1.Enrollment
+	5,   // 20: rallye.v1.ChallengeDefinition.team_metric:type_name -> rallye.v1.TeamMetric
+	63,  // 21: rallye.v1.ChallengeDefinition.duration:type_name -> google.protobuf.Duration
+	63,  // 22: rallye.v1.ChallengeDefinition.grace_period:type_name -> google.protobuf.Duration
+	63,  // 23: rallye.v1.ChallengeDefinition.max_data_wait:type_name -> google.protobuf.Duration
+	15,  // 24: rallye.v1.ChallengeDefinition.missions:type_name -> rallye.v1.Mission
+	18,  // 25: rallye.v1.ChallengeDefinition.scoring_rules:type_name -> rallye.v1.ScoringRule
+	19,  // 26: rallye.v1.ChallengeDefinition.rewards:type_name -> rallye.v1.RewardRule
+	2,   // 27: rallye.v1.ChallengeDefinition.tie_rule:type_name -> rallye.v1.ChallengeTieRule
+	21,  // 28: rallye.v1.Challenge.definition:type_name -> rallye.v1.ChallengeDefinition
+	6,   // 29: rallye.v1.Challenge.state:type_name -> rallye.v1.ChallengeState
+	64,  // 30: rallye.v1.Challenge.start_time:type_name -> google.protobuf.Timestamp
+	64,  // 31: rallye.v1.Challenge.end_time:type_name -> google.protobuf.Timestamp
+	64,  // 32: rallye.v1.Challenge.earliest_final_time:type_name -> google.protobuf.Timestamp
+	64,  // 33: rallye.v1.Challenge.latest_final_time:type_name -> google.protobuf.Timestamp
+	64,  // 34: rallye.v1.Challenge.final_time:type_name -> google.protobuf.Timestamp
+	64,  // 35: rallye.v1.Challenge.cancel_time:type_name -> google.protobuf.Timestamp
+	64,  // 36: rallye.v1.Challenge.create_time:type_name -> google.protobuf.Timestamp
+	64,  // 37: rallye.v1.Challenge.update_time:type_name -> google.protobuf.Timestamp
+	64,  // 38: rallye.v1.Challenge.publish_time:type_name -> google.protobuf.Timestamp
+	7,   // 39: rallye.v1.MissionProgress.scope:type_name -> rallye.v1.MissionScope
+	10,  // 40: rallye.v1.MissionProgress.unit:type_name -> rallye.v1.MissionUnit
+	64,  // 41: rallye.v1.MissionProgress.complete_time:type_name -> google.protobuf.Timestamp
+	65,  // 42: rallye.v1.MissionProgress.submission_state:type_name -> rallye.v1.SubmissionState
+	13,  // 43: rallye.v1.Duel.outcome:type_name -> rallye.v1.DuelOutcome
+	64,  // 44: rallye.v1.Participation.counts_from:type_name -> google.protobuf.Timestamp
+	64,  // 45: rallye.v1.Participation.target_reach_time:type_name -> google.protobuf.Timestamp
+	24,  // 46: rallye.v1.Participation.duel:type_name -> rallye.v1.Duel
+	23,  // 47: rallye.v1.Participation.missions:type_name -> rallye.v1.MissionProgress
+	20,  // 48: rallye.v1.Participation.rewards:type_name -> rallye.v1.GrantedReward
+	64,  // 49: rallye.v1.SourceCompleteness.newest_event_time:type_name -> google.protobuf.Timestamp
+	64,  // 50: rallye.v1.SourceCompleteness.last_receive_time:type_name -> google.protobuf.Timestamp
+	26,  // 51: rallye.v1.DataCompleteness.sources:type_name -> rallye.v1.SourceCompleteness
+	64,  // 52: rallye.v1.DataCompleteness.earliest_final_time:type_name -> google.protobuf.Timestamp
+	64,  // 53: rallye.v1.DataCompleteness.latest_final_time:type_name -> google.protobuf.Timestamp
+	21,  // 54: rallye.v1.CreateChallengeRequest.definition:type_name -> rallye.v1.ChallengeDefinition
+	64,  // 55: rallye.v1.CreateChallengeRequest.start_time:type_name -> google.protobuf.Timestamp
+	64,  // 56: rallye.v1.CreateChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
+	22,  // 57: rallye.v1.CreateChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	64,  // 58: rallye.v1.CreateChallengeFromTemplateRequest.start_time:type_name -> google.protobuf.Timestamp
+	64,  // 59: rallye.v1.CreateChallengeFromTemplateRequest.end_time:type_name -> google.protobuf.Timestamp
+	21,  // 60: rallye.v1.CreateChallengeFromTemplateRequest.overrides:type_name -> rallye.v1.ChallengeDefinition
+	66,  // 61: rallye.v1.CreateChallengeFromTemplateRequest.override_mask:type_name -> google.protobuf.FieldMask
+	30,  // 62: rallye.v1.CreateChallengeFromTemplateRequest.mission_adjustments:type_name -> rallye.v1.MissionAdjustment
+	22,  // 63: rallye.v1.CreateChallengeFromTemplateResponse.challenge:type_name -> rallye.v1.Challenge
+	22,  // 64: rallye.v1.GetChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	25,  // 65: rallye.v1.GetChallengeResponse.me:type_name -> rallye.v1.Participation
+	27,  // 66: rallye.v1.GetChallengeResponse.completeness:type_name -> rallye.v1.DataCompleteness
+	21,  // 67: rallye.v1.UpdateChallengeRequest.definition:type_name -> rallye.v1.ChallengeDefinition
+	64,  // 68: rallye.v1.UpdateChallengeRequest.start_time:type_name -> google.protobuf.Timestamp
+	64,  // 69: rallye.v1.UpdateChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
+	66,  // 70: rallye.v1.UpdateChallengeRequest.update_mask:type_name -> google.protobuf.FieldMask
+	22,  // 71: rallye.v1.UpdateChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	22,  // 72: rallye.v1.PublishChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	64,  // 73: rallye.v1.ExtendChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
+	22,  // 74: rallye.v1.ExtendChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	22,  // 75: rallye.v1.EndChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	22,  // 76: rallye.v1.CancelChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	25,  // 77: rallye.v1.JoinChallengeResponse.me:type_name -> rallye.v1.Participation
+	14,  // 78: rallye.v1.ListMyChallengesRequest.window:type_name -> rallye.v1.ChallengeWindow
+	22,  // 79: rallye.v1.ChallengeSummary.challenge:type_name -> rallye.v1.Challenge
+	25,  // 80: rallye.v1.ChallengeSummary.me:type_name -> rallye.v1.Participation
+	64,  // 81: rallye.v1.ChallengeSummary.next_time:type_name -> google.protobuf.Timestamp
+	50,  // 82: rallye.v1.ListMyChallengesResponse.challenges:type_name -> rallye.v1.ChallengeSummary
+	6,   // 83: rallye.v1.ListChallengesRequest.states:type_name -> rallye.v1.ChallengeState
+	22,  // 84: rallye.v1.ChallengeOverview.challenge:type_name -> rallye.v1.Challenge
+	64,  // 85: rallye.v1.ChallengeOverview.next_time:type_name -> google.protobuf.Timestamp
+	53,  // 86: rallye.v1.ListChallengesResponse.challenges:type_name -> rallye.v1.ChallengeOverview
+	64,  // 87: rallye.v1.Standing.target_reach_time:type_name -> google.protobuf.Timestamp
+	3,   // 88: rallye.v1.GetChallengeStandingsResponse.format:type_name -> rallye.v1.ChallengeFormat
+	56,  // 89: rallye.v1.GetChallengeStandingsResponse.people:type_name -> rallye.v1.Standing
+	57,  // 90: rallye.v1.GetChallengeStandingsResponse.teams:type_name -> rallye.v1.TeamStanding
+	24,  // 91: rallye.v1.GetChallengeStandingsResponse.duels:type_name -> rallye.v1.Duel
+	25,  // 92: rallye.v1.ParticipantProgress.participation:type_name -> rallye.v1.Participation
+	60,  // 93: rallye.v1.ListChallengeParticipantsResponse.participants:type_name -> rallye.v1.ParticipantProgress
+	28,  // 94: rallye.v1.ChallengeService.CreateChallenge:input_type -> rallye.v1.CreateChallengeRequest
+	31,  // 95: rallye.v1.ChallengeService.CreateChallengeFromTemplate:input_type -> rallye.v1.CreateChallengeFromTemplateRequest
+	33,  // 96: rallye.v1.ChallengeService.GetChallenge:input_type -> rallye.v1.GetChallengeRequest
+	35,  // 97: rallye.v1.ChallengeService.UpdateChallenge:input_type -> rallye.v1.UpdateChallengeRequest
+	37,  // 98: rallye.v1.ChallengeService.PublishChallenge:input_type -> rallye.v1.PublishChallengeRequest
+	39,  // 99: rallye.v1.ChallengeService.ExtendChallenge:input_type -> rallye.v1.ExtendChallengeRequest
+	41,  // 100: rallye.v1.ChallengeService.EndChallenge:input_type -> rallye.v1.EndChallengeRequest
+	43,  // 101: rallye.v1.ChallengeService.CancelChallenge:input_type -> rallye.v1.CancelChallengeRequest
+	45,  // 102: rallye.v1.ChallengeService.JoinChallenge:input_type -> rallye.v1.JoinChallengeRequest
+	47,  // 103: rallye.v1.ChallengeService.SetParticipantTarget:input_type -> rallye.v1.SetParticipantTargetRequest
+	49,  // 104: rallye.v1.ChallengeService.ListMyChallenges:input_type -> rallye.v1.ListMyChallengesRequest
+	52,  // 105: rallye.v1.ChallengeService.ListChallenges:input_type -> rallye.v1.ListChallengesRequest
+	55,  // 106: rallye.v1.ChallengeService.GetChallengeStandings:input_type -> rallye.v1.GetChallengeStandingsRequest
+	59,  // 107: rallye.v1.ChallengeService.ListChallengeParticipants:input_type -> rallye.v1.ListChallengeParticipantsRequest
+	29,  // 108: rallye.v1.ChallengeService.CreateChallenge:output_type -> rallye.v1.CreateChallengeResponse
+	32,  // 109: rallye.v1.ChallengeService.CreateChallengeFromTemplate:output_type -> rallye.v1.CreateChallengeFromTemplateResponse
+	34,  // 110: rallye.v1.ChallengeService.GetChallenge:output_type -> rallye.v1.GetChallengeResponse
+	36,  // 111: rallye.v1.ChallengeService.UpdateChallenge:output_type -> rallye.v1.UpdateChallengeResponse
+	38,  // 112: rallye.v1.ChallengeService.PublishChallenge:output_type -> rallye.v1.PublishChallengeResponse
+	40,  // 113: rallye.v1.ChallengeService.ExtendChallenge:output_type -> rallye.v1.ExtendChallengeResponse
+	42,  // 114: rallye.v1.ChallengeService.EndChallenge:output_type -> rallye.v1.EndChallengeResponse
+	44,  // 115: rallye.v1.ChallengeService.CancelChallenge:output_type -> rallye.v1.CancelChallengeResponse
+	46,  // 116: rallye.v1.ChallengeService.JoinChallenge:output_type -> rallye.v1.JoinChallengeResponse
+	48,  // 117: rallye.v1.ChallengeService.SetParticipantTarget:output_type -> rallye.v1.SetParticipantTargetResponse
+	51,  // 118: rallye.v1.ChallengeService.ListMyChallenges:output_type -> rallye.v1.ListMyChallengesResponse
+	54,  // 119: rallye.v1.ChallengeService.ListChallenges:output_type -> rallye.v1.ListChallengesResponse
+	58,  // 120: rallye.v1.ChallengeService.GetChallengeStandings:output_type -> rallye.v1.GetChallengeStandingsResponse
+	61,  // 121: rallye.v1.ChallengeService.ListChallengeParticipants:output_type -> rallye.v1.ListChallengeParticipantsResponse
+	108, // [108:122] is the sub-list for method output_type
+	94,  // [94:108] is the sub-list for method input_type
+	94,  // [94:94] is the sub-list for extension type_name
+	94,  // [94:94] is the sub-list for extension extendee
+	0,   // [0:94] is the sub-list for field type_name
 }
 
 func init() { file_rallye_v1_challenge_proto_init() }
@@ -5075,7 +5148,7 @@ func file_rallye_v1_challenge_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rallye_v1_challenge_proto_rawDesc), len(file_rallye_v1_challenge_proto_rawDesc)),
-			NumEnums:      14,
+			NumEnums:      15,
 			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
