@@ -2,7 +2,9 @@ package api
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -12,9 +14,11 @@ import (
 	"buf.build/go/protovalidate"
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	rallyev1 "github.com/rallyehq/rallye/gen/rallye/v1"
 	"github.com/rallyehq/rallye/gen/rallye/v1/rallyev1connect"
+	"github.com/rallyehq/rallye/internal/rallye"
 )
 
 // WebhookPath receives events as plain JSON, for CRMs whose webhooks cannot
@@ -25,7 +29,10 @@ const WebhookPath = "/webhooks/events"
 // array of events, or a single event, in SalesEvent's JSON form. The API key
 // comes in "Authorization: Bearer rly_..." or, for tools that only set
 // custom headers, "X-Rallye-Api-Key". Unknown JSON fields are ignored so that
-// a source may send more than Rallye reads.
+// a source may send more than Rallye reads, and the answer names them per
+// event (IngestEventsResponse.ignored), so that a misnamed field (a flat
+// amount_minor) is not dropped without a word; with ?strict=true they are
+// refused instead, as Connect's JSON does.
 type eventWebhook struct {
 	guard     *guard
 	observer  *observer
@@ -70,9 +77,14 @@ func (h *eventWebhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(connect.NewError(connect.CodeInvalidArgument, errors.New("the request body could not be read")))
 		return
 	}
-	req, err := decodeWebhook(body)
+	req, ignored, err := decodeWebhook(body)
 	if err != nil {
 		fail(connect.NewError(connect.CodeInvalidArgument, err))
+		return
+	}
+	if strict, _ := strconv.ParseBool(r.URL.Query().Get("strict")); strict && len(ignored) > 0 {
+		fail(rallye.Invalid(fmt.Sprintf("events[%d].%s", ignored[0].GetIndex(), ignored[0].Fields[0]),
+			"is not a SalesEvent field (strict=true refuses fields Rallye does not read)"))
 		return
 	}
 	if err := h.validator.Validate(req); err != nil {
@@ -84,6 +96,7 @@ func (h *eventWebhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
+	res.Ignored = ignored
 	out, err := protojson.Marshal(res)
 	if err != nil {
 		fail(err)
@@ -96,24 +109,43 @@ func (h *eventWebhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 var lenient = protojson.UnmarshalOptions{DiscardUnknown: true}
 
-func decodeWebhook(body []byte) (*rallyev1.IngestEventsRequest, error) {
+// decodeWebhook reads the body's events, and the fields of each that
+// SalesEvent does not have.
+func decodeWebhook(body []byte) (*rallyev1.IngestEventsRequest, []*rallyev1.IgnoredFields, error) {
 	trimmed := bytes.TrimSpace(body)
-	req := &rallyev1.IngestEventsRequest{}
-	switch {
-	case len(trimmed) == 0:
-		return nil, errors.New("events: the body is empty")
-	case trimmed[0] == '[':
-		if err := lenient.Unmarshal(append(append([]byte(`{"events":`), trimmed...), '}'), req); err != nil {
-			return nil, errors.New("events: not a JSON array of events: " + err.Error())
+	if len(trimmed) == 0 {
+		return nil, nil, errors.New("events: the body is empty")
+	}
+	var raws []json.RawMessage
+	switch trimmed[0] {
+	case '[':
+		if err := json.Unmarshal(trimmed, &raws); err != nil {
+			return nil, nil, errors.New("events: not a JSON array of events: " + err.Error())
+		}
+	case '{':
+		var wrapper struct {
+			Events *[]json.RawMessage `json:"events"`
+		}
+		if err := json.Unmarshal(trimmed, &wrapper); err == nil && wrapper.Events != nil {
+			raws = *wrapper.Events
+		} else {
+			raws = []json.RawMessage{trimmed}
 		}
 	default:
-		if err := lenient.Unmarshal(trimmed, req); err != nil || len(req.Events) == 0 {
-			single := &rallyev1.SalesEvent{}
-			if err2 := lenient.Unmarshal(trimmed, single); err2 != nil {
-				return nil, errors.New("events: not an event, a list of events or {\"events\": [...]}")
-			}
-			req.Events = []*rallyev1.SalesEvent{single}
+		return nil, nil, errors.New("events: not an event, a list of events or {\"events\": [...]}")
+	}
+	req := &rallyev1.IngestEventsRequest{Events: make([]*rallyev1.SalesEvent, len(raws))}
+	var ignored []*rallyev1.IgnoredFields
+	md := (&rallyev1.SalesEvent{}).ProtoReflect().Descriptor()
+	for i, raw := range raws {
+		ev := &rallyev1.SalesEvent{}
+		if err := lenient.Unmarshal(raw, ev); err != nil {
+			return nil, nil, fmt.Errorf("events[%d]: not a SalesEvent: %s", i, err.Error())
+		}
+		req.Events[i] = ev
+		if fields := ignoredFields(raw, md); len(fields) > 0 {
+			ignored = append(ignored, &rallyev1.IgnoredFields{Index: proto.Int32(int32(i)), Fields: fields})
 		}
 	}
-	return req, nil
+	return req, ignored, nil
 }

@@ -431,8 +431,12 @@ type IngestEventsResponse struct {
 	Rejected   []*RowError `protobuf:"bytes,4,rep,name=rejected,proto3" json:"rejected,omitempty"`
 	// CRM ids of reps that no person carries (see RowError for the events).
 	UnknownRepExternalIds []string `protobuf:"bytes,5,rep,name=unknown_rep_external_ids,json=unknownRepExternalIds,proto3" json:"unknown_rep_external_ids,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// The events webhook only (POST /webhooks/events, plain JSON): per event,
+	// the JSON fields SalesEvent does not have and that were therefore not
+	// read. Connect's JSON refuses unknown fields instead (invalid_argument).
+	Ignored       []*IgnoredFields `protobuf:"bytes,6,rep,name=ignored,proto3" json:"ignored,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IngestEventsResponse) Reset() {
@@ -500,6 +504,70 @@ func (x *IngestEventsResponse) GetUnknownRepExternalIds() []string {
 	return nil
 }
 
+func (x *IngestEventsResponse) GetIgnored() []*IgnoredFields {
+	if x != nil {
+		return x.Ignored
+	}
+	return nil
+}
+
+// IgnoredFields names the JSON fields of one webhook event that Rallye did
+// not read, such as a flat "amount_minor" where amount.minorUnits is meant.
+type IgnoredFields struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Position of the event in the request, from 0 (present for the first
+	// event too).
+	Index *int32 `protobuf:"varint,1,opt,name=index,proto3,oneof" json:"index,omitempty"`
+	// Paths of the fields, sorted: "amount_minor", "amount.value".
+	Fields        []string `protobuf:"bytes,2,rep,name=fields,proto3" json:"fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IgnoredFields) Reset() {
+	*x = IgnoredFields{}
+	mi := &file_rallye_v1_event_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IgnoredFields) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IgnoredFields) ProtoMessage() {}
+
+func (x *IgnoredFields) ProtoReflect() protoreflect.Message {
+	mi := &file_rallye_v1_event_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IgnoredFields.ProtoReflect.Descriptor instead.
+func (*IgnoredFields) Descriptor() ([]byte, []int) {
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *IgnoredFields) GetIndex() int32 {
+	if x != nil && x.Index != nil {
+		return *x.Index
+	}
+	return 0
+}
+
+func (x *IgnoredFields) GetFields() []string {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
 // StoredEvent is an event as Rallye holds it.
 type StoredEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -517,7 +585,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_rallye_v1_event_proto_msgTypes[4]
+	mi := &file_rallye_v1_event_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +597,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_event_proto_msgTypes[4]
+	mi := &file_rallye_v1_event_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +610,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_event_proto_rawDescGZIP(), []int{4}
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StoredEvent) GetEvent() *SalesEvent {
@@ -594,7 +662,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_rallye_v1_event_proto_msgTypes[5]
+	mi := &file_rallye_v1_event_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -606,7 +674,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_event_proto_msgTypes[5]
+	mi := &file_rallye_v1_event_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -619,7 +687,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_event_proto_rawDescGZIP(), []int{5}
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListEventsRequest) GetPageSize() int32 {
@@ -667,7 +735,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_rallye_v1_event_proto_msgTypes[6]
+	mi := &file_rallye_v1_event_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +747,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_event_proto_msgTypes[6]
+	mi := &file_rallye_v1_event_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +760,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_event_proto_rawDescGZIP(), []int{6}
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListEventsResponse) GetEvents() []*StoredEvent {
@@ -717,7 +785,7 @@ type GetSourceWatermarksRequest struct {
 
 func (x *GetSourceWatermarksRequest) Reset() {
 	*x = GetSourceWatermarksRequest{}
-	mi := &file_rallye_v1_event_proto_msgTypes[7]
+	mi := &file_rallye_v1_event_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +797,7 @@ func (x *GetSourceWatermarksRequest) String() string {
 func (*GetSourceWatermarksRequest) ProtoMessage() {}
 
 func (x *GetSourceWatermarksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_event_proto_msgTypes[7]
+	mi := &file_rallye_v1_event_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +810,7 @@ func (x *GetSourceWatermarksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSourceWatermarksRequest.ProtoReflect.Descriptor instead.
 func (*GetSourceWatermarksRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_event_proto_rawDescGZIP(), []int{7}
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{8}
 }
 
 // SourceWatermark tells how far a source's data goes.
@@ -760,7 +828,7 @@ type SourceWatermark struct {
 
 func (x *SourceWatermark) Reset() {
 	*x = SourceWatermark{}
-	mi := &file_rallye_v1_event_proto_msgTypes[8]
+	mi := &file_rallye_v1_event_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +840,7 @@ func (x *SourceWatermark) String() string {
 func (*SourceWatermark) ProtoMessage() {}
 
 func (x *SourceWatermark) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_event_proto_msgTypes[8]
+	mi := &file_rallye_v1_event_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +853,7 @@ func (x *SourceWatermark) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceWatermark.ProtoReflect.Descriptor instead.
 func (*SourceWatermark) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_event_proto_rawDescGZIP(), []int{8}
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SourceWatermark) GetSource() string {
@@ -825,7 +893,7 @@ type GetSourceWatermarksResponse struct {
 
 func (x *GetSourceWatermarksResponse) Reset() {
 	*x = GetSourceWatermarksResponse{}
-	mi := &file_rallye_v1_event_proto_msgTypes[9]
+	mi := &file_rallye_v1_event_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -837,7 +905,7 @@ func (x *GetSourceWatermarksResponse) String() string {
 func (*GetSourceWatermarksResponse) ProtoMessage() {}
 
 func (x *GetSourceWatermarksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_event_proto_msgTypes[9]
+	mi := &file_rallye_v1_event_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -850,7 +918,7 @@ func (x *GetSourceWatermarksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSourceWatermarksResponse.ProtoReflect.Descriptor instead.
 func (*GetSourceWatermarksResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_event_proto_rawDescGZIP(), []int{9}
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetSourceWatermarksResponse) GetSources() []*SourceWatermark {
@@ -921,7 +989,7 @@ const file_rallye_v1_event_proto_rawDesc = "" +
 	"\x06_score\"V\n" +
 	"\x13IngestEventsRequest\x12?\n" +
 	"\x06events\x18\x01 \x03(\v2\x15.rallye.v1.SalesEventB\x10\xbaH\r\x92\x01\n" +
-	"\b\x01\x10\xe8\a\"\x03\xd8\x01\x03R\x06events\"\xda\x01\n" +
+	"\b\x01\x10\xe8\a\"\x03\xd8\x01\x03R\x06events\"\x8e\x02\n" +
 	"\x14IngestEventsResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\x05R\baccepted\x12\x1c\n" +
 	"\tcorrected\x18\x02 \x01(\x05R\tcorrected\x12\x1e\n" +
@@ -929,7 +997,12 @@ const file_rallye_v1_event_proto_rawDesc = "" +
 	"duplicates\x18\x03 \x01(\x05R\n" +
 	"duplicates\x12/\n" +
 	"\brejected\x18\x04 \x03(\v2\x13.rallye.v1.RowErrorR\brejected\x127\n" +
-	"\x18unknown_rep_external_ids\x18\x05 \x03(\tR\x15unknownRepExternalIds\"\xc5\x01\n" +
+	"\x18unknown_rep_external_ids\x18\x05 \x03(\tR\x15unknownRepExternalIds\x122\n" +
+	"\aignored\x18\x06 \x03(\v2\x18.rallye.v1.IgnoredFieldsR\aignored\"L\n" +
+	"\rIgnoredFields\x12\x19\n" +
+	"\x05index\x18\x01 \x01(\x05H\x00R\x05index\x88\x01\x01\x12\x16\n" +
+	"\x06fields\x18\x02 \x03(\tR\x06fieldsB\b\n" +
+	"\x06_index\"\xc5\x01\n" +
 	"\vStoredEvent\x12+\n" +
 	"\x05event\x18\x01 \x01(\v2\x15.rallye.v1.SalesEventR\x05event\x12\x15\n" +
 	"\x06rep_id\x18\x02 \x01(\tR\x05repId\x12\x19\n" +
@@ -976,50 +1049,52 @@ func file_rallye_v1_event_proto_rawDescGZIP() []byte {
 	return file_rallye_v1_event_proto_rawDescData
 }
 
-var file_rallye_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_rallye_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_rallye_v1_event_proto_goTypes = []any{
 	(*Money)(nil),                       // 0: rallye.v1.Money
 	(*SalesEvent)(nil),                  // 1: rallye.v1.SalesEvent
 	(*IngestEventsRequest)(nil),         // 2: rallye.v1.IngestEventsRequest
 	(*IngestEventsResponse)(nil),        // 3: rallye.v1.IngestEventsResponse
-	(*StoredEvent)(nil),                 // 4: rallye.v1.StoredEvent
-	(*ListEventsRequest)(nil),           // 5: rallye.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),          // 6: rallye.v1.ListEventsResponse
-	(*GetSourceWatermarksRequest)(nil),  // 7: rallye.v1.GetSourceWatermarksRequest
-	(*SourceWatermark)(nil),             // 8: rallye.v1.SourceWatermark
-	(*GetSourceWatermarksResponse)(nil), // 9: rallye.v1.GetSourceWatermarksResponse
-	nil,                                 // 10: rallye.v1.SalesEvent.AttributesEntry
-	(*timestamppb.Timestamp)(nil),       // 11: google.protobuf.Timestamp
-	(*RowError)(nil),                    // 12: rallye.v1.RowError
+	(*IgnoredFields)(nil),               // 4: rallye.v1.IgnoredFields
+	(*StoredEvent)(nil),                 // 5: rallye.v1.StoredEvent
+	(*ListEventsRequest)(nil),           // 6: rallye.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),          // 7: rallye.v1.ListEventsResponse
+	(*GetSourceWatermarksRequest)(nil),  // 8: rallye.v1.GetSourceWatermarksRequest
+	(*SourceWatermark)(nil),             // 9: rallye.v1.SourceWatermark
+	(*GetSourceWatermarksResponse)(nil), // 10: rallye.v1.GetSourceWatermarksResponse
+	nil,                                 // 11: rallye.v1.SalesEvent.AttributesEntry
+	(*timestamppb.Timestamp)(nil),       // 12: google.protobuf.Timestamp
+	(*RowError)(nil),                    // 13: rallye.v1.RowError
 }
 var file_rallye_v1_event_proto_depIdxs = []int32{
-	11, // 0: rallye.v1.SalesEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	12, // 0: rallye.v1.SalesEvent.occurred_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: rallye.v1.SalesEvent.amount:type_name -> rallye.v1.Money
 	0,  // 2: rallye.v1.SalesEvent.gross_margin:type_name -> rallye.v1.Money
-	11, // 3: rallye.v1.SalesEvent.opportunity_created_at:type_name -> google.protobuf.Timestamp
-	11, // 4: rallye.v1.SalesEvent.stage_entered_at:type_name -> google.protobuf.Timestamp
-	11, // 5: rallye.v1.SalesEvent.lead_created_at:type_name -> google.protobuf.Timestamp
-	11, // 6: rallye.v1.SalesEvent.ticket_opened_at:type_name -> google.protobuf.Timestamp
-	10, // 7: rallye.v1.SalesEvent.attributes:type_name -> rallye.v1.SalesEvent.AttributesEntry
+	12, // 3: rallye.v1.SalesEvent.opportunity_created_at:type_name -> google.protobuf.Timestamp
+	12, // 4: rallye.v1.SalesEvent.stage_entered_at:type_name -> google.protobuf.Timestamp
+	12, // 5: rallye.v1.SalesEvent.lead_created_at:type_name -> google.protobuf.Timestamp
+	12, // 6: rallye.v1.SalesEvent.ticket_opened_at:type_name -> google.protobuf.Timestamp
+	11, // 7: rallye.v1.SalesEvent.attributes:type_name -> rallye.v1.SalesEvent.AttributesEntry
 	1,  // 8: rallye.v1.IngestEventsRequest.events:type_name -> rallye.v1.SalesEvent
-	12, // 9: rallye.v1.IngestEventsResponse.rejected:type_name -> rallye.v1.RowError
-	1,  // 10: rallye.v1.StoredEvent.event:type_name -> rallye.v1.SalesEvent
-	11, // 11: rallye.v1.StoredEvent.receive_time:type_name -> google.protobuf.Timestamp
-	4,  // 12: rallye.v1.ListEventsResponse.events:type_name -> rallye.v1.StoredEvent
-	11, // 13: rallye.v1.SourceWatermark.newest_event_time:type_name -> google.protobuf.Timestamp
-	11, // 14: rallye.v1.SourceWatermark.last_receive_time:type_name -> google.protobuf.Timestamp
-	8,  // 15: rallye.v1.GetSourceWatermarksResponse.sources:type_name -> rallye.v1.SourceWatermark
-	2,  // 16: rallye.v1.EventService.IngestEvents:input_type -> rallye.v1.IngestEventsRequest
-	5,  // 17: rallye.v1.EventService.ListEvents:input_type -> rallye.v1.ListEventsRequest
-	7,  // 18: rallye.v1.EventService.GetSourceWatermarks:input_type -> rallye.v1.GetSourceWatermarksRequest
-	3,  // 19: rallye.v1.EventService.IngestEvents:output_type -> rallye.v1.IngestEventsResponse
-	6,  // 20: rallye.v1.EventService.ListEvents:output_type -> rallye.v1.ListEventsResponse
-	9,  // 21: rallye.v1.EventService.GetSourceWatermarks:output_type -> rallye.v1.GetSourceWatermarksResponse
-	19, // [19:22] is the sub-list for method output_type
-	16, // [16:19] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	13, // 9: rallye.v1.IngestEventsResponse.rejected:type_name -> rallye.v1.RowError
+	4,  // 10: rallye.v1.IngestEventsResponse.ignored:type_name -> rallye.v1.IgnoredFields
+	1,  // 11: rallye.v1.StoredEvent.event:type_name -> rallye.v1.SalesEvent
+	12, // 12: rallye.v1.StoredEvent.receive_time:type_name -> google.protobuf.Timestamp
+	5,  // 13: rallye.v1.ListEventsResponse.events:type_name -> rallye.v1.StoredEvent
+	12, // 14: rallye.v1.SourceWatermark.newest_event_time:type_name -> google.protobuf.Timestamp
+	12, // 15: rallye.v1.SourceWatermark.last_receive_time:type_name -> google.protobuf.Timestamp
+	9,  // 16: rallye.v1.GetSourceWatermarksResponse.sources:type_name -> rallye.v1.SourceWatermark
+	2,  // 17: rallye.v1.EventService.IngestEvents:input_type -> rallye.v1.IngestEventsRequest
+	6,  // 18: rallye.v1.EventService.ListEvents:input_type -> rallye.v1.ListEventsRequest
+	8,  // 19: rallye.v1.EventService.GetSourceWatermarks:input_type -> rallye.v1.GetSourceWatermarksRequest
+	3,  // 20: rallye.v1.EventService.IngestEvents:output_type -> rallye.v1.IngestEventsResponse
+	7,  // 21: rallye.v1.EventService.ListEvents:output_type -> rallye.v1.ListEventsResponse
+	10, // 22: rallye.v1.EventService.GetSourceWatermarks:output_type -> rallye.v1.GetSourceWatermarksResponse
+	20, // [20:23] is the sub-list for method output_type
+	17, // [17:20] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_rallye_v1_event_proto_init() }
@@ -1030,13 +1105,14 @@ func file_rallye_v1_event_proto_init() {
 	file_rallye_v1_common_proto_init()
 	file_rallye_v1_rules_proto_init()
 	file_rallye_v1_event_proto_msgTypes[1].OneofWrappers = []any{}
+	file_rallye_v1_event_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rallye_v1_event_proto_rawDesc), len(file_rallye_v1_event_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file rallye/v1/event.proto.
  */
 export const file_rallye_v1_event: GenFile = /*@__PURE__*/
-  fileDesc("ChVyYWxseWUvdjEvZXZlbnQucHJvdG8SCXJhbGx5ZS52MSJBCgVNb25leRITCgttaW5vcl91bml0cxgBIAEoAxIjCghjdXJyZW5jeRgCIAEoCUIRukgOcgwyCl5bQS1aXXszfSQi5AsKClNhbGVzRXZlbnQSMgoGc291cmNlGAEgASgJQiK6SB9yHTIbXlthLXowLTldW2EtejAtOV8uLV17MCw2M30kEh8KC2V4dGVybmFsX2lkGAIgASgJQgq6SAdyBRABGMgBEhkKCHJldmlzaW9uGAMgASgDQge6SAQiAigAEv8CCgR0eXBlGAQgASgJQvACukjsAnLpAlIMbGVhZC5jcmVhdGVkUg5sZWFkLnF1YWxpZmllZFIObGVhZC5jb250YWN0ZWRSE29wcG9ydHVuaXR5LmNyZWF0ZWRSGW9wcG9ydHVuaXR5LnN0YWdlX2NoYW5nZWRSCGRlYWwud29uUglkZWFsLmxvc3RSDWRlYWwucmVvcGVuZWRSEW1lZXRpbmcuc2NoZWR1bGVkUgxtZWV0aW5nLmhlbGRSD21lZXRpbmcubm9fc2hvd1ILY2FsbC5sb2dnZWRSCnF1b3RlLnNlbnRSDXRpY2tldC5vcGVuZWRSD3RpY2tldC5yZXNvbHZlZFIQY3VzdG9tZXIucmVuZXdlZFIQY3VzdG9tZXIuY2h1cm5lZFIMbnBzLmFuc3dlcmVkUhVzYXRpc2ZhY3Rpb24uYW5zd2VyZWRSEnRyYWluaW5nLmNvbXBsZXRlZFIMY29udGVudC51c2VkUg9tYXJrZXRpbmcuc3BlbmQSPgoLb2NjdXJyZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQg26SArIAQGyAQTI1SIBEhEKCXJldHJhY3RlZBgGIAEoCBIbCgZyZXBfaWQYByABKAlCC7pICNgBAXIDsAEBEiEKD3JlcF9leHRlcm5hbF9pZBgIIAEoCUIIukgFcgMYyAESHAoKYWNjb3VudF9pZBgJIAEoCUIIukgFcgMYyAESIAoOb3Bwb3J0dW5pdHlfaWQYCiABKAlCCLpIBXIDGMgBEhkKB2xlYWRfaWQYCyABKAlCCLpIBXIDGMgBEiAKBmFtb3VudBgMIAEoCzIQLnJhbGx5ZS52MS5Nb25leRImCgxncm9zc19tYXJnaW4YDSABKAsyEC5yYWxseWUudjEuTW9uZXkSGAoHc2VnbWVudBgOIAEoCUIHukgEcgIYZBIYCgdwcm9kdWN0GA8gASgJQge6SARyAhhkEjEKCWRlYWxfa2luZBgQIAEoCUIeukgb2AEBchZSA25ld1IGdXBzZWxsUgdyZW5ld2FsEkYKFm9wcG9ydHVuaXR5X2NyZWF0ZWRfYXQYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgq6SAeyAQTI1SIBEhYKBXN0YWdlGBIgASgJQge6SARyAhhkEhsKCmZyb21fc3RhZ2UYEyABKAlCB7pIBHICGGQSQAoQc3RhZ2VfZW50ZXJlZF9hdBgUIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCrpIB7IBBMjVIgESPwoPbGVhZF9jcmVhdGVkX2F0GBUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIKukgHsgEEyNUiARJAChB0aWNrZXRfb3BlbmVkX2F0GBYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIKukgHsgEEyNUiARIdCgVzY29yZRgXIAEoBUIJukgGGgQYCigASACIAQESGwoTZGlzY292ZXJ5X2NvbXBsZXRlZBgYIAEoCBIcCgpjb250ZW50X2lkGBkgASgJQgi6SAVyAxjIARIYCgdjaGFubmVsGBogASgJQge6SARyAhhkElIKCmF0dHJpYnV0ZXMYGyADKAsyJS5yYWxseWUudjEuU2FsZXNFdmVudC5BdHRyaWJ1dGVzRW50cnlCF7pIFJoBERAUIgZyBBABGEAqBXIDGMgBGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQggKBl9zY29yZSJOChNJbmdlc3RFdmVudHNSZXF1ZXN0EjcKBmV2ZW50cxgBIAMoCzIVLnJhbGx5ZS52MS5TYWxlc0V2ZW50QhC6SA2SAQoIARDoByID2AEDIpgBChRJbmdlc3RFdmVudHNSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoBRIRCgljb3JyZWN0ZWQYAiABKAUSEgoKZHVwbGljYXRlcxgDIAEoBRIlCghyZWplY3RlZBgEIAMoCzITLnJhbGx5ZS52MS5Sb3dFcnJvchIgChh1bmtub3duX3JlcF9leHRlcm5hbF9pZHMYBSADKAkimAEKC1N0b3JlZEV2ZW50EiQKBWV2ZW50GAEgASgLMhUucmFsbHllLnYxLlNhbGVzRXZlbnQSDgoGcmVwX2lkGAIgASgJEhAKCHRlYW1faWRzGAMgAygJEg8KB2NvdW50ZWQYBCABKAgSMAoMcmVjZWl2ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKdAQoRTGlzdEV2ZW50c1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRj0AygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGMgBEhUKBHR5cGUYAyABKAlCB7pIBHICGEASFwoGc291cmNlGAQgASgJQge6SARyAhhAEhsKBnJlcF9pZBgFIAEoCUILukgI2AEBcgOwAQEiVQoSTGlzdEV2ZW50c1Jlc3BvbnNlEiYKBmV2ZW50cxgBIAMoCzIWLnJhbGx5ZS52MS5TdG9yZWRFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiHAoaR2V0U291cmNlV2F0ZXJtYXJrc1JlcXVlc3QinwEKD1NvdXJjZVdhdGVybWFyaxIOCgZzb3VyY2UYASABKAkSNQoRbmV3ZXN0X2V2ZW50X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfcmVjZWl2ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZldmVudHMYBCABKAMiSgobR2V0U291cmNlV2F0ZXJtYXJrc1Jlc3BvbnNlEisKB3NvdXJjZXMYASADKAsyGi5yYWxseWUudjEuU291cmNlV2F0ZXJtYXJrMpACCgxFdmVudFNlcnZpY2USTwoMSW5nZXN0RXZlbnRzEh4ucmFsbHllLnYxLkluZ2VzdEV2ZW50c1JlcXVlc3QaHy5yYWxseWUudjEuSW5nZXN0RXZlbnRzUmVzcG9uc2USSQoKTGlzdEV2ZW50cxIcLnJhbGx5ZS52MS5MaXN0RXZlbnRzUmVxdWVzdBodLnJhbGx5ZS52MS5MaXN0RXZlbnRzUmVzcG9uc2USZAoTR2V0U291cmNlV2F0ZXJtYXJrcxIlLnJhbGx5ZS52MS5HZXRTb3VyY2VXYXRlcm1hcmtzUmVxdWVzdBomLnJhbGx5ZS52MS5HZXRTb3VyY2VXYXRlcm1hcmtzUmVzcG9uc2VCkwEKDWNvbS5yYWxseWUudjFCCkV2ZW50UHJvdG9QAVoxZ2l0aHViLmNvbS9yYWxseWVocS9yYWxseWUvZ2VuL3JhbGx5ZS92MTtyYWxseWV2MaICA1JYWKoCCVJhbGx5ZS5WMcoCCVJhbGx5ZVxWMeICFVJhbGx5ZVxWMVxHUEJNZXRhZGF0YeoCClJhbGx5ZTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_rallye_v1_common, file_rallye_v1_rules]);
+  fileDesc("ChVyYWxseWUvdjEvZXZlbnQucHJvdG8SCXJhbGx5ZS52MSJBCgVNb25leRITCgttaW5vcl91bml0cxgBIAEoAxIjCghjdXJyZW5jeRgCIAEoCUIRukgOcgwyCl5bQS1aXXszfSQi5AsKClNhbGVzRXZlbnQSMgoGc291cmNlGAEgASgJQiK6SB9yHTIbXlthLXowLTldW2EtejAtOV8uLV17MCw2M30kEh8KC2V4dGVybmFsX2lkGAIgASgJQgq6SAdyBRABGMgBEhkKCHJldmlzaW9uGAMgASgDQge6SAQiAigAEv8CCgR0eXBlGAQgASgJQvACukjsAnLpAlIMbGVhZC5jcmVhdGVkUg5sZWFkLnF1YWxpZmllZFIObGVhZC5jb250YWN0ZWRSE29wcG9ydHVuaXR5LmNyZWF0ZWRSGW9wcG9ydHVuaXR5LnN0YWdlX2NoYW5nZWRSCGRlYWwud29uUglkZWFsLmxvc3RSDWRlYWwucmVvcGVuZWRSEW1lZXRpbmcuc2NoZWR1bGVkUgxtZWV0aW5nLmhlbGRSD21lZXRpbmcubm9fc2hvd1ILY2FsbC5sb2dnZWRSCnF1b3RlLnNlbnRSDXRpY2tldC5vcGVuZWRSD3RpY2tldC5yZXNvbHZlZFIQY3VzdG9tZXIucmVuZXdlZFIQY3VzdG9tZXIuY2h1cm5lZFIMbnBzLmFuc3dlcmVkUhVzYXRpc2ZhY3Rpb24uYW5zd2VyZWRSEnRyYWluaW5nLmNvbXBsZXRlZFIMY29udGVudC51c2VkUg9tYXJrZXRpbmcuc3BlbmQSPgoLb2NjdXJyZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQg26SArIAQGyAQTI1SIBEhEKCXJldHJhY3RlZBgGIAEoCBIbCgZyZXBfaWQYByABKAlCC7pICNgBAXIDsAEBEiEKD3JlcF9leHRlcm5hbF9pZBgIIAEoCUIIukgFcgMYyAESHAoKYWNjb3VudF9pZBgJIAEoCUIIukgFcgMYyAESIAoOb3Bwb3J0dW5pdHlfaWQYCiABKAlCCLpIBXIDGMgBEhkKB2xlYWRfaWQYCyABKAlCCLpIBXIDGMgBEiAKBmFtb3VudBgMIAEoCzIQLnJhbGx5ZS52MS5Nb25leRImCgxncm9zc19tYXJnaW4YDSABKAsyEC5yYWxseWUudjEuTW9uZXkSGAoHc2VnbWVudBgOIAEoCUIHukgEcgIYZBIYCgdwcm9kdWN0GA8gASgJQge6SARyAhhkEjEKCWRlYWxfa2luZBgQIAEoCUIeukgb2AEBchZSA25ld1IGdXBzZWxsUgdyZW5ld2FsEkYKFm9wcG9ydHVuaXR5X2NyZWF0ZWRfYXQYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgq6SAeyAQTI1SIBEhYKBXN0YWdlGBIgASgJQge6SARyAhhkEhsKCmZyb21fc3RhZ2UYEyABKAlCB7pIBHICGGQSQAoQc3RhZ2VfZW50ZXJlZF9hdBgUIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCrpIB7IBBMjVIgESPwoPbGVhZF9jcmVhdGVkX2F0GBUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIKukgHsgEEyNUiARJAChB0aWNrZXRfb3BlbmVkX2F0GBYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIKukgHsgEEyNUiARIdCgVzY29yZRgXIAEoBUIJukgGGgQYCigASACIAQESGwoTZGlzY292ZXJ5X2NvbXBsZXRlZBgYIAEoCBIcCgpjb250ZW50X2lkGBkgASgJQgi6SAVyAxjIARIYCgdjaGFubmVsGBogASgJQge6SARyAhhkElIKCmF0dHJpYnV0ZXMYGyADKAsyJS5yYWxseWUudjEuU2FsZXNFdmVudC5BdHRyaWJ1dGVzRW50cnlCF7pIFJoBERAUIgZyBBABGEAqBXIDGMgBGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQggKBl9zY29yZSJOChNJbmdlc3RFdmVudHNSZXF1ZXN0EjcKBmV2ZW50cxgBIAMoCzIVLnJhbGx5ZS52MS5TYWxlc0V2ZW50QhC6SA2SAQoIARDoByID2AEDIsMBChRJbmdlc3RFdmVudHNSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoBRIRCgljb3JyZWN0ZWQYAiABKAUSEgoKZHVwbGljYXRlcxgDIAEoBRIlCghyZWplY3RlZBgEIAMoCzITLnJhbGx5ZS52MS5Sb3dFcnJvchIgChh1bmtub3duX3JlcF9leHRlcm5hbF9pZHMYBSADKAkSKQoHaWdub3JlZBgGIAMoCzIYLnJhbGx5ZS52MS5JZ25vcmVkRmllbGRzIj0KDUlnbm9yZWRGaWVsZHMSEgoFaW5kZXgYASABKAVIAIgBARIOCgZmaWVsZHMYAiADKAlCCAoGX2luZGV4IpgBCgtTdG9yZWRFdmVudBIkCgVldmVudBgBIAEoCzIVLnJhbGx5ZS52MS5TYWxlc0V2ZW50Eg4KBnJlcF9pZBgCIAEoCRIQCgh0ZWFtX2lkcxgDIAMoCRIPCgdjb3VudGVkGAQgASgIEjAKDHJlY2VpdmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAinQEKEUxpc3RFdmVudHNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY9AMoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxjIARIVCgR0eXBlGAMgASgJQge6SARyAhhAEhcKBnNvdXJjZRgEIAEoCUIHukgEcgIYQBIbCgZyZXBfaWQYBSABKAlCC7pICNgBAXIDsAEBIlUKEkxpc3RFdmVudHNSZXNwb25zZRImCgZldmVudHMYASADKAsyFi5yYWxseWUudjEuU3RvcmVkRXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIhwKGkdldFNvdXJjZVdhdGVybWFya3NSZXF1ZXN0Ip8BCg9Tb3VyY2VXYXRlcm1hcmsSDgoGc291cmNlGAEgASgJEjUKEW5ld2VzdF9ldmVudF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFsYXN0X3JlY2VpdmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGZXZlbnRzGAQgASgDIkoKG0dldFNvdXJjZVdhdGVybWFya3NSZXNwb25zZRIrCgdzb3VyY2VzGAEgAygLMhoucmFsbHllLnYxLlNvdXJjZVdhdGVybWFyazKQAgoMRXZlbnRTZXJ2aWNlEk8KDEluZ2VzdEV2ZW50cxIeLnJhbGx5ZS52MS5Jbmdlc3RFdmVudHNSZXF1ZXN0Gh8ucmFsbHllLnYxLkluZ2VzdEV2ZW50c1Jlc3BvbnNlEkkKCkxpc3RFdmVudHMSHC5yYWxseWUudjEuTGlzdEV2ZW50c1JlcXVlc3QaHS5yYWxseWUudjEuTGlzdEV2ZW50c1Jlc3BvbnNlEmQKE0dldFNvdXJjZVdhdGVybWFya3MSJS5yYWxseWUudjEuR2V0U291cmNlV2F0ZXJtYXJrc1JlcXVlc3QaJi5yYWxseWUudjEuR2V0U291cmNlV2F0ZXJtYXJrc1Jlc3BvbnNlQpMBCg1jb20ucmFsbHllLnYxQgpFdmVudFByb3RvUAFaMWdpdGh1Yi5jb20vcmFsbHllaHEvcmFsbHllL2dlbi9yYWxseWUvdjE7cmFsbHlldjGiAgNSWFiqAglSYWxseWUuVjHKAglSYWxseWVcVjHiAhVSYWxseWVcVjFcR1BCTWV0YWRhdGHqAgpSYWxseWU6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_rallye_v1_common, file_rallye_v1_rules]);
 
 /**
  * Money is an amount in minor units (cents) of a currency.
@@ -306,6 +306,15 @@ export type IngestEventsResponse = Message<"rallye.v1.IngestEventsResponse"> & {
    * @generated from field: repeated string unknown_rep_external_ids = 5;
    */
   unknownRepExternalIds: string[];
+
+  /**
+   * The events webhook only (POST /webhooks/events, plain JSON): per event,
+   * the JSON fields SalesEvent does not have and that were therefore not
+   * read. Connect's JSON refuses unknown fields instead (invalid_argument).
+   *
+   * @generated from field: repeated rallye.v1.IgnoredFields ignored = 6;
+   */
+  ignored: IgnoredFields[];
 };
 
 /**
@@ -314,6 +323,36 @@ export type IngestEventsResponse = Message<"rallye.v1.IngestEventsResponse"> & {
  */
 export const IngestEventsResponseSchema: GenMessage<IngestEventsResponse> = /*@__PURE__*/
   messageDesc(file_rallye_v1_event, 3);
+
+/**
+ * IgnoredFields names the JSON fields of one webhook event that Rallye did
+ * not read, such as a flat "amount_minor" where amount.minorUnits is meant.
+ *
+ * @generated from message rallye.v1.IgnoredFields
+ */
+export type IgnoredFields = Message<"rallye.v1.IgnoredFields"> & {
+  /**
+   * Position of the event in the request, from 0 (present for the first
+   * event too).
+   *
+   * @generated from field: optional int32 index = 1;
+   */
+  index?: number | undefined;
+
+  /**
+   * Paths of the fields, sorted: "amount_minor", "amount.value".
+   *
+   * @generated from field: repeated string fields = 2;
+   */
+  fields: string[];
+};
+
+/**
+ * Describes the message rallye.v1.IgnoredFields.
+ * Use `create(IgnoredFieldsSchema)` to create a new message.
+ */
+export const IgnoredFieldsSchema: GenMessage<IgnoredFields> = /*@__PURE__*/
+  messageDesc(file_rallye_v1_event, 4);
 
 /**
  * StoredEvent is an event as Rallye holds it.
@@ -358,7 +397,7 @@ export type StoredEvent = Message<"rallye.v1.StoredEvent"> & {
  * Use `create(StoredEventSchema)` to create a new message.
  */
 export const StoredEventSchema: GenMessage<StoredEvent> = /*@__PURE__*/
-  messageDesc(file_rallye_v1_event, 4);
+  messageDesc(file_rallye_v1_event, 5);
 
 /**
  * @generated from message rallye.v1.ListEventsRequest
@@ -397,7 +436,7 @@ export type ListEventsRequest = Message<"rallye.v1.ListEventsRequest"> & {
  * Use `create(ListEventsRequestSchema)` to create a new message.
  */
 export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
-  messageDesc(file_rallye_v1_event, 5);
+  messageDesc(file_rallye_v1_event, 6);
 
 /**
  * @generated from message rallye.v1.ListEventsResponse
@@ -419,7 +458,7 @@ export type ListEventsResponse = Message<"rallye.v1.ListEventsResponse"> & {
  * Use `create(ListEventsResponseSchema)` to create a new message.
  */
 export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
-  messageDesc(file_rallye_v1_event, 6);
+  messageDesc(file_rallye_v1_event, 7);
 
 /**
  * @generated from message rallye.v1.GetSourceWatermarksRequest
@@ -432,7 +471,7 @@ export type GetSourceWatermarksRequest = Message<"rallye.v1.GetSourceWatermarksR
  * Use `create(GetSourceWatermarksRequestSchema)` to create a new message.
  */
 export const GetSourceWatermarksRequestSchema: GenMessage<GetSourceWatermarksRequest> = /*@__PURE__*/
-  messageDesc(file_rallye_v1_event, 7);
+  messageDesc(file_rallye_v1_event, 8);
 
 /**
  * SourceWatermark tells how far a source's data goes.
@@ -470,7 +509,7 @@ export type SourceWatermark = Message<"rallye.v1.SourceWatermark"> & {
  * Use `create(SourceWatermarkSchema)` to create a new message.
  */
 export const SourceWatermarkSchema: GenMessage<SourceWatermark> = /*@__PURE__*/
-  messageDesc(file_rallye_v1_event, 8);
+  messageDesc(file_rallye_v1_event, 9);
 
 /**
  * @generated from message rallye.v1.GetSourceWatermarksResponse
@@ -487,7 +526,7 @@ export type GetSourceWatermarksResponse = Message<"rallye.v1.GetSourceWatermarks
  * Use `create(GetSourceWatermarksResponseSchema)` to create a new message.
  */
 export const GetSourceWatermarksResponseSchema: GenMessage<GetSourceWatermarksResponse> = /*@__PURE__*/
-  messageDesc(file_rallye_v1_event, 9);
+  messageDesc(file_rallye_v1_event, 10);
 
 /**
  * EventService receives what the CRM, the marketing tool and the support tool
