@@ -59,7 +59,7 @@ check-console: tools ## fail when internal/console/dist is not what the console'
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
 	clients/ts/node_modules/.bin/tsc -p $(CONSOLE)/web && \
 	node $(CONSOLE)/web/build.mjs $$tmp && \
-	diff -r $$tmp $(CONSOLE)/dist >/dev/null || { echo "$(CONSOLE)/dist is stale: run make console and commit"; diff -r $$tmp $(CONSOLE)/dist | head -5; exit 1; }
+	diff -r $$tmp $(CONSOLE)/dist >/dev/null || { echo "$(CONSOLE)/dist is stale: run make console and commit"; diff -rq $$tmp $(CONSOLE)/dist; exit 1; }
 
 # Breaking changes are checked against the newest release tag: until the first
 # release the API may still change.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	rallyev1 "github.com/rallyehq/rallye/gen/rallye/v1"
 	"github.com/rallyehq/rallye/gen/rallye/v1/rallyev1connect"
@@ -80,7 +81,9 @@ func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Actio
 
 // A manager signs in to the demo, opens the running challenge's live board,
 // sees a rep's new meeting move it without reloading, reads the level-1
-// dashboard and switches to English; a rep cannot reach the management pages.
+// dashboard, launches a challenge from a template in the wizard, approves a
+// rep's manual mission and sees the points on the board, and switches to
+// English; a rep cannot reach the management pages.
 func TestConsoleInABrowser(t *testing.T) {
 	ctx := browser(t)
 	dir := screenshots(t)
@@ -204,6 +207,118 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Fatalf("%d cards, the API gives %d KPIs", cards, len(level1.Kpis))
 	}
 	shoot(t, ctx, dir, "dashboard")
+
+	// Launch an onboarding challenge for the north region from the wizard.
+	challenges := rallyev1connect.NewChallengeServiceClient(http.DefaultClient, srv.URL, testserver.Bearer(testserver.Token(t, manager)))
+	onboardings := func() int {
+		t.Helper()
+		list, err := challenges.ListChallenges(bg, &rallyev1.ListChallengesRequest{PageSize: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, o := range list.Challenges {
+			if o.Challenge.TemplateKey == "onboarding" {
+				n++
+			}
+		}
+		return n
+	}
+	launchedBefore := onboardings()
+	run(t, ctx, "open the wizard",
+		chromedp.Click(chromedp.CSS(`a[data-nav="challenges"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`a[data-action="launch"]`)),
+		chromedp.Click(chromedp.CSS(`a[data-action="launch"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`input[data-template="onboarding"]`)),
+		chromedp.Click(chromedp.CSS(`input[data-template="onboarding"]`)),
+		chromedp.Click(chromedp.CSS(`input[data-team="team-north"]`)),
+	)
+	shoot(t, ctx, dir, "launch")
+	run(t, ctx, "launch",
+		chromedp.Click(chromedp.CSS(`button[data-action="confirm-launch"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`ul.missions li`)),
+	)
+	if got := onboardings(); got != launchedBefore+1 {
+		t.Fatalf("onboarding challenges: %d, want %d", got, launchedBefore+1)
+	}
+	shoot(t, ctx, dir, "challenge")
+
+	// A challenge with a manual mission: the rep submits evidence, the
+	// manager approves it in the console, and the points show on its board.
+	created, err := challenges.CreateChallengeFromTemplate(bg, &rallyev1.CreateChallengeFromTemplateRequest{
+		TemplateKey: "onboarding", TeamIds: []string{rep.TeamIDs[0].String()}, Publish: true, RequestId: "browser-test-manual",
+		Overrides: &rallyev1.ChallengeDefinition{
+			Name: &rallyev1.LocalizedText{Fr: "Démo client", En: "Customer demo"},
+			Missions: []*rallyev1.Mission{{
+				Key: "customer-demo", Name: &rallyev1.LocalizedText{Fr: "Faire une démo client", En: "Give a customer demo"},
+				Scope: rallyev1.MissionScope_MISSION_SCOPE_INDIVIDUAL, Points: 40,
+				Condition: &rallyev1.Mission_Manual{Manual: &rallyev1.ManualCondition{Kind: rallyev1.ManualKind_MANUAL_KIND_EVIDENCE}},
+			}},
+		},
+		OverrideMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "missions"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	manual := created.Challenge
+	var manualBoard string
+	eventually(t, "the manual challenge's board opens", func() bool {
+		listed, err := managerBoards.ListBoards(bg, &rallyev1.ListBoardsRequest{ChallengeId: manual.Id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range listed.Boards {
+			if b.Kind == rallyev1.BoardKind_BOARD_KIND_INDIVIDUAL {
+				manualBoard = b.Id
+			}
+		}
+		return manualBoard != ""
+	})
+	repMissions := rallyev1connect.NewMissionServiceClient(http.DefaultClient, srv.URL, testserver.Bearer(testserver.Token(t, rep)))
+	submitted, err := repMissions.SubmitMission(bg, &rallyev1.SubmitMissionRequest{
+		ChallengeId: manual.Id, MissionId: manual.Definition.Missions[0].Id,
+		EvidenceUrl: "https://crm.example.com/meetings/42", RequestId: "browser-test-submit",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	boardPoints := func() int64 {
+		t.Helper()
+		r, err := managerBoards.GetRanking(bg, &rallyev1.GetRankingRequest{BoardId: manualBoard, PageSize: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range r.Ranking.Entries {
+			if e.ParticipantId == rep.ID.String() {
+				return e.Points
+			}
+		}
+		return 0
+	}
+	pointsBefore := boardPoints()
+	item := fmt.Sprintf(`li[data-submission="%s"]`, submitted.Submission.Id)
+	run(t, ctx, "the approval queue",
+		chromedp.Click(chromedp.CSS(`a[data-nav="approvals"]`)),
+		chromedp.WaitVisible(chromedp.CSS(item)),
+	)
+	shoot(t, ctx, dir, "approvals")
+	run(t, ctx, "approve",
+		chromedp.Click(chromedp.CSS(item+` button[data-action="approve"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`p.empty`)),
+	)
+	pointsAfter := waitAPI(t, boardPoints, pointsBefore)
+	if pointsAfter != pointsBefore+manual.Definition.Missions[0].Points {
+		t.Fatalf("after the approval the rep has %d points, want %d", pointsAfter, pointsBefore+manual.Definition.Missions[0].Points)
+	}
+	run(t, ctx, "the manual challenge's board",
+		chromedp.Navigate(srv.URL+console.Path+"#/board/"+manualBoard),
+		chromedp.WaitVisible(chromedp.CSS(`ol.ranking`)),
+	)
+	waitShown(t, ctx, row, pointsAfter)
+	run(t, ctx, "back to the dashboard",
+		chromedp.Navigate(srv.URL+console.Path+"#/dashboard/1"),
+		chromedp.WaitVisible(chromedp.CSS(`section.card`)),
+	)
 
 	// The language switch: English, then back to French.
 	run(t, ctx, "switch to English",

@@ -4,6 +4,8 @@
 import { Role } from "../../../../clients/ts/src/index.js";
 import { renderBoard, renderBoards, leaveBoard } from "./board.js";
 import { renderDashboard, leaveDashboard } from "./dashboard.js";
+import { renderChallenge, renderChallenges, renderLaunch } from "./challenges.js";
+import { renderApprovals } from "./approvals.js";
 import { clear, el } from "./dom.js";
 import { currentLang, setLang, t } from "./i18n.js";
 import * as session from "./session.js";
@@ -14,6 +16,9 @@ let config: session.ConsoleConfig = { demo: false };
 function header(): HTMLElement {
   const links: HTMLElement[] = [el("a", { href: "#/boards" }, t("boards"))];
   if (session.me) links.push(el("a", { href: session.isManagement() ? "#/dashboard/1" : "#/dashboard/3" }, t("dashboard")));
+  if (session.isManagement()) {
+    links.push(el("a", { href: "#/challenges", "data-nav": "challenges" }, t("challenges")), el("a", { href: "#/approvals", "data-nav": "approvals" }, t("approvals")));
+  }
   const lang = el("button", { type: "button", class: "lang", "data-action": "language" }, t("language"));
   lang.addEventListener("click", () => {
     setLang(currentLang() === "fr" ? "en" : "fr");
@@ -70,17 +75,27 @@ async function route() {
       await signInPage(main);
       return;
     }
+    // Challenges and approvals are for management; the server says so too.
+    const managementOnly = ["challenges", "challenge", "approvals"].includes(parts[0]) || (parts[0] === "dashboard" && parts[1] !== "3");
+    if (managementOnly && !session.hasRole(Role.MANAGER, Role.HR, Role.ADMIN)) {
+      main.append(el("p", { class: "denied" }, t("notAllowed")));
+      return;
+    }
     switch (parts[0]) {
+      case "challenges":
+        await (parts[1] === "new" ? renderLaunch(main) : renderChallenges(main));
+        return;
+      case "challenge":
+        await renderChallenge(main, parts[1]);
+        return;
+      case "approvals":
+        await renderApprovals(main);
+        return;
       case "board":
         await renderBoard(main, parts[1], parts[2] === "tv");
         return;
       case "dashboard": {
         const level = Number(parts[1]) as 1 | 2 | 3;
-        // Levels 1 and 2 are for management; the server says so too.
-        if (level !== 3 && !session.hasRole(Role.MANAGER, Role.HR, Role.ADMIN)) {
-          main.append(el("p", { class: "denied" }, t("notAllowed")));
-          return;
-        }
         await renderDashboard(main, level === 1 || level === 2 ? level : 3);
         return;
       }
