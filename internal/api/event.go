@@ -46,7 +46,33 @@ func (h *eventHandler) IngestEvents(ctx context.Context, req *rallyev1.IngestEve
 	for _, r := range res.Rejected {
 		out.Rejected = append(out.Rejected, &rallyev1.RowError{Index: proto.Int32(int32(r.Index)), Field: r.Field, Message: r.Message})
 	}
+	for _, r := range res.Parked {
+		out.Parked = append(out.Parked, &rallyev1.ParkedRow{Index: proto.Int32(int32(r.Index)), RepExternalId: r.RepExternalID})
+	}
 	return out, nil
+}
+
+func (h *eventHandler) ListParkedEvents(ctx context.Context, req *rallyev1.ListParkedEventsRequest) (*rallyev1.ListParkedEventsResponse, error) {
+	p, _ := rallye.PrincipalFrom(ctx)
+	cursor, err := page.Decode(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	size := page.Size(req.GetPageSize())
+	parked, err := h.store.ListParked(ctx, p, event.ParkedQuery{Size: size, Cursor: cursor, RepExternalID: req.GetRepExternalId()})
+	if err != nil {
+		return nil, err
+	}
+	res := &rallyev1.ListParkedEventsResponse{}
+	for _, pk := range parked {
+		res.ParkedEvents = append(res.ParkedEvents, &rallyev1.ParkedEvent{
+			Id: pk.ID.String(), Event: eventToProto(pk.Event), ParkTime: timestamp(pk.ParkedAt), ExpireTime: timestamp(pk.ExpiresAt),
+		})
+	}
+	if len(parked) > 0 {
+		res.NextPageToken = page.Next(parked[len(parked)-1].ID, len(parked), size)
+	}
+	return res, nil
 }
 
 func (h *eventHandler) ListEvents(ctx context.Context, req *rallyev1.ListEventsRequest) (*rallyev1.ListEventsResponse, error) {

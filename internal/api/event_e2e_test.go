@@ -53,8 +53,9 @@ func TestEventsEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Accepted != 2 || len(res.Rejected) != 2 || res.Rejected[0].GetIndex() != 1 || res.Rejected[0].Field != "rep_external_id" ||
-				res.Rejected[1].GetIndex() != 2 || res.Rejected[1].Field != "opportunity_id" || len(res.UnknownRepExternalIds) != 1 {
+			if res.Accepted != 2 || len(res.Rejected) != 1 || len(res.Parked) != 1 || res.Parked[0].GetIndex() != 1 ||
+				res.Parked[0].RepExternalId != "crm-ghost" || res.Rejected[0].GetIndex() != 2 ||
+				res.Rejected[0].Field != "opportunity_id" || len(res.UnknownRepExternalIds) != 1 {
 				t.Fatalf("response = %v", res)
 			}
 			replay, err := crm.IngestEvents(ctx, batch)

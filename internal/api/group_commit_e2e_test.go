@@ -153,8 +153,8 @@ func TestConcurrentOneEventCallsMatchTheReference(t *testing.T) {
 		}
 		r := call.res
 		if call.unknown {
-			if r.Accepted+r.Corrected+r.Duplicates != 0 || len(r.Rejected) != 1 || r.Rejected[0].GetIndex() != 0 ||
-				r.Rejected[0].Field != "rep_external_id" || !slices.Equal(r.UnknownRepExternalIds, []string{call.ev.RepExternalId}) {
+			if r.Accepted+r.Corrected+r.Duplicates != 0 || len(r.Rejected) != 0 || len(r.Parked) != 1 || r.Parked[0].GetIndex() != 0 ||
+				r.Parked[0].RepExternalId != call.ev.RepExternalId || !slices.Equal(r.UnknownRepExternalIds, []string{call.ev.RepExternalId}) {
 				t.Fatalf("a call about nobody was answered %v", r)
 			}
 			continue

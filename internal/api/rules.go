@@ -49,6 +49,7 @@ var rules = map[string][]rallye.Role{
 	rallyev1connect.EventServiceIngestEventsProcedure:        setup,
 	rallyev1connect.EventServiceListEventsProcedure:          anyone,
 	rallyev1connect.EventServiceGetSourceWatermarksProcedure: staff,
+	rallyev1connect.EventServiceListParkedEventsProcedure:    admins,
 
 	rallyev1connect.FeedServiceListDeadLettersProcedure: admins,
 

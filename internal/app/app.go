@@ -14,6 +14,7 @@ import (
 
 	"connectrpc.com/grpchealth"
 	"github.com/MicahParks/keyfunc/v3"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -191,6 +192,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	}
 	a.Events.GroupTransactions = cfg.IngestGroupTransactions
 	a.Registry.MustRegister(a.Events.Collectors()...)
+	// Events parked for a CRM id no person carried are taken in by the
+	// transaction that creates (or imports) that person.
+	a.Org.PeopleArrived = func(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, externalIDs []string) error {
+		_, err := a.Events.ReleaseParked(ctx, tx, tenantID, externalIDs)
+		return err
+	}
 	// Consumers of the change feed register here.
 	a.Feed = event.NewFeed(db, log.With("component", "feed"))
 	if o.Tracing.On() {

@@ -155,9 +155,8 @@ func TestGroupCommitTellsEachCallerItsOwn(t *testing.T) {
 		{Accepted: 1},
 		{Duplicates: 1, Rejected: []RowError{{Index: 1, Field: "type", Message: "unknown"}}},
 		{Duplicates: 1}, // revision 2 of the same group wins: as if the fourth call ran first
-		{Accepted: 1, Rejected: []RowError{
-			{Index: 1, Field: "rep_external_id", Message: `no person carries the CRM id "crm-ghost"`},
-			{Index: 2, Field: "rep_external_id", Message: `no person carries the CRM id "crm-ghost"`}}, UnknownReps: []string{"crm-ghost"}},
+		{Accepted: 1, Parked: []ParkedRow{{Index: 1, RepExternalID: "crm-ghost"}, {Index: 2, RepExternalID: "crm-ghost"}},
+			UnknownReps: []string{"crm-ghost"}},
 		{Duplicates: 1},
 	}
 	store := NewStore(db)

@@ -71,6 +71,9 @@ type Row struct {
 type Result struct {
 	Accepted, Corrected, Duplicates int
 	Rejected                        []RowError
+	// Parked are the events kept for reps no person carries yet (see
+	// ReleaseParked); they count nowhere until then.
+	Parked []ParkedRow
 	// UnknownReps are CRM ids of reps no person carries.
 	UnknownReps []string
 }
@@ -145,6 +148,8 @@ const (
 	outcomeAccepted
 	outcomeCorrected
 	outcomeDuplicate
+	// outcomeParked: kept for a rep no person carries yet (see parked.go).
+	outcomeParked
 )
 
 // outcome is what a batch did with one row: rows of a group transaction
@@ -153,7 +158,7 @@ type outcome struct {
 	kind outcomeKind
 	// rejected says why, when kind is outcomeRejected.
 	rejected RowError
-	// unknownRep is the CRM id no person carries, when that is why.
+	// unknownRep is the CRM id no person carries, when the row was parked.
 	unknownRep string
 }
 
@@ -171,16 +176,18 @@ func summarize(rows []Row, outs []outcome, from int) Result {
 			res.Corrected++
 		case outcomeDuplicate:
 			res.Duplicates++
+		case outcomeParked:
+			res.Parked = append(res.Parked, ParkedRow{Index: i, RepExternalID: o.unknownRep})
+			if !unknown[o.unknownRep] {
+				unknown[o.unknownRep] = true
+				res.UnknownReps = append(res.UnknownReps, o.unknownRep)
+			}
 		default:
 			e := o.rejected
 			if rows[i].Invalid == nil {
 				e.Index = i
 			}
 			res.Rejected = append(res.Rejected, e)
-			if o.unknownRep != "" && !unknown[o.unknownRep] {
-				unknown[o.unknownRep] = true
-				res.UnknownReps = append(res.UnknownReps, o.unknownRep)
-			}
 		}
 	}
 	return res
@@ -235,13 +242,14 @@ func ingest(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rows []Row, boun
 		return nil, err
 	}
 	resolved := cands[:0]
+	var parked []parkRow
 	for _, c := range cands {
 		switch {
 		case c.ev.RepExternalID != "":
 			id, ok := reps.ByExternalID[c.ev.RepExternalID]
 			if !ok {
-				reject(c.index, rallye.Invalid("rep_external_id", "no person carries the CRM id %q", c.ev.RepExternalID))
-				outs[c.index].unknownRep = c.ev.RepExternalID
+				parked = append(parked, parkRow{c.ev, rows[c.index].HasAmount})
+				outs[c.index] = outcome{kind: outcomeParked, unknownRep: c.ev.RepExternalID}
 				continue
 			}
 			c.ev.UserID = id
@@ -250,6 +258,9 @@ func ingest(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rows []Row, boun
 			continue
 		}
 		resolved = append(resolved, c)
+	}
+	if err := parkEvents(ctx, tx, tenantID, parked); err != nil {
+		return nil, err
 	}
 
 	// 2. One candidate per source event: the highest revision, the first of

@@ -44,6 +44,7 @@ func (s *Service) ImportUsers(ctx context.Context, p rallye.Principal, rows []Im
 	var changedIDs []User
 	err := s.db.InTenant(ctx, p.TenantID, func(tx pgx.Tx) error {
 		res, changedIDs = ImportResult{}, nil
+		var arrived []string
 		for i, row := range rows {
 			if row.Invalid != nil {
 				res.Rejected = append(res.Rejected, *row.Invalid)
@@ -65,6 +66,7 @@ func (s *Service) ImportUsers(ctx context.Context, p rallye.Principal, rows []Im
 			switch outcome {
 			case created:
 				res.Created++
+				arrived = append(arrived, user.ExternalID)
 			case updated:
 				res.Updated++
 				changedIDs = append(changedIDs, user)
@@ -72,7 +74,7 @@ func (s *Service) ImportUsers(ctx context.Context, p rallye.Principal, rows []Im
 				res.Unchanged++
 			}
 		}
-		return nil
+		return s.arrived(ctx, tx, p.TenantID, arrived...)
 	})
 	if err != nil {
 		return ImportResult{}, err

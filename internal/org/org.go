@@ -4,9 +4,12 @@
 package org
 
 import (
+	"context"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/rallyehq/rallye/internal/postgres"
 	"github.com/rallyehq/rallye/internal/rallye"
@@ -103,6 +106,28 @@ type Service struct {
 	// Forget is called after a person's roles or status changed, so that
 	// cached credentials are dropped at once on this instance.
 	Forget func(tenantID, userID uuid.UUID)
+	// PeopleArrived is called inside the transaction that created or
+	// imported people, or gave someone a CRM id, with those CRM ids: what
+	// waited for them (events parked for an unknown rep_external_id) is
+	// taken in with them, or not at all. Nil when nothing waits.
+	PeopleArrived func(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, externalIDs []string) error
+}
+
+// arrived calls PeopleArrived for the non-empty CRM ids.
+func (s *Service) arrived(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, externalIDs ...string) error {
+	ids := externalIDs[:0:0]
+	for _, id := range externalIDs {
+		if id != "" {
+			ids = append(ids, id)
+		}
+	}
+	if s.PeopleArrived == nil || len(ids) == 0 {
+		return nil
+	}
+	if err := s.PeopleArrived(ctx, tx, tenantID, ids); err != nil {
+		return fmt.Errorf("take in what waited for %v: %w", ids, err)
+	}
+	return nil
 }
 
 // NewService returns the organisation service.

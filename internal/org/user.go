@@ -173,7 +173,10 @@ func (s *Service) CreateUser(ctx context.Context, p rallye.Principal, req Create
 			return err
 		}
 		user, err = insertUser(ctx, tx, p.TenantID, id, req.User)
-		return prefixField(err, "user.")
+		if err != nil {
+			return prefixField(err, "user.")
+		}
+		return s.arrived(ctx, tx, p.TenantID, user.ExternalID)
 	})
 	return user, err
 }
@@ -248,7 +251,13 @@ func (s *Service) UpdateUser(ctx context.Context, p rallye.Principal, id uuid.UU
 			}
 		}
 		user, _, err = s.writeUser(ctx, tx, current, in)
-		return prefixField(err, "user.")
+		if err != nil {
+			return prefixField(err, "user.")
+		}
+		if user.ExternalID != current.ExternalID {
+			return s.arrived(ctx, tx, p.TenantID, user.ExternalID)
+		}
+		return nil
 	})
 	if err == nil {
 		s.Forget(p.TenantID, id)

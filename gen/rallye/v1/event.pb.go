@@ -434,7 +434,11 @@ type IngestEventsResponse struct {
 	// The events webhook only (POST /webhooks/events, plain JSON): per event,
 	// the JSON fields SalesEvent does not have and that were therefore not
 	// read. Connect's JSON refuses unknown fields instead (invalid_argument).
-	Ignored       []*IgnoredFields `protobuf:"bytes,6,rep,name=ignored,proto3" json:"ignored,omitempty"`
+	Ignored []*IgnoredFields `protobuf:"bytes,6,rep,name=ignored,proto3" json:"ignored,omitempty"`
+	// Events kept for a rep_external_id no person carries yet, instead of
+	// being rejected (see ListParkedEvents); also listed in
+	// unknown_rep_external_ids.
+	Parked        []*ParkedRow `protobuf:"bytes,7,rep,name=parked,proto3" json:"parked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -511,6 +515,251 @@ func (x *IngestEventsResponse) GetIgnored() []*IgnoredFields {
 	return nil
 }
 
+func (x *IngestEventsResponse) GetParked() []*ParkedRow {
+	if x != nil {
+		return x.Parked
+	}
+	return nil
+}
+
+// ParkedRow reports an event of a batch that was parked.
+type ParkedRow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Position of the event in the request, from 0 (always present).
+	Index *int32 `protobuf:"varint,1,opt,name=index,proto3,oneof" json:"index,omitempty"`
+	// The CRM id no person carries yet.
+	RepExternalId string `protobuf:"bytes,2,opt,name=rep_external_id,json=repExternalId,proto3" json:"rep_external_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParkedRow) Reset() {
+	*x = ParkedRow{}
+	mi := &file_rallye_v1_event_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParkedRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParkedRow) ProtoMessage() {}
+
+func (x *ParkedRow) ProtoReflect() protoreflect.Message {
+	mi := &file_rallye_v1_event_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParkedRow.ProtoReflect.Descriptor instead.
+func (*ParkedRow) Descriptor() ([]byte, []int) {
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ParkedRow) GetIndex() int32 {
+	if x != nil && x.Index != nil {
+		return *x.Index
+	}
+	return 0
+}
+
+func (x *ParkedRow) GetRepExternalId() string {
+	if x != nil {
+		return x.RepExternalId
+	}
+	return ""
+}
+
+// ParkedEvent is an event waiting for the person it names.
+type ParkedEvent struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Event    *SalesEvent            `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	ParkTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=park_time,json=parkTime,proto3" json:"park_time,omitempty"`
+	// When it is dropped if nobody with its CRM id arrives.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParkedEvent) Reset() {
+	*x = ParkedEvent{}
+	mi := &file_rallye_v1_event_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParkedEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParkedEvent) ProtoMessage() {}
+
+func (x *ParkedEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_rallye_v1_event_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParkedEvent.ProtoReflect.Descriptor instead.
+func (*ParkedEvent) Descriptor() ([]byte, []int) {
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ParkedEvent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ParkedEvent) GetEvent() *SalesEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *ParkedEvent) GetParkTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ParkTime
+	}
+	return nil
+}
+
+func (x *ParkedEvent) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+type ListParkedEventsRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	PageSize  int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the events of this CRM id; empty for all.
+	RepExternalId string `protobuf:"bytes,3,opt,name=rep_external_id,json=repExternalId,proto3" json:"rep_external_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListParkedEventsRequest) Reset() {
+	*x = ListParkedEventsRequest{}
+	mi := &file_rallye_v1_event_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListParkedEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListParkedEventsRequest) ProtoMessage() {}
+
+func (x *ListParkedEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rallye_v1_event_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListParkedEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListParkedEventsRequest) Descriptor() ([]byte, []int) {
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListParkedEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListParkedEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListParkedEventsRequest) GetRepExternalId() string {
+	if x != nil {
+		return x.RepExternalId
+	}
+	return ""
+}
+
+type ListParkedEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ParkedEvents  []*ParkedEvent         `protobuf:"bytes,1,rep,name=parked_events,json=parkedEvents,proto3" json:"parked_events,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListParkedEventsResponse) Reset() {
+	*x = ListParkedEventsResponse{}
+	mi := &file_rallye_v1_event_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListParkedEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListParkedEventsResponse) ProtoMessage() {}
+
+func (x *ListParkedEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rallye_v1_event_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListParkedEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListParkedEventsResponse) Descriptor() ([]byte, []int) {
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListParkedEventsResponse) GetParkedEvents() []*ParkedEvent {
+	if x != nil {
+		return x.ParkedEvents
+	}
+	return nil
+}
+
+func (x *ListParkedEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // IgnoredFields names the JSON fields of one webhook event that Rallye did
 // not read, such as a flat "amount_minor" where amount.minorUnits is meant.
 type IgnoredFields struct {
@@ -526,7 +775,7 @@ type IgnoredFields struct {
 
 func (x *IgnoredFields) Reset() {
 	*x = IgnoredFields{}
-	mi := &file_rallye_v1_event_proto_msgTypes[4]
+	mi := &file_rallye_v1_event_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +787,7 @@ func (x *IgnoredFields) String() string {
 func (*IgnoredFields) ProtoMessage() {}
 
 func (x *IgnoredFields) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_event_proto_msgTypes[4]
+	mi := &file_rallye_v1_event_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +800,7 @@ func (x *IgnoredFields) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IgnoredFields.ProtoReflect.Descriptor instead.
 func (*IgnoredFields) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_event_proto_rawDescGZIP(), []int{4}
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *IgnoredFields) GetIndex() int32 {
@@ -585,7 +834,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_rallye_v1_event_proto_msgTypes[5]
+	mi := &file_rallye_v1_event_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -597,7 +846,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_event_proto_msgTypes[5]
+	mi := &file_rallye_v1_event_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -610,7 +859,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_event_proto_rawDescGZIP(), []int{5}
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StoredEvent) GetEvent() *SalesEvent {
@@ -662,7 +911,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_rallye_v1_event_proto_msgTypes[6]
+	mi := &file_rallye_v1_event_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +923,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_event_proto_msgTypes[6]
+	mi := &file_rallye_v1_event_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +936,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_event_proto_rawDescGZIP(), []int{6}
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListEventsRequest) GetPageSize() int32 {
@@ -735,7 +984,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_rallye_v1_event_proto_msgTypes[7]
+	mi := &file_rallye_v1_event_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +996,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_event_proto_msgTypes[7]
+	mi := &file_rallye_v1_event_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +1009,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_event_proto_rawDescGZIP(), []int{7}
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListEventsResponse) GetEvents() []*StoredEvent {
@@ -785,7 +1034,7 @@ type GetSourceWatermarksRequest struct {
 
 func (x *GetSourceWatermarksRequest) Reset() {
 	*x = GetSourceWatermarksRequest{}
-	mi := &file_rallye_v1_event_proto_msgTypes[8]
+	mi := &file_rallye_v1_event_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +1046,7 @@ func (x *GetSourceWatermarksRequest) String() string {
 func (*GetSourceWatermarksRequest) ProtoMessage() {}
 
 func (x *GetSourceWatermarksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_event_proto_msgTypes[8]
+	mi := &file_rallye_v1_event_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +1059,7 @@ func (x *GetSourceWatermarksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSourceWatermarksRequest.ProtoReflect.Descriptor instead.
 func (*GetSourceWatermarksRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_event_proto_rawDescGZIP(), []int{8}
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{12}
 }
 
 // SourceWatermark tells how far a source's data goes.
@@ -828,7 +1077,7 @@ type SourceWatermark struct {
 
 func (x *SourceWatermark) Reset() {
 	*x = SourceWatermark{}
-	mi := &file_rallye_v1_event_proto_msgTypes[9]
+	mi := &file_rallye_v1_event_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +1089,7 @@ func (x *SourceWatermark) String() string {
 func (*SourceWatermark) ProtoMessage() {}
 
 func (x *SourceWatermark) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_event_proto_msgTypes[9]
+	mi := &file_rallye_v1_event_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +1102,7 @@ func (x *SourceWatermark) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceWatermark.ProtoReflect.Descriptor instead.
 func (*SourceWatermark) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_event_proto_rawDescGZIP(), []int{9}
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SourceWatermark) GetSource() string {
@@ -893,7 +1142,7 @@ type GetSourceWatermarksResponse struct {
 
 func (x *GetSourceWatermarksResponse) Reset() {
 	*x = GetSourceWatermarksResponse{}
-	mi := &file_rallye_v1_event_proto_msgTypes[10]
+	mi := &file_rallye_v1_event_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +1154,7 @@ func (x *GetSourceWatermarksResponse) String() string {
 func (*GetSourceWatermarksResponse) ProtoMessage() {}
 
 func (x *GetSourceWatermarksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_event_proto_msgTypes[10]
+	mi := &file_rallye_v1_event_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +1167,7 @@ func (x *GetSourceWatermarksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSourceWatermarksResponse.ProtoReflect.Descriptor instead.
 func (*GetSourceWatermarksResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_event_proto_rawDescGZIP(), []int{10}
+	return file_rallye_v1_event_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetSourceWatermarksResponse) GetSources() []*SourceWatermark {
@@ -989,7 +1238,7 @@ const file_rallye_v1_event_proto_rawDesc = "" +
 	"\x06_score\"V\n" +
 	"\x13IngestEventsRequest\x12?\n" +
 	"\x06events\x18\x01 \x03(\v2\x15.rallye.v1.SalesEventB\x10\xbaH\r\x92\x01\n" +
-	"\b\x01\x10\xe8\a\"\x03\xd8\x01\x03R\x06events\"\x8e\x02\n" +
+	"\b\x01\x10\xe8\a\"\x03\xd8\x01\x03R\x06events\"\xbc\x02\n" +
 	"\x14IngestEventsResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\x05R\baccepted\x12\x1c\n" +
 	"\tcorrected\x18\x02 \x01(\x05R\tcorrected\x12\x1e\n" +
@@ -998,7 +1247,27 @@ const file_rallye_v1_event_proto_rawDesc = "" +
 	"duplicates\x12/\n" +
 	"\brejected\x18\x04 \x03(\v2\x13.rallye.v1.RowErrorR\brejected\x127\n" +
 	"\x18unknown_rep_external_ids\x18\x05 \x03(\tR\x15unknownRepExternalIds\x122\n" +
-	"\aignored\x18\x06 \x03(\v2\x18.rallye.v1.IgnoredFieldsR\aignored\"L\n" +
+	"\aignored\x18\x06 \x03(\v2\x18.rallye.v1.IgnoredFieldsR\aignored\x12,\n" +
+	"\x06parked\x18\a \x03(\v2\x14.rallye.v1.ParkedRowR\x06parked\"X\n" +
+	"\tParkedRow\x12\x19\n" +
+	"\x05index\x18\x01 \x01(\x05H\x00R\x05index\x88\x01\x01\x12&\n" +
+	"\x0frep_external_id\x18\x02 \x01(\tR\rrepExternalIdB\b\n" +
+	"\x06_index\"\xc0\x01\n" +
+	"\vParkedEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12+\n" +
+	"\x05event\x18\x02 \x01(\v2\x15.rallye.v1.SalesEventR\x05event\x127\n" +
+	"\tpark_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bparkTime\x12;\n" +
+	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\x9d\x01\n" +
+	"\x17ListParkedEventsRequest\x12'\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xf4\x03(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\x120\n" +
+	"\x0frep_external_id\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\rrepExternalId\"\x7f\n" +
+	"\x18ListParkedEventsResponse\x12;\n" +
+	"\rparked_events\x18\x01 \x03(\v2\x16.rallye.v1.ParkedEventR\fparkedEvents\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"L\n" +
 	"\rIgnoredFields\x12\x19\n" +
 	"\x05index\x18\x01 \x01(\x05H\x00R\x05index\x88\x01\x01\x12\x16\n" +
 	"\x06fields\x18\x02 \x03(\tR\x06fieldsB\b\n" +
@@ -1027,12 +1296,13 @@ const file_rallye_v1_event_proto_rawDesc = "" +
 	"\x11last_receive_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastReceiveTime\x12\x16\n" +
 	"\x06events\x18\x04 \x01(\x03R\x06events\"S\n" +
 	"\x1bGetSourceWatermarksResponse\x124\n" +
-	"\asources\x18\x01 \x03(\v2\x1a.rallye.v1.SourceWatermarkR\asources2\x90\x02\n" +
+	"\asources\x18\x01 \x03(\v2\x1a.rallye.v1.SourceWatermarkR\asources2\xed\x02\n" +
 	"\fEventService\x12O\n" +
 	"\fIngestEvents\x12\x1e.rallye.v1.IngestEventsRequest\x1a\x1f.rallye.v1.IngestEventsResponse\x12I\n" +
 	"\n" +
 	"ListEvents\x12\x1c.rallye.v1.ListEventsRequest\x1a\x1d.rallye.v1.ListEventsResponse\x12d\n" +
-	"\x13GetSourceWatermarks\x12%.rallye.v1.GetSourceWatermarksRequest\x1a&.rallye.v1.GetSourceWatermarksResponseB\x93\x01\n" +
+	"\x13GetSourceWatermarks\x12%.rallye.v1.GetSourceWatermarksRequest\x1a&.rallye.v1.GetSourceWatermarksResponse\x12[\n" +
+	"\x10ListParkedEvents\x12\".rallye.v1.ListParkedEventsRequest\x1a#.rallye.v1.ListParkedEventsResponseB\x93\x01\n" +
 	"\rcom.rallye.v1B\n" +
 	"EventProtoP\x01Z1github.com/rallyehq/rallye/gen/rallye/v1;rallyev1\xa2\x02\x03RXX\xaa\x02\tRallye.V1\xca\x02\tRallye\\V1\xe2\x02\x15Rallye\\V1\\GPBMetadata\xea\x02\n" +
 	"Rallye::V1b\x06proto3"
@@ -1049,52 +1319,63 @@ func file_rallye_v1_event_proto_rawDescGZIP() []byte {
 	return file_rallye_v1_event_proto_rawDescData
 }
 
-var file_rallye_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_rallye_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_rallye_v1_event_proto_goTypes = []any{
 	(*Money)(nil),                       // 0: rallye.v1.Money
 	(*SalesEvent)(nil),                  // 1: rallye.v1.SalesEvent
 	(*IngestEventsRequest)(nil),         // 2: rallye.v1.IngestEventsRequest
 	(*IngestEventsResponse)(nil),        // 3: rallye.v1.IngestEventsResponse
-	(*IgnoredFields)(nil),               // 4: rallye.v1.IgnoredFields
-	(*StoredEvent)(nil),                 // 5: rallye.v1.StoredEvent
-	(*ListEventsRequest)(nil),           // 6: rallye.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),          // 7: rallye.v1.ListEventsResponse
-	(*GetSourceWatermarksRequest)(nil),  // 8: rallye.v1.GetSourceWatermarksRequest
-	(*SourceWatermark)(nil),             // 9: rallye.v1.SourceWatermark
-	(*GetSourceWatermarksResponse)(nil), // 10: rallye.v1.GetSourceWatermarksResponse
-	nil,                                 // 11: rallye.v1.SalesEvent.AttributesEntry
-	(*timestamppb.Timestamp)(nil),       // 12: google.protobuf.Timestamp
-	(*RowError)(nil),                    // 13: rallye.v1.RowError
+	(*ParkedRow)(nil),                   // 4: rallye.v1.ParkedRow
+	(*ParkedEvent)(nil),                 // 5: rallye.v1.ParkedEvent
+	(*ListParkedEventsRequest)(nil),     // 6: rallye.v1.ListParkedEventsRequest
+	(*ListParkedEventsResponse)(nil),    // 7: rallye.v1.ListParkedEventsResponse
+	(*IgnoredFields)(nil),               // 8: rallye.v1.IgnoredFields
+	(*StoredEvent)(nil),                 // 9: rallye.v1.StoredEvent
+	(*ListEventsRequest)(nil),           // 10: rallye.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),          // 11: rallye.v1.ListEventsResponse
+	(*GetSourceWatermarksRequest)(nil),  // 12: rallye.v1.GetSourceWatermarksRequest
+	(*SourceWatermark)(nil),             // 13: rallye.v1.SourceWatermark
+	(*GetSourceWatermarksResponse)(nil), // 14: rallye.v1.GetSourceWatermarksResponse
+	nil,                                 // 15: rallye.v1.SalesEvent.AttributesEntry
+	(*timestamppb.Timestamp)(nil),       // 16: google.protobuf.Timestamp
+	(*RowError)(nil),                    // 17: rallye.v1.RowError
 }
 var file_rallye_v1_event_proto_depIdxs = []int32{
-	12, // 0: rallye.v1.SalesEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	16, // 0: rallye.v1.SalesEvent.occurred_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: rallye.v1.SalesEvent.amount:type_name -> rallye.v1.Money
 	0,  // 2: rallye.v1.SalesEvent.gross_margin:type_name -> rallye.v1.Money
-	12, // 3: rallye.v1.SalesEvent.opportunity_created_at:type_name -> google.protobuf.Timestamp
-	12, // 4: rallye.v1.SalesEvent.stage_entered_at:type_name -> google.protobuf.Timestamp
-	12, // 5: rallye.v1.SalesEvent.lead_created_at:type_name -> google.protobuf.Timestamp
-	12, // 6: rallye.v1.SalesEvent.ticket_opened_at:type_name -> google.protobuf.Timestamp
-	11, // 7: rallye.v1.SalesEvent.attributes:type_name -> rallye.v1.SalesEvent.AttributesEntry
+	16, // 3: rallye.v1.SalesEvent.opportunity_created_at:type_name -> google.protobuf.Timestamp
+	16, // 4: rallye.v1.SalesEvent.stage_entered_at:type_name -> google.protobuf.Timestamp
+	16, // 5: rallye.v1.SalesEvent.lead_created_at:type_name -> google.protobuf.Timestamp
+	16, // 6: rallye.v1.SalesEvent.ticket_opened_at:type_name -> google.protobuf.Timestamp
+	15, // 7: rallye.v1.SalesEvent.attributes:type_name -> rallye.v1.SalesEvent.AttributesEntry
 	1,  // 8: rallye.v1.IngestEventsRequest.events:type_name -> rallye.v1.SalesEvent
-	13, // 9: rallye.v1.IngestEventsResponse.rejected:type_name -> rallye.v1.RowError
-	4,  // 10: rallye.v1.IngestEventsResponse.ignored:type_name -> rallye.v1.IgnoredFields
-	1,  // 11: rallye.v1.StoredEvent.event:type_name -> rallye.v1.SalesEvent
-	12, // 12: rallye.v1.StoredEvent.receive_time:type_name -> google.protobuf.Timestamp
-	5,  // 13: rallye.v1.ListEventsResponse.events:type_name -> rallye.v1.StoredEvent
-	12, // 14: rallye.v1.SourceWatermark.newest_event_time:type_name -> google.protobuf.Timestamp
-	12, // 15: rallye.v1.SourceWatermark.last_receive_time:type_name -> google.protobuf.Timestamp
-	9,  // 16: rallye.v1.GetSourceWatermarksResponse.sources:type_name -> rallye.v1.SourceWatermark
-	2,  // 17: rallye.v1.EventService.IngestEvents:input_type -> rallye.v1.IngestEventsRequest
-	6,  // 18: rallye.v1.EventService.ListEvents:input_type -> rallye.v1.ListEventsRequest
-	8,  // 19: rallye.v1.EventService.GetSourceWatermarks:input_type -> rallye.v1.GetSourceWatermarksRequest
-	3,  // 20: rallye.v1.EventService.IngestEvents:output_type -> rallye.v1.IngestEventsResponse
-	7,  // 21: rallye.v1.EventService.ListEvents:output_type -> rallye.v1.ListEventsResponse
-	10, // 22: rallye.v1.EventService.GetSourceWatermarks:output_type -> rallye.v1.GetSourceWatermarksResponse
-	20, // [20:23] is the sub-list for method output_type
-	17, // [17:20] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	17, // 9: rallye.v1.IngestEventsResponse.rejected:type_name -> rallye.v1.RowError
+	8,  // 10: rallye.v1.IngestEventsResponse.ignored:type_name -> rallye.v1.IgnoredFields
+	4,  // 11: rallye.v1.IngestEventsResponse.parked:type_name -> rallye.v1.ParkedRow
+	1,  // 12: rallye.v1.ParkedEvent.event:type_name -> rallye.v1.SalesEvent
+	16, // 13: rallye.v1.ParkedEvent.park_time:type_name -> google.protobuf.Timestamp
+	16, // 14: rallye.v1.ParkedEvent.expire_time:type_name -> google.protobuf.Timestamp
+	5,  // 15: rallye.v1.ListParkedEventsResponse.parked_events:type_name -> rallye.v1.ParkedEvent
+	1,  // 16: rallye.v1.StoredEvent.event:type_name -> rallye.v1.SalesEvent
+	16, // 17: rallye.v1.StoredEvent.receive_time:type_name -> google.protobuf.Timestamp
+	9,  // 18: rallye.v1.ListEventsResponse.events:type_name -> rallye.v1.StoredEvent
+	16, // 19: rallye.v1.SourceWatermark.newest_event_time:type_name -> google.protobuf.Timestamp
+	16, // 20: rallye.v1.SourceWatermark.last_receive_time:type_name -> google.protobuf.Timestamp
+	13, // 21: rallye.v1.GetSourceWatermarksResponse.sources:type_name -> rallye.v1.SourceWatermark
+	2,  // 22: rallye.v1.EventService.IngestEvents:input_type -> rallye.v1.IngestEventsRequest
+	10, // 23: rallye.v1.EventService.ListEvents:input_type -> rallye.v1.ListEventsRequest
+	12, // 24: rallye.v1.EventService.GetSourceWatermarks:input_type -> rallye.v1.GetSourceWatermarksRequest
+	6,  // 25: rallye.v1.EventService.ListParkedEvents:input_type -> rallye.v1.ListParkedEventsRequest
+	3,  // 26: rallye.v1.EventService.IngestEvents:output_type -> rallye.v1.IngestEventsResponse
+	11, // 27: rallye.v1.EventService.ListEvents:output_type -> rallye.v1.ListEventsResponse
+	14, // 28: rallye.v1.EventService.GetSourceWatermarks:output_type -> rallye.v1.GetSourceWatermarksResponse
+	7,  // 29: rallye.v1.EventService.ListParkedEvents:output_type -> rallye.v1.ListParkedEventsResponse
+	26, // [26:30] is the sub-list for method output_type
+	22, // [22:26] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_rallye_v1_event_proto_init() }
@@ -1106,13 +1387,14 @@ func file_rallye_v1_event_proto_init() {
 	file_rallye_v1_rules_proto_init()
 	file_rallye_v1_event_proto_msgTypes[1].OneofWrappers = []any{}
 	file_rallye_v1_event_proto_msgTypes[4].OneofWrappers = []any{}
+	file_rallye_v1_event_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rallye_v1_event_proto_rawDesc), len(file_rallye_v1_event_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

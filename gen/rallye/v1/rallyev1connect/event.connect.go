@@ -41,6 +41,9 @@ const (
 	// EventServiceGetSourceWatermarksProcedure is the fully-qualified name of the EventService's
 	// GetSourceWatermarks RPC.
 	EventServiceGetSourceWatermarksProcedure = "/rallye.v1.EventService/GetSourceWatermarks"
+	// EventServiceListParkedEventsProcedure is the fully-qualified name of the EventService's
+	// ListParkedEvents RPC.
+	EventServiceListParkedEventsProcedure = "/rallye.v1.EventService/ListParkedEvents"
 )
 
 // EventServiceClient is a client for the rallye.v1.EventService service.
@@ -49,9 +52,11 @@ type EventServiceClient interface {
 	//
 	// Events are checked one by one: an invalid event is reported in
 	// `rejected` with its index and field, and the valid rest is stored. An
-	// event naming its rep by a CRM id no person carries is rejected (field
-	// rep_external_id) and the id is listed in unknown_rep_external_ids, so
-	// that the integration can import the person and send it again.
+	// event naming its rep by a CRM id no person carries is parked (listed in
+	// `parked` with its index, and the id in unknown_rep_external_ids): it
+	// counts nowhere until a person with that CRM id is created or imported,
+	// which ingests it (see ListParkedEvents). So a CRM's deal sync may run
+	// before its user sync.
 	//
 	// The response counts new, corrected, duplicate and rejected events;
 	// replaying a batch reports every event as a duplicate.
@@ -76,6 +81,18 @@ type EventServiceClient interface {
 	// and when the source last sent something: how complete the data is.
 	// Manager, HR, admin or integration.
 	GetSourceWatermarks(context.Context, *v1.GetSourceWatermarksRequest) (*v1.GetSourceWatermarksResponse, error)
+	// ListParkedEvents lists the company's parked events, oldest first: events
+	// whose rep_external_id no person carried when they arrived. They count
+	// nowhere; when a person with that CRM id is created (CreateUser),
+	// imported (ImportUsers) or given it (UpdateUser), they are ingested in
+	// that same transaction as if they had just arrived (same duplicates,
+	// corrections and team attribution). They are kept 30 days, then dropped.
+	// Admin.
+	//
+	// Errors: invalid_argument naming page_size, page_token or
+	// rep_external_id; unauthenticated; permission_denied for any role but
+	// admin. Another company's parked events are never listed.
+	ListParkedEvents(context.Context, *v1.ListParkedEventsRequest) (*v1.ListParkedEventsResponse, error)
 }
 
 // NewEventServiceClient constructs a client for the rallye.v1.EventService service. By default, it
@@ -107,6 +124,12 @@ func NewEventServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(eventServiceMethods.ByName("GetSourceWatermarks")),
 			connect.WithClientOptions(opts...),
 		),
+		listParkedEvents: connect.NewClient[v1.ListParkedEventsRequest, v1.ListParkedEventsResponse](
+			httpClient,
+			baseURL+EventServiceListParkedEventsProcedure,
+			connect.WithSchema(eventServiceMethods.ByName("ListParkedEvents")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -115,6 +138,7 @@ type eventServiceClient struct {
 	ingestEvents        *connect.Client[v1.IngestEventsRequest, v1.IngestEventsResponse]
 	listEvents          *connect.Client[v1.ListEventsRequest, v1.ListEventsResponse]
 	getSourceWatermarks *connect.Client[v1.GetSourceWatermarksRequest, v1.GetSourceWatermarksResponse]
+	listParkedEvents    *connect.Client[v1.ListParkedEventsRequest, v1.ListParkedEventsResponse]
 }
 
 // IngestEvents calls rallye.v1.EventService.IngestEvents.
@@ -144,15 +168,26 @@ func (c *eventServiceClient) GetSourceWatermarks(ctx context.Context, req *v1.Ge
 	return nil, err
 }
 
+// ListParkedEvents calls rallye.v1.EventService.ListParkedEvents.
+func (c *eventServiceClient) ListParkedEvents(ctx context.Context, req *v1.ListParkedEventsRequest) (*v1.ListParkedEventsResponse, error) {
+	response, err := c.listParkedEvents.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // EventServiceHandler is an implementation of the rallye.v1.EventService service.
 type EventServiceHandler interface {
 	// IngestEvents stores up to 1,000 events. Integration or admin.
 	//
 	// Events are checked one by one: an invalid event is reported in
 	// `rejected` with its index and field, and the valid rest is stored. An
-	// event naming its rep by a CRM id no person carries is rejected (field
-	// rep_external_id) and the id is listed in unknown_rep_external_ids, so
-	// that the integration can import the person and send it again.
+	// event naming its rep by a CRM id no person carries is parked (listed in
+	// `parked` with its index, and the id in unknown_rep_external_ids): it
+	// counts nowhere until a person with that CRM id is created or imported,
+	// which ingests it (see ListParkedEvents). So a CRM's deal sync may run
+	// before its user sync.
 	//
 	// The response counts new, corrected, duplicate and rejected events;
 	// replaying a batch reports every event as a duplicate.
@@ -177,6 +212,18 @@ type EventServiceHandler interface {
 	// and when the source last sent something: how complete the data is.
 	// Manager, HR, admin or integration.
 	GetSourceWatermarks(context.Context, *v1.GetSourceWatermarksRequest) (*v1.GetSourceWatermarksResponse, error)
+	// ListParkedEvents lists the company's parked events, oldest first: events
+	// whose rep_external_id no person carried when they arrived. They count
+	// nowhere; when a person with that CRM id is created (CreateUser),
+	// imported (ImportUsers) or given it (UpdateUser), they are ingested in
+	// that same transaction as if they had just arrived (same duplicates,
+	// corrections and team attribution). They are kept 30 days, then dropped.
+	// Admin.
+	//
+	// Errors: invalid_argument naming page_size, page_token or
+	// rep_external_id; unauthenticated; permission_denied for any role but
+	// admin. Another company's parked events are never listed.
+	ListParkedEvents(context.Context, *v1.ListParkedEventsRequest) (*v1.ListParkedEventsResponse, error)
 }
 
 // NewEventServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -204,6 +251,12 @@ func NewEventServiceHandler(svc EventServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(eventServiceMethods.ByName("GetSourceWatermarks")),
 		connect.WithHandlerOptions(opts...),
 	)
+	eventServiceListParkedEventsHandler := connect.NewUnaryHandlerSimple(
+		EventServiceListParkedEventsProcedure,
+		svc.ListParkedEvents,
+		connect.WithSchema(eventServiceMethods.ByName("ListParkedEvents")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/rallye.v1.EventService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case EventServiceIngestEventsProcedure:
@@ -212,6 +265,8 @@ func NewEventServiceHandler(svc EventServiceHandler, opts ...connect.HandlerOpti
 			eventServiceListEventsHandler.ServeHTTP(w, r)
 		case EventServiceGetSourceWatermarksProcedure:
 			eventServiceGetSourceWatermarksHandler.ServeHTTP(w, r)
+		case EventServiceListParkedEventsProcedure:
+			eventServiceListParkedEventsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -231,4 +286,8 @@ func (UnimplementedEventServiceHandler) ListEvents(context.Context, *v1.ListEven
 
 func (UnimplementedEventServiceHandler) GetSourceWatermarks(context.Context, *v1.GetSourceWatermarksRequest) (*v1.GetSourceWatermarksResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rallye.v1.EventService.GetSourceWatermarks is not implemented"))
+}
+
+func (UnimplementedEventServiceHandler) ListParkedEvents(context.Context, *v1.ListParkedEventsRequest) (*v1.ListParkedEventsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rallye.v1.EventService.ListParkedEvents is not implemented"))
 }

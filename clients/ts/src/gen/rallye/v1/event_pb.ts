@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file rallye/v1/event.proto.
  */
 export const file_rallye_v1_event: GenFile = /*@__PURE__*/
-  fileDesc("ChVyYWxseWUvdjEvZXZlbnQucHJvdG8SCXJhbGx5ZS52MSJBCgVNb25leRITCgttaW5vcl91bml0cxgBIAEoAxIjCghjdXJyZW5jeRgCIAEoCUIRukgOcgwyCl5bQS1aXXszfSQi5AsKClNhbGVzRXZlbnQSMgoGc291cmNlGAEgASgJQiK6SB9yHTIbXlthLXowLTldW2EtejAtOV8uLV17MCw2M30kEh8KC2V4dGVybmFsX2lkGAIgASgJQgq6SAdyBRABGMgBEhkKCHJldmlzaW9uGAMgASgDQge6SAQiAigAEv8CCgR0eXBlGAQgASgJQvACukjsAnLpAlIMbGVhZC5jcmVhdGVkUg5sZWFkLnF1YWxpZmllZFIObGVhZC5jb250YWN0ZWRSE29wcG9ydHVuaXR5LmNyZWF0ZWRSGW9wcG9ydHVuaXR5LnN0YWdlX2NoYW5nZWRSCGRlYWwud29uUglkZWFsLmxvc3RSDWRlYWwucmVvcGVuZWRSEW1lZXRpbmcuc2NoZWR1bGVkUgxtZWV0aW5nLmhlbGRSD21lZXRpbmcubm9fc2hvd1ILY2FsbC5sb2dnZWRSCnF1b3RlLnNlbnRSDXRpY2tldC5vcGVuZWRSD3RpY2tldC5yZXNvbHZlZFIQY3VzdG9tZXIucmVuZXdlZFIQY3VzdG9tZXIuY2h1cm5lZFIMbnBzLmFuc3dlcmVkUhVzYXRpc2ZhY3Rpb24uYW5zd2VyZWRSEnRyYWluaW5nLmNvbXBsZXRlZFIMY29udGVudC51c2VkUg9tYXJrZXRpbmcuc3BlbmQSPgoLb2NjdXJyZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQg26SArIAQGyAQTI1SIBEhEKCXJldHJhY3RlZBgGIAEoCBIbCgZyZXBfaWQYByABKAlCC7pICNgBAXIDsAEBEiEKD3JlcF9leHRlcm5hbF9pZBgIIAEoCUIIukgFcgMYyAESHAoKYWNjb3VudF9pZBgJIAEoCUIIukgFcgMYyAESIAoOb3Bwb3J0dW5pdHlfaWQYCiABKAlCCLpIBXIDGMgBEhkKB2xlYWRfaWQYCyABKAlCCLpIBXIDGMgBEiAKBmFtb3VudBgMIAEoCzIQLnJhbGx5ZS52MS5Nb25leRImCgxncm9zc19tYXJnaW4YDSABKAsyEC5yYWxseWUudjEuTW9uZXkSGAoHc2VnbWVudBgOIAEoCUIHukgEcgIYZBIYCgdwcm9kdWN0GA8gASgJQge6SARyAhhkEjEKCWRlYWxfa2luZBgQIAEoCUIeukgb2AEBchZSA25ld1IGdXBzZWxsUgdyZW5ld2FsEkYKFm9wcG9ydHVuaXR5X2NyZWF0ZWRfYXQYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgq6SAeyAQTI1SIBEhYKBXN0YWdlGBIgASgJQge6SARyAhhkEhsKCmZyb21fc3RhZ2UYEyABKAlCB7pIBHICGGQSQAoQc3RhZ2VfZW50ZXJlZF9hdBgUIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCrpIB7IBBMjVIgESPwoPbGVhZF9jcmVhdGVkX2F0GBUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIKukgHsgEEyNUiARJAChB0aWNrZXRfb3BlbmVkX2F0GBYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIKukgHsgEEyNUiARIdCgVzY29yZRgXIAEoBUIJukgGGgQYCigASACIAQESGwoTZGlzY292ZXJ5X2NvbXBsZXRlZBgYIAEoCBIcCgpjb250ZW50X2lkGBkgASgJQgi6SAVyAxjIARIYCgdjaGFubmVsGBogASgJQge6SARyAhhkElIKCmF0dHJpYnV0ZXMYGyADKAsyJS5yYWxseWUudjEuU2FsZXNFdmVudC5BdHRyaWJ1dGVzRW50cnlCF7pIFJoBERAUIgZyBBABGEAqBXIDGMgBGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQggKBl9zY29yZSJOChNJbmdlc3RFdmVudHNSZXF1ZXN0EjcKBmV2ZW50cxgBIAMoCzIVLnJhbGx5ZS52MS5TYWxlc0V2ZW50QhC6SA2SAQoIARDoByID2AEDIsMBChRJbmdlc3RFdmVudHNSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoBRIRCgljb3JyZWN0ZWQYAiABKAUSEgoKZHVwbGljYXRlcxgDIAEoBRIlCghyZWplY3RlZBgEIAMoCzITLnJhbGx5ZS52MS5Sb3dFcnJvchIgChh1bmtub3duX3JlcF9leHRlcm5hbF9pZHMYBSADKAkSKQoHaWdub3JlZBgGIAMoCzIYLnJhbGx5ZS52MS5JZ25vcmVkRmllbGRzIj0KDUlnbm9yZWRGaWVsZHMSEgoFaW5kZXgYASABKAVIAIgBARIOCgZmaWVsZHMYAiADKAlCCAoGX2luZGV4IpgBCgtTdG9yZWRFdmVudBIkCgVldmVudBgBIAEoCzIVLnJhbGx5ZS52MS5TYWxlc0V2ZW50Eg4KBnJlcF9pZBgCIAEoCRIQCgh0ZWFtX2lkcxgDIAMoCRIPCgdjb3VudGVkGAQgASgIEjAKDHJlY2VpdmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAinQEKEUxpc3RFdmVudHNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY9AMoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxjIARIVCgR0eXBlGAMgASgJQge6SARyAhhAEhcKBnNvdXJjZRgEIAEoCUIHukgEcgIYQBIbCgZyZXBfaWQYBSABKAlCC7pICNgBAXIDsAEBIlUKEkxpc3RFdmVudHNSZXNwb25zZRImCgZldmVudHMYASADKAsyFi5yYWxseWUudjEuU3RvcmVkRXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIhwKGkdldFNvdXJjZVdhdGVybWFya3NSZXF1ZXN0Ip8BCg9Tb3VyY2VXYXRlcm1hcmsSDgoGc291cmNlGAEgASgJEjUKEW5ld2VzdF9ldmVudF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFsYXN0X3JlY2VpdmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGZXZlbnRzGAQgASgDIkoKG0dldFNvdXJjZVdhdGVybWFya3NSZXNwb25zZRIrCgdzb3VyY2VzGAEgAygLMhoucmFsbHllLnYxLlNvdXJjZVdhdGVybWFyazKQAgoMRXZlbnRTZXJ2aWNlEk8KDEluZ2VzdEV2ZW50cxIeLnJhbGx5ZS52MS5Jbmdlc3RFdmVudHNSZXF1ZXN0Gh8ucmFsbHllLnYxLkluZ2VzdEV2ZW50c1Jlc3BvbnNlEkkKCkxpc3RFdmVudHMSHC5yYWxseWUudjEuTGlzdEV2ZW50c1JlcXVlc3QaHS5yYWxseWUudjEuTGlzdEV2ZW50c1Jlc3BvbnNlEmQKE0dldFNvdXJjZVdhdGVybWFya3MSJS5yYWxseWUudjEuR2V0U291cmNlV2F0ZXJtYXJrc1JlcXVlc3QaJi5yYWxseWUudjEuR2V0U291cmNlV2F0ZXJtYXJrc1Jlc3BvbnNlQpMBCg1jb20ucmFsbHllLnYxQgpFdmVudFByb3RvUAFaMWdpdGh1Yi5jb20vcmFsbHllaHEvcmFsbHllL2dlbi9yYWxseWUvdjE7cmFsbHlldjGiAgNSWFiqAglSYWxseWUuVjHKAglSYWxseWVcVjHiAhVSYWxseWVcVjFcR1BCTWV0YWRhdGHqAgpSYWxseWU6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_rallye_v1_common, file_rallye_v1_rules]);
+  fileDesc("ChVyYWxseWUvdjEvZXZlbnQucHJvdG8SCXJhbGx5ZS52MSJBCgVNb25leRITCgttaW5vcl91bml0cxgBIAEoAxIjCghjdXJyZW5jeRgCIAEoCUIRukgOcgwyCl5bQS1aXXszfSQi5AsKClNhbGVzRXZlbnQSMgoGc291cmNlGAEgASgJQiK6SB9yHTIbXlthLXowLTldW2EtejAtOV8uLV17MCw2M30kEh8KC2V4dGVybmFsX2lkGAIgASgJQgq6SAdyBRABGMgBEhkKCHJldmlzaW9uGAMgASgDQge6SAQiAigAEv8CCgR0eXBlGAQgASgJQvACukjsAnLpAlIMbGVhZC5jcmVhdGVkUg5sZWFkLnF1YWxpZmllZFIObGVhZC5jb250YWN0ZWRSE29wcG9ydHVuaXR5LmNyZWF0ZWRSGW9wcG9ydHVuaXR5LnN0YWdlX2NoYW5nZWRSCGRlYWwud29uUglkZWFsLmxvc3RSDWRlYWwucmVvcGVuZWRSEW1lZXRpbmcuc2NoZWR1bGVkUgxtZWV0aW5nLmhlbGRSD21lZXRpbmcubm9fc2hvd1ILY2FsbC5sb2dnZWRSCnF1b3RlLnNlbnRSDXRpY2tldC5vcGVuZWRSD3RpY2tldC5yZXNvbHZlZFIQY3VzdG9tZXIucmVuZXdlZFIQY3VzdG9tZXIuY2h1cm5lZFIMbnBzLmFuc3dlcmVkUhVzYXRpc2ZhY3Rpb24uYW5zd2VyZWRSEnRyYWluaW5nLmNvbXBsZXRlZFIMY29udGVudC51c2VkUg9tYXJrZXRpbmcuc3BlbmQSPgoLb2NjdXJyZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQg26SArIAQGyAQTI1SIBEhEKCXJldHJhY3RlZBgGIAEoCBIbCgZyZXBfaWQYByABKAlCC7pICNgBAXIDsAEBEiEKD3JlcF9leHRlcm5hbF9pZBgIIAEoCUIIukgFcgMYyAESHAoKYWNjb3VudF9pZBgJIAEoCUIIukgFcgMYyAESIAoOb3Bwb3J0dW5pdHlfaWQYCiABKAlCCLpIBXIDGMgBEhkKB2xlYWRfaWQYCyABKAlCCLpIBXIDGMgBEiAKBmFtb3VudBgMIAEoCzIQLnJhbGx5ZS52MS5Nb25leRImCgxncm9zc19tYXJnaW4YDSABKAsyEC5yYWxseWUudjEuTW9uZXkSGAoHc2VnbWVudBgOIAEoCUIHukgEcgIYZBIYCgdwcm9kdWN0GA8gASgJQge6SARyAhhkEjEKCWRlYWxfa2luZBgQIAEoCUIeukgb2AEBchZSA25ld1IGdXBzZWxsUgdyZW5ld2FsEkYKFm9wcG9ydHVuaXR5X2NyZWF0ZWRfYXQYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgq6SAeyAQTI1SIBEhYKBXN0YWdlGBIgASgJQge6SARyAhhkEhsKCmZyb21fc3RhZ2UYEyABKAlCB7pIBHICGGQSQAoQc3RhZ2VfZW50ZXJlZF9hdBgUIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCrpIB7IBBMjVIgESPwoPbGVhZF9jcmVhdGVkX2F0GBUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIKukgHsgEEyNUiARJAChB0aWNrZXRfb3BlbmVkX2F0GBYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIKukgHsgEEyNUiARIdCgVzY29yZRgXIAEoBUIJukgGGgQYCigASACIAQESGwoTZGlzY292ZXJ5X2NvbXBsZXRlZBgYIAEoCBIcCgpjb250ZW50X2lkGBkgASgJQgi6SAVyAxjIARIYCgdjaGFubmVsGBogASgJQge6SARyAhhkElIKCmF0dHJpYnV0ZXMYGyADKAsyJS5yYWxseWUudjEuU2FsZXNFdmVudC5BdHRyaWJ1dGVzRW50cnlCF7pIFJoBERAUIgZyBBABGEAqBXIDGMgBGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQggKBl9zY29yZSJOChNJbmdlc3RFdmVudHNSZXF1ZXN0EjcKBmV2ZW50cxgBIAMoCzIVLnJhbGx5ZS52MS5TYWxlc0V2ZW50QhC6SA2SAQoIARDoByID2AEDIukBChRJbmdlc3RFdmVudHNSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoBRIRCgljb3JyZWN0ZWQYAiABKAUSEgoKZHVwbGljYXRlcxgDIAEoBRIlCghyZWplY3RlZBgEIAMoCzITLnJhbGx5ZS52MS5Sb3dFcnJvchIgChh1bmtub3duX3JlcF9leHRlcm5hbF9pZHMYBSADKAkSKQoHaWdub3JlZBgGIAMoCzIYLnJhbGx5ZS52MS5JZ25vcmVkRmllbGRzEiQKBnBhcmtlZBgHIAMoCzIULnJhbGx5ZS52MS5QYXJrZWRSb3ciQgoJUGFya2VkUm93EhIKBWluZGV4GAEgASgFSACIAQESFwoPcmVwX2V4dGVybmFsX2lkGAIgASgJQggKBl9pbmRleCKfAQoLUGFya2VkRXZlbnQSCgoCaWQYASABKAkSJAoFZXZlbnQYAiABKAsyFS5yYWxseWUudjEuU2FsZXNFdmVudBItCglwYXJrX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ5ChdMaXN0UGFya2VkRXZlbnRzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGPQDKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYyAESIQoPcmVwX2V4dGVybmFsX2lkGAMgASgJQgi6SAVyAxjIASJiChhMaXN0UGFya2VkRXZlbnRzUmVzcG9uc2USLQoNcGFya2VkX2V2ZW50cxgBIAMoCzIWLnJhbGx5ZS52MS5QYXJrZWRFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPQoNSWdub3JlZEZpZWxkcxISCgVpbmRleBgBIAEoBUgAiAEBEg4KBmZpZWxkcxgCIAMoCUIICgZfaW5kZXgimAEKC1N0b3JlZEV2ZW50EiQKBWV2ZW50GAEgASgLMhUucmFsbHllLnYxLlNhbGVzRXZlbnQSDgoGcmVwX2lkGAIgASgJEhAKCHRlYW1faWRzGAMgAygJEg8KB2NvdW50ZWQYBCABKAgSMAoMcmVjZWl2ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKdAQoRTGlzdEV2ZW50c1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRj0AygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGMgBEhUKBHR5cGUYAyABKAlCB7pIBHICGEASFwoGc291cmNlGAQgASgJQge6SARyAhhAEhsKBnJlcF9pZBgFIAEoCUILukgI2AEBcgOwAQEiVQoSTGlzdEV2ZW50c1Jlc3BvbnNlEiYKBmV2ZW50cxgBIAMoCzIWLnJhbGx5ZS52MS5TdG9yZWRFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiHAoaR2V0U291cmNlV2F0ZXJtYXJrc1JlcXVlc3QinwEKD1NvdXJjZVdhdGVybWFyaxIOCgZzb3VyY2UYASABKAkSNQoRbmV3ZXN0X2V2ZW50X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfcmVjZWl2ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZldmVudHMYBCABKAMiSgobR2V0U291cmNlV2F0ZXJtYXJrc1Jlc3BvbnNlEisKB3NvdXJjZXMYASADKAsyGi5yYWxseWUudjEuU291cmNlV2F0ZXJtYXJrMu0CCgxFdmVudFNlcnZpY2USTwoMSW5nZXN0RXZlbnRzEh4ucmFsbHllLnYxLkluZ2VzdEV2ZW50c1JlcXVlc3QaHy5yYWxseWUudjEuSW5nZXN0RXZlbnRzUmVzcG9uc2USSQoKTGlzdEV2ZW50cxIcLnJhbGx5ZS52MS5MaXN0RXZlbnRzUmVxdWVzdBodLnJhbGx5ZS52MS5MaXN0RXZlbnRzUmVzcG9uc2USZAoTR2V0U291cmNlV2F0ZXJtYXJrcxIlLnJhbGx5ZS52MS5HZXRTb3VyY2VXYXRlcm1hcmtzUmVxdWVzdBomLnJhbGx5ZS52MS5HZXRTb3VyY2VXYXRlcm1hcmtzUmVzcG9uc2USWwoQTGlzdFBhcmtlZEV2ZW50cxIiLnJhbGx5ZS52MS5MaXN0UGFya2VkRXZlbnRzUmVxdWVzdBojLnJhbGx5ZS52MS5MaXN0UGFya2VkRXZlbnRzUmVzcG9uc2VCkwEKDWNvbS5yYWxseWUudjFCCkV2ZW50UHJvdG9QAVoxZ2l0aHViLmNvbS9yYWxseWVocS9yYWxseWUvZ2VuL3JhbGx5ZS92MTtyYWxseWV2MaICA1JYWKoCCVJhbGx5ZS5WMcoCCVJhbGx5ZVxWMeICFVJhbGx5ZVxWMVxHUEJNZXRhZGF0YeoCClJhbGx5ZTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_rallye_v1_common, file_rallye_v1_rules]);
 
 /**
  * Money is an amount in minor units (cents) of a currency.
@@ -315,6 +315,15 @@ export type IngestEventsResponse = Message<"rallye.v1.IngestEventsResponse"> & {
    * @generated from field: repeated rallye.v1.IgnoredFields ignored = 6;
    */
   ignored: IgnoredFields[];
+
+  /**
+   * Events kept for a rep_external_id no person carries yet, instead of
+   * being rejected (see ListParkedEvents); also listed in
+   * unknown_rep_external_ids.
+   *
+   * @generated from field: repeated rallye.v1.ParkedRow parked = 7;
+   */
+  parked: ParkedRow[];
 };
 
 /**
@@ -323,6 +332,121 @@ export type IngestEventsResponse = Message<"rallye.v1.IngestEventsResponse"> & {
  */
 export const IngestEventsResponseSchema: GenMessage<IngestEventsResponse> = /*@__PURE__*/
   messageDesc(file_rallye_v1_event, 3);
+
+/**
+ * ParkedRow reports an event of a batch that was parked.
+ *
+ * @generated from message rallye.v1.ParkedRow
+ */
+export type ParkedRow = Message<"rallye.v1.ParkedRow"> & {
+  /**
+   * Position of the event in the request, from 0 (always present).
+   *
+   * @generated from field: optional int32 index = 1;
+   */
+  index?: number | undefined;
+
+  /**
+   * The CRM id no person carries yet.
+   *
+   * @generated from field: string rep_external_id = 2;
+   */
+  repExternalId: string;
+};
+
+/**
+ * Describes the message rallye.v1.ParkedRow.
+ * Use `create(ParkedRowSchema)` to create a new message.
+ */
+export const ParkedRowSchema: GenMessage<ParkedRow> = /*@__PURE__*/
+  messageDesc(file_rallye_v1_event, 4);
+
+/**
+ * ParkedEvent is an event waiting for the person it names.
+ *
+ * @generated from message rallye.v1.ParkedEvent
+ */
+export type ParkedEvent = Message<"rallye.v1.ParkedEvent"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: rallye.v1.SalesEvent event = 2;
+   */
+  event?: SalesEvent | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp park_time = 3;
+   */
+  parkTime?: Timestamp | undefined;
+
+  /**
+   * When it is dropped if nobody with its CRM id arrives.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 4;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message rallye.v1.ParkedEvent.
+ * Use `create(ParkedEventSchema)` to create a new message.
+ */
+export const ParkedEventSchema: GenMessage<ParkedEvent> = /*@__PURE__*/
+  messageDesc(file_rallye_v1_event, 5);
+
+/**
+ * @generated from message rallye.v1.ListParkedEventsRequest
+ */
+export type ListParkedEventsRequest = Message<"rallye.v1.ListParkedEventsRequest"> & {
+  /**
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * Only the events of this CRM id; empty for all.
+   *
+   * @generated from field: string rep_external_id = 3;
+   */
+  repExternalId: string;
+};
+
+/**
+ * Describes the message rallye.v1.ListParkedEventsRequest.
+ * Use `create(ListParkedEventsRequestSchema)` to create a new message.
+ */
+export const ListParkedEventsRequestSchema: GenMessage<ListParkedEventsRequest> = /*@__PURE__*/
+  messageDesc(file_rallye_v1_event, 6);
+
+/**
+ * @generated from message rallye.v1.ListParkedEventsResponse
+ */
+export type ListParkedEventsResponse = Message<"rallye.v1.ListParkedEventsResponse"> & {
+  /**
+   * @generated from field: repeated rallye.v1.ParkedEvent parked_events = 1;
+   */
+  parkedEvents: ParkedEvent[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message rallye.v1.ListParkedEventsResponse.
+ * Use `create(ListParkedEventsResponseSchema)` to create a new message.
+ */
+export const ListParkedEventsResponseSchema: GenMessage<ListParkedEventsResponse> = /*@__PURE__*/
+  messageDesc(file_rallye_v1_event, 7);
 
 /**
  * IgnoredFields names the JSON fields of one webhook event that Rallye did
@@ -352,7 +476,7 @@ export type IgnoredFields = Message<"rallye.v1.IgnoredFields"> & {
  * Use `create(IgnoredFieldsSchema)` to create a new message.
  */
 export const IgnoredFieldsSchema: GenMessage<IgnoredFields> = /*@__PURE__*/
-  messageDesc(file_rallye_v1_event, 4);
+  messageDesc(file_rallye_v1_event, 8);
 
 /**
  * StoredEvent is an event as Rallye holds it.
@@ -397,7 +521,7 @@ export type StoredEvent = Message<"rallye.v1.StoredEvent"> & {
  * Use `create(StoredEventSchema)` to create a new message.
  */
 export const StoredEventSchema: GenMessage<StoredEvent> = /*@__PURE__*/
-  messageDesc(file_rallye_v1_event, 5);
+  messageDesc(file_rallye_v1_event, 9);
 
 /**
  * @generated from message rallye.v1.ListEventsRequest
@@ -436,7 +560,7 @@ export type ListEventsRequest = Message<"rallye.v1.ListEventsRequest"> & {
  * Use `create(ListEventsRequestSchema)` to create a new message.
  */
 export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
-  messageDesc(file_rallye_v1_event, 6);
+  messageDesc(file_rallye_v1_event, 10);
 
 /**
  * @generated from message rallye.v1.ListEventsResponse
@@ -458,7 +582,7 @@ export type ListEventsResponse = Message<"rallye.v1.ListEventsResponse"> & {
  * Use `create(ListEventsResponseSchema)` to create a new message.
  */
 export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
-  messageDesc(file_rallye_v1_event, 7);
+  messageDesc(file_rallye_v1_event, 11);
 
 /**
  * @generated from message rallye.v1.GetSourceWatermarksRequest
@@ -471,7 +595,7 @@ export type GetSourceWatermarksRequest = Message<"rallye.v1.GetSourceWatermarksR
  * Use `create(GetSourceWatermarksRequestSchema)` to create a new message.
  */
 export const GetSourceWatermarksRequestSchema: GenMessage<GetSourceWatermarksRequest> = /*@__PURE__*/
-  messageDesc(file_rallye_v1_event, 8);
+  messageDesc(file_rallye_v1_event, 12);
 
 /**
  * SourceWatermark tells how far a source's data goes.
@@ -509,7 +633,7 @@ export type SourceWatermark = Message<"rallye.v1.SourceWatermark"> & {
  * Use `create(SourceWatermarkSchema)` to create a new message.
  */
 export const SourceWatermarkSchema: GenMessage<SourceWatermark> = /*@__PURE__*/
-  messageDesc(file_rallye_v1_event, 9);
+  messageDesc(file_rallye_v1_event, 13);
 
 /**
  * @generated from message rallye.v1.GetSourceWatermarksResponse
@@ -526,7 +650,7 @@ export type GetSourceWatermarksResponse = Message<"rallye.v1.GetSourceWatermarks
  * Use `create(GetSourceWatermarksResponseSchema)` to create a new message.
  */
 export const GetSourceWatermarksResponseSchema: GenMessage<GetSourceWatermarksResponse> = /*@__PURE__*/
-  messageDesc(file_rallye_v1_event, 10);
+  messageDesc(file_rallye_v1_event, 14);
 
 /**
  * EventService receives what the CRM, the marketing tool and the support tool
@@ -555,9 +679,11 @@ export const EventService: GenService<{
    *
    * Events are checked one by one: an invalid event is reported in
    * `rejected` with its index and field, and the valid rest is stored. An
-   * event naming its rep by a CRM id no person carries is rejected (field
-   * rep_external_id) and the id is listed in unknown_rep_external_ids, so
-   * that the integration can import the person and send it again.
+   * event naming its rep by a CRM id no person carries is parked (listed in
+   * `parked` with its index, and the id in unknown_rep_external_ids): it
+   * counts nowhere until a person with that CRM id is created or imported,
+   * which ingests it (see ListParkedEvents). So a CRM's deal sync may run
+   * before its user sync.
    *
    * The response counts new, corrected, duplicate and rejected events;
    * replaying a batch reports every event as a duplicate.
@@ -604,6 +730,26 @@ export const EventService: GenService<{
     methodKind: "unary";
     input: typeof GetSourceWatermarksRequestSchema;
     output: typeof GetSourceWatermarksResponseSchema;
+  },
+  /**
+   * ListParkedEvents lists the company's parked events, oldest first: events
+   * whose rep_external_id no person carried when they arrived. They count
+   * nowhere; when a person with that CRM id is created (CreateUser),
+   * imported (ImportUsers) or given it (UpdateUser), they are ingested in
+   * that same transaction as if they had just arrived (same duplicates,
+   * corrections and team attribution). They are kept 30 days, then dropped.
+   * Admin.
+   *
+   * Errors: invalid_argument naming page_size, page_token or
+   * rep_external_id; unauthenticated; permission_denied for any role but
+   * admin. Another company's parked events are never listed.
+   *
+   * @generated from rpc rallye.v1.EventService.ListParkedEvents
+   */
+  listParkedEvents: {
+    methodKind: "unary";
+    input: typeof ListParkedEventsRequestSchema;
+    output: typeof ListParkedEventsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_rallye_v1_event, 0);
