@@ -103,7 +103,9 @@ func toConnect(ctx context.Context, err error) *connect.Error {
 			out.AddDetail(d)
 		}
 	}
-	if code == connect.CodeUnavailable {
+	// Unavailable always says when to retry; resource_exhausted when the
+	// domain knows (ingestion's backpressure).
+	if code == connect.CodeUnavailable || code == connect.CodeResourceExhausted && e.RetryAfter > 0 {
 		wait := e.RetryAfter
 		if wait <= 0 {
 			wait = defaultRetryAfter

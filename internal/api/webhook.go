@@ -48,7 +48,7 @@ func (h *eventWebhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := h.observer.begin(r.Context(), WebhookPath)
 	fail := func(err error) {
 		err = h.observer.end(ctx, WebhookPath, start, err)
-		if wait, ok := retryDelay(err); ok { // 503: HTTP clients honour Retry-After
+		if wait, ok := retryDelay(err); ok { // 503 or 429: HTTP clients honour Retry-After
 			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
 		}
 		_ = h.errors.Write(w, r, err)

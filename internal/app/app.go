@@ -78,6 +78,8 @@ type App struct {
 	Handler http.Handler
 
 	jwksCancel context.CancelFunc
+	// feedDB is the feed's own pool, when it has one.
+	feedDB *postgres.DB
 }
 
 // Options adjust how an App is built.
@@ -199,7 +201,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 		return err
 	}
 	// Consumers of the change feed register here.
-	a.Feed = event.NewFeed(db, log.With("component", "feed"))
+	// The feed's consumers get a pool of their own: ingestion and reads
+	// filling the main pool must not stop KPIs, progress and ranks from
+	// catching up.
+	feedDB := db
+	if cfg.FeedDatabaseMaxConns > 0 {
+		if feedDB, err = postgres.OpenWith(ctx, cfg.DatabaseURL, postgres.PoolOptions{MaxConns: cfg.FeedDatabaseMaxConns,
+			Tracer: o.Tracing.PgxTracer()}); err != nil {
+			return nil, err
+		}
+		a.feedDB = feedDB
+	}
+	a.Feed = event.NewFeed(feedDB, log.With("component", "feed"))
+	if cfg.IngestMaxLag > 0 {
+		a.Events.Backpressure = &event.Backpressure{MaxLag: cfg.IngestMaxLag, Consumers: a.Feed.Consumers}
+	}
 	if o.Tracing.On() {
 		a.Events.Tracer = o.Tracing.Tracer("github.com/rallyehq/rallye/internal/event")
 		a.Feed.Tracer = a.Events.Tracer
@@ -335,6 +351,9 @@ func (a *App) Close() {
 	a.closeStreams()
 	if a.Redis != nil {
 		_ = a.Redis.Close()
+	}
+	if a.feedDB != nil {
+		a.feedDB.Close()
 	}
 	if a.DB != nil {
 		a.DB.Close()

@@ -94,6 +94,15 @@ type Config struct {
 	// that run at once on a server: small ingestion calls arriving while
 	// they run share the next one (group commit). 0: the default.
 	IngestGroupTransactions int `env:"RALLYE_INGEST_GROUP_TRANSACTIONS" envDefault:"2"`
+	// IngestMaxLag is the backpressure bound: a company's events are
+	// refused (resource_exhausted, with a retry hint) while the oldest
+	// change one of its feed consumers has not applied is older than this
+	// (0: never refused).
+	IngestMaxLag time.Duration `env:"RALLYE_INGEST_MAX_LAG" envDefault:"5s"`
+	// FeedDatabaseMaxConns gives the change feed's consumers a connection
+	// pool of their own, so that ingestion and reads filling the main pool
+	// cannot starve them (0: they share the main pool).
+	FeedDatabaseMaxConns int32 `env:"RALLYE_FEED_DATABASE_MAX_CONNS" envDefault:"4"`
 	// FeedMaxAttempts is how many times the change feed tries a change a
 	// consumer fails to apply before moving it to the dead letters; between
 	// attempts it waits FeedRetryBase, doubling up to FeedRetryMax, jittered
@@ -213,6 +222,12 @@ func (c Config) Validate() error {
 	}
 	if c.ChallengeFinalizeCheck < 0 {
 		bad("RALLYE_CHALLENGE_FINALIZE_CHECK", "must not be negative")
+	}
+	if c.IngestMaxLag < 0 {
+		bad("RALLYE_INGEST_MAX_LAG", "must not be negative")
+	}
+	if c.FeedDatabaseMaxConns != 0 && (c.FeedDatabaseMaxConns < 3 || c.FeedDatabaseMaxConns > 100) {
+		bad("RALLYE_FEED_DATABASE_MAX_CONNS", "want 0 (the main pool) or 3 to 100 (a listener, workers and the sweep), got %d", c.FeedDatabaseMaxConns)
 	}
 	if c.IngestGroupTransactions < 0 || c.IngestGroupTransactions > 64 {
 		bad("RALLYE_INGEST_GROUP_TRANSACTIONS", "want between 1 and 64 (0: the default, 2), got %d", c.IngestGroupTransactions)

@@ -128,6 +128,11 @@ func (f *Feed) Consumers() []string {
 	return names
 }
 
+// ConsumerLock is the transaction advisory lock a consumer of a company
+// holds while it applies changes: whoever holds it (another instance, an
+// operator, a test) holds that consumer of that company back.
+func ConsumerLock(tenantID uuid.UUID, consumer string) int64 { return lockKey(tenantID, consumer) }
+
 func lockKey(tenantID uuid.UUID, consumer string) int64 {
 	h := fnv.New64a()
 	h.Write(tenantID[:])

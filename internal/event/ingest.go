@@ -41,6 +41,9 @@ type Store struct {
 	// run at once on this server (DefaultGroupTransactions unless set; see
 	// group.go).
 	GroupTransactions int
+	// Backpressure refuses a company's events while its consumers are
+	// behind (nil: never).
+	Backpressure *Backpressure
 
 	groups  groups
 	metrics storeMetrics
@@ -112,10 +115,12 @@ func (s *Store) Ingest(ctx context.Context, p rallye.Principal, rows []Row) (Res
 	}
 	ctx, finish := s.traceBatch(ctx, p.TenantID, len(rows))
 	var res Result
-	var err error
-	if len(rows) <= GroupMaxEvents {
+	err := s.admit(ctx, p.TenantID)
+	switch {
+	case err != nil:
+	case len(rows) <= GroupMaxEvents:
 		res, err = s.ingestGrouped(ctx, p.TenantID, rows)
-	} else {
+	default:
 		res, err = s.ingestAlone(ctx, p.TenantID, rows)
 	}
 	finish(res, err)

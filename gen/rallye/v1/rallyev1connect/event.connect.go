@@ -69,9 +69,18 @@ type EventServiceClient interface {
 	// unauthenticated; permission_denied; resource_exhausted when the request
 	// is larger than the server's limit (RALLYE_MAX_REQUEST_BYTES, 4 MiB by
 	// default, after decompression; 1,000 events with every field at its
-	// maximum length fit); unavailable when the database is
+	// maximum length fit); resource_exhausted, with reason
+	// INGESTION_BACKPRESSURE (google.rpc.ErrorInfo) and google.rpc.RetryInfo
+	// saying how long to wait, while the company's earlier events are not
+	// applied yet to KPIs, progress and ranks (the oldest unapplied change is
+	// older than the server's RALLYE_INGEST_MAX_LAG, 5 s by default): nothing
+	// of the batch is stored, send it again after the delay (the JSON webhook
+	// answers 429 with Retry-After); unavailable when the database is
 	// momentarily out of reach (google.rpc.RetryInfo says how long to wait):
 	// send the batch again with backoff, what was stored reports duplicates.
+	//
+	// Small calls (up to 100 events) of one company arriving together share
+	// a transaction (group commit); each is answered about its own events.
 	IngestEvents(context.Context, *v1.IngestEventsRequest) (*v1.IngestEventsResponse, error)
 	// ListEvents lists stored events, most recently received first. Admin,
 	// integration and HR see the company's events; a manager those of their
@@ -200,9 +209,18 @@ type EventServiceHandler interface {
 	// unauthenticated; permission_denied; resource_exhausted when the request
 	// is larger than the server's limit (RALLYE_MAX_REQUEST_BYTES, 4 MiB by
 	// default, after decompression; 1,000 events with every field at its
-	// maximum length fit); unavailable when the database is
+	// maximum length fit); resource_exhausted, with reason
+	// INGESTION_BACKPRESSURE (google.rpc.ErrorInfo) and google.rpc.RetryInfo
+	// saying how long to wait, while the company's earlier events are not
+	// applied yet to KPIs, progress and ranks (the oldest unapplied change is
+	// older than the server's RALLYE_INGEST_MAX_LAG, 5 s by default): nothing
+	// of the batch is stored, send it again after the delay (the JSON webhook
+	// answers 429 with Retry-After); unavailable when the database is
 	// momentarily out of reach (google.rpc.RetryInfo says how long to wait):
 	// send the batch again with backoff, what was stored reports duplicates.
+	//
+	// Small calls (up to 100 events) of one company arriving together share
+	// a transaction (group commit); each is answered about its own events.
 	IngestEvents(context.Context, *v1.IngestEventsRequest) (*v1.IngestEventsResponse, error)
 	// ListEvents lists stored events, most recently received first. Admin,
 	// integration and HR see the company's events; a manager those of their
