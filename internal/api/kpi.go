@@ -267,7 +267,8 @@ func cardsToProto(cards []kpi.Card) []*rallyev1.KpiCard {
 func rowValues(vs []dashboard.RowValue) []*rallyev1.KpiValue {
 	out := make([]*rallyev1.KpiValue, len(vs))
 	for i, v := range vs {
-		out[i] = &rallyev1.KpiValue{Key: v.Key, Value: v.Value, PreviousValue: v.Previous, Status: statusToProto(v.Status)}
+		out[i] = &rallyev1.KpiValue{Key: v.Key, Value: v.Value, PreviousValue: v.Previous, Status: statusToProto(v.Status),
+			NotApplicable: v.NotApplicable}
 	}
 	return out
 }

@@ -74,6 +74,8 @@ type RowValue struct {
 	Key             string
 	Value, Previous *float64
 	Status          kpi.Status
+	// NotApplicable: the KPI has no meaning for this row's scope.
+	NotApplicable bool
 }
 
 // Board is a dashboard.
@@ -240,7 +242,8 @@ func (s *Service) read(ctx context.Context, p rallye.Principal, pl plan, req Req
 	}
 	for i := range rows {
 		for _, c := range cards[i] {
-			rows[i].Values = append(rows[i].Values, RowValue{Key: c.KPI.Key, Value: c.Value.Value, Previous: c.Previous, Status: c.Status})
+			rows[i].Values = append(rows[i].Values, RowValue{Key: c.KPI.Key, Value: c.Value.Value, Previous: c.Previous, Status: c.Status,
+				NotApplicable: c.Value.NotApplicable})
 		}
 	}
 	if pl.level == 2 {

@@ -458,3 +458,65 @@ func TestActionPlanIsEvaluatedAtItsDeadline(t *testing.T) {
 		wantCode(t, err, rallye.CodeInvalid)
 	})
 }
+
+// TestCostPerLeadIsNotApplicableBelowTheCompany: marketing spend is the
+// company's, so cost per lead (and a composite reading it) has no value for
+// a team or a person, marked not applicable, where it used to read 0 (or
+// the spend of a rep it named); other KPIs are applicable everywhere.
+func TestCostPerLeadIsNotApplicableBelowTheCompany(t *testing.T) {
+	b, x := ready(t, 1)
+	at := time.Date(2026, 3, 10, 10, 0, 0, 0, paris)
+	month := period.Of(period.Month, at, paris)
+	x.send(t,
+		event.Row{Event: event.Event{Source: "crm", ExternalID: "lead-1", Type: event.LeadCreated, OccurredAt: at,
+			RepExternalID: "crm-rep-0", LeadID: "lead-1"}},
+		event.Row{Event: event.Event{Source: "crm", ExternalID: "lead-2", Type: event.LeadCreated, OccurredAt: at,
+			RepExternalID: "crm-rep-0", LeadID: "lead-2"}},
+		event.Row{HasAmount: true, Event: event.Event{Source: "ads", ExternalID: "spend-1", Type: event.MarketingSpend, OccurredAt: at,
+			Amount: 60000, Currency: "EUR", Channel: "ads"}},
+		// A spend naming a rep is still the company's.
+		event.Row{HasAmount: true, Event: event.Event{Source: "ads", ExternalID: "spend-2", Type: event.MarketingSpend, OccurredAt: at,
+			RepExternalID: "crm-rep-0", Amount: 40000, Currency: "EUR", Channel: "events"}},
+		x.won(at, 24*time.Hour, 100000),
+	)
+	_, err := b.svc.Create(context.Background(), b.op, kpi.CreateRequest{Definition: kpi.Definition{Key: "spend_per_deal", Level: 2,
+		Name: kpi.Text{FR: "Dépense par affaire", EN: "Spend per deal"}, Unit: kpi.UnitMoney, Direction: kpi.LowerIsBetter,
+		Periods: []period.Kind{period.Month}, Formula: kpi.Formula{Aggregation: kpi.Composite, Expression: "cost_per_lead * 2.0"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.backfill(t)
+	read := func(s kpi.ScopeRef) map[string]kpi.Value {
+		vals, err := b.svc.Values(context.Background(), b.op.TenantID, kpi.ValuesRequest{
+			Keys: []string{"cost_per_lead", "cost_per_opportunity", "spend_per_deal", "deals_won", "mql_to_sql_rate"}, Scope: s,
+			Periods: []period.Period{month}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vals[0]
+	}
+	company := read(kpi.Company)
+	want(t, "company cost per lead (1,000 EUR / 2 leads)", company["cost_per_lead"].Value, ptr(500))
+	want(t, "company composite", company["spend_per_deal"].Value, ptr(1000))
+	if company["cost_per_lead"].NotApplicable || company["spend_per_deal"].NotApplicable {
+		t.Error("cost per lead is applicable for the company")
+	}
+	for name, s := range map[string]kpi.ScopeRef{
+		"Team":   {Kind: kpi.ScopeTeam, ID: b.teams["A"]},
+		"Parent": {Kind: kpi.ScopeTeam, ID: b.teams["P"]},
+		"Rep":    {Kind: kpi.ScopePerson, ID: b.userOf["crm-rep-0"]},
+	} {
+		t.Run(name, func(t *testing.T) {
+			v := read(s)
+			for _, k := range []string{"cost_per_lead", "cost_per_opportunity", "spend_per_deal"} {
+				if v[k].Value != nil || !v[k].NotApplicable {
+					t.Errorf("%s: value %s, not applicable %v; want no value, not applicable", k, show(v[k].Value), v[k].NotApplicable)
+				}
+			}
+			want(t, "deals won", v["deals_won"].Value, ptr(1))
+			if v["deals_won"].NotApplicable || v["mql_to_sql_rate"].NotApplicable {
+				t.Error("deals won and the MQL rate are applicable to a team and a person")
+			}
+		})
+	}
+}

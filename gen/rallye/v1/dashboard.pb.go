@@ -173,7 +173,12 @@ type KpiCard struct {
 	BreakdownDimension string            `protobuf:"bytes,21,opt,name=breakdown_dimension,json=breakdownDimension,proto3" json:"breakdown_dimension,omitempty"`
 	Breakdown          []*BreakdownValue `protobuf:"bytes,22,rep,name=breakdown,proto3" json:"breakdown,omitempty"`
 	// The KPI's history is still being computed: no value yet.
-	Computing     bool `protobuf:"varint,23,opt,name=computing,proto3" json:"computing,omitempty"`
+	Computing bool `protobuf:"varint,23,opt,name=computing,proto3" json:"computing,omitempty"`
+	// The KPI has no meaning for this scope, so no value (and not for lack of
+	// data): a side of its formula reads only company-wide events (marketing
+	// spend: cost_per_lead, cost_per_opportunity) and a team or a person is
+	// read. Composites reading such a KPI are not applicable either.
+	NotApplicable bool `protobuf:"varint,24,opt,name=not_applicable,json=notApplicable,proto3" json:"not_applicable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -369,6 +374,13 @@ func (x *KpiCard) GetComputing() bool {
 	return false
 }
 
+func (x *KpiCard) GetNotApplicable() bool {
+	if x != nil {
+		return x.NotApplicable
+	}
+	return false
+}
+
 // KpiValue is a KPI's value in a row of a table (per team, per person).
 type KpiValue struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -376,6 +388,9 @@ type KpiValue struct {
 	Value         *float64               `protobuf:"fixed64,2,opt,name=value,proto3,oneof" json:"value,omitempty"`
 	PreviousValue *float64               `protobuf:"fixed64,3,opt,name=previous_value,json=previousValue,proto3,oneof" json:"previous_value,omitempty"`
 	Status        KpiStatus              `protobuf:"varint,4,opt,name=status,proto3,enum=rallye.v1.KpiStatus" json:"status,omitempty"`
+	// No value because the KPI has no meaning for this row's scope (see
+	// KpiCard.not_applicable).
+	NotApplicable bool `protobuf:"varint,5,opt,name=not_applicable,json=notApplicable,proto3" json:"not_applicable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -436,6 +451,13 @@ func (x *KpiValue) GetStatus() KpiStatus {
 		return x.Status
 	}
 	return KpiStatus_KPI_STATUS_UNSPECIFIED
+}
+
+func (x *KpiValue) GetNotApplicable() bool {
+	if x != nil {
+		return x.NotApplicable
+	}
+	return false
 }
 
 type GetLevel1Request struct {
@@ -1132,7 +1154,7 @@ const file_rallye_v1_dashboard_proto_rawDesc = "" +
 	"\x0eBreakdownValue\x12\x1b\n" +
 	"\tvalue_key\x18\x01 \x01(\tR\bvalueKey\x12\x19\n" +
 	"\x05value\x18\x02 \x01(\x01H\x00R\x05value\x88\x01\x01B\b\n" +
-	"\x06_value\"\x9b\b\n" +
+	"\x06_value\"\xc2\b\n" +
 	"\aKpiCard\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
 	"\x04name\x18\x02 \x01(\v2\x18.rallye.v1.LocalizedTextR\x04name\x12:\n" +
@@ -1160,17 +1182,19 @@ const file_rallye_v1_dashboard_proto_rawDesc = "" +
 	"\x06series\x18\x14 \x03(\v2\x16.rallye.v1.SeriesPointR\x06series\x12/\n" +
 	"\x13breakdown_dimension\x18\x15 \x01(\tR\x12breakdownDimension\x127\n" +
 	"\tbreakdown\x18\x16 \x03(\v2\x19.rallye.v1.BreakdownValueR\tbreakdown\x12\x1c\n" +
-	"\tcomputing\x18\x17 \x01(\bR\tcomputingB\b\n" +
+	"\tcomputing\x18\x17 \x01(\bR\tcomputing\x12%\n" +
+	"\x0enot_applicable\x18\x18 \x01(\bR\rnotApplicableB\b\n" +
 	"\x06_valueB\x11\n" +
 	"\x0f_previous_valueB\r\n" +
 	"\v_projectionB\b\n" +
 	"\x06_trendB\x13\n" +
-	"\x11_will_meet_target\"\xae\x01\n" +
+	"\x11_will_meet_target\"\xd5\x01\n" +
 	"\bKpiValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x19\n" +
 	"\x05value\x18\x02 \x01(\x01H\x00R\x05value\x88\x01\x01\x12*\n" +
 	"\x0eprevious_value\x18\x03 \x01(\x01H\x01R\rpreviousValue\x88\x01\x01\x12,\n" +
-	"\x06status\x18\x04 \x01(\x0e2\x14.rallye.v1.KpiStatusR\x06statusB\b\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x14.rallye.v1.KpiStatusR\x06status\x12%\n" +
+	"\x0enot_applicable\x18\x05 \x01(\bR\rnotApplicableB\b\n" +
 	"\x06_valueB\x11\n" +
 	"\x0f_previous_value\"\xb3\x01\n" +
 	"\x10GetLevel1Request\x127\n" +
