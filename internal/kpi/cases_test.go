@@ -520,3 +520,68 @@ func TestCostPerLeadIsNotApplicableBelowTheCompany(t *testing.T) {
 		})
 	}
 }
+
+// TestCardsSayTheirPeriodAndNeverSubstituteAKind: a card is read over the
+// requested period kind or says it is unavailable over it; it used to fall
+// back silently to the KPI's default kind, so a table could mix weeks and
+// months.
+func TestCardsSayTheirPeriodAndNeverSubstituteAKind(t *testing.T) {
+	b, x := ready(t, 1)
+	at := time.Date(2026, 3, 10, 10, 0, 0, 0, paris)
+	x.send(t, x.won(at, 24*time.Hour, 100000))
+	rep := kpi.ScopeRef{Kind: kpi.ScopePerson, ID: b.userOf["crm-rep-0"]}
+	cards, err := b.svc.Cards(context.Background(), b.op.TenantID, kpi.CardsRequest{
+		Keys: []string{"win_rate", "deals_won"}, Scopes: []kpi.ScopeRef{kpi.Company, rep}, Kind: period.Week, At: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	week := period.Of(period.Week, at, paris)
+	for si, row := range cards {
+		winRate, won := row[0], row[1]
+		if !winRate.Unavailable || winRate.Value.Value != nil || len(winRate.Series) != 0 || !samePeriod(winRate.Period, week) {
+			t.Errorf("scope %d: win rate (month and quarter only) over a week: unavailable %v, value %s, %d points, period %s",
+				si, winRate.Unavailable, show(winRate.Value.Value), len(winRate.Series), winRate.Period.Key())
+		}
+		if won.Unavailable || !samePeriod(won.Period, week) || !same(won.Value.Value, ptr(1)) {
+			t.Errorf("scope %d: deals won over the week: unavailable %v, period %s, value %s", si, won.Unavailable, won.Period.Key(), show(won.Value.Value))
+		}
+	}
+	// Without a kind, each KPI is read over its own default (an explicit choice of the caller).
+	cards, err = b.svc.Cards(context.Background(), b.op.TenantID, kpi.CardsRequest{Keys: []string{"win_rate"}, Scopes: []kpi.ScopeRef{kpi.Company}, At: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cards[0][0]; c.Unavailable || !samePeriod(c.Period, period.Of(period.Month, at, paris)) || !same(c.Value.Value, ptr(1)) {
+		t.Errorf("win rate over its default kind: unavailable %v, period %s, value %s", c.Unavailable, c.Period.Key(), show(c.Value.Value))
+	}
+}
+
+// TestFreshnessSaysHowFarTheRollupsHaveGot: behind while a change waits
+// for the roll-ups (as of when it was accepted), caught up once applied.
+func TestFreshnessSaysHowFarTheRollupsHaveGot(t *testing.T) {
+	b, x := ready(t, 1)
+	ctx := context.Background()
+	f, err := b.svc.Freshness(ctx, b.op.TenantID)
+	if err != nil || !f.CaughtUp {
+		t.Fatalf("nothing sent: %+v %v", f, err)
+	}
+	before := time.Now().Add(-time.Second)
+	res, err := b.events.Ingest(ctx, b.op, []event.Row{x.call(time.Date(2026, 3, 10, 10, 0, 0, 0, paris))})
+	if err != nil || len(res.Rejected) > 0 {
+		t.Fatalf("ingest: %v %+v", err, res.Rejected)
+	}
+	after := time.Now().Add(time.Second)
+	f, err = b.svc.Freshness(ctx, b.op.TenantID)
+	if err != nil || f.CaughtUp || f.AsOf.Before(before) || f.AsOf.After(after) {
+		t.Fatalf("a change waiting: %+v %v, want behind, as of between %s and %s", f, err, before, after)
+	}
+	b.drain(t)
+	f, err = b.svc.Freshness(ctx, b.op.TenantID)
+	if err != nil || !f.CaughtUp || f.AsOf.Before(after.Add(-time.Second)) {
+		t.Fatalf("applied: %+v %v, want caught up as of now", f, err)
+	}
+}
+
+func samePeriod(a, b period.Period) bool {
+	return a.Kind == b.Kind && a.Start.Equal(b.Start) && a.End.Equal(b.End)
+}
