@@ -744,6 +744,12 @@ export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
  * average, median or percentile is absent when it divides by zero or has
  * nothing to rank (never 0 or NaN in disguise).
  *
+ * Every value says its period (kind, key and bounds), always of the
+ * requested kind: a KPI whose definition does not offer that kind says
+ * unavailable_for_period, never a value of another kind. Every answer says
+ * how far the roll-ups had got (as_of_time, caught_up), so that an
+ * integrator tells "caught up" without polling until numbers stop moving.
+ *
  * Errors common to all calls: Unauthenticated, PermissionDenied (role, or a
  * team or person outside a manager's teams, or another person for a rep),
  * InvalidArgument naming the field, NotFound for a team or person that is
