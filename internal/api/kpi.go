@@ -267,7 +267,9 @@ func cardsToProto(cards []kpi.Card) []*rallyev1.KpiCard {
 func rowValues(vs []dashboard.RowValue) []*rallyev1.KpiValue {
 	out := make([]*rallyev1.KpiValue, len(vs))
 	for i, v := range vs {
-		out[i] = &rallyev1.KpiValue{Key: v.Key, Value: v.Value, PreviousValue: v.Previous, Status: statusToProto(v.Status)}
+		out[i] = &rallyev1.KpiValue{Key: v.Key, Value: v.Value, PreviousValue: v.Previous, Status: statusToProto(v.Status),
+			NotApplicable: v.NotApplicable, Period: periodToProto(v.Period.Kind), PeriodKey: v.Period.Key(),
+			PeriodStartTime: timestamp(v.Period.Start), PeriodEndTime: timestamp(v.Period.End), UnavailableForPeriod: v.Unavailable}
 	}
 	return out
 }
@@ -278,7 +280,8 @@ func (h *dashboardHandler) GetLevel1(ctx context.Context, req *rallyev1.GetLevel
 	if err != nil {
 		return nil, err
 	}
-	return &rallyev1.GetLevel1Response{Kpis: cardsToProto(b.Cards), TimeZone: b.TimeZone, Currency: b.Currency}, nil
+	return &rallyev1.GetLevel1Response{Kpis: cardsToProto(b.Cards), TimeZone: b.TimeZone, Currency: b.Currency,
+		AsOfTime: timestamp(b.Freshness.AsOf), CaughtUp: b.Freshness.CaughtUp}, nil
 }
 
 func (h *dashboardHandler) GetLevel2(ctx context.Context, req *rallyev1.GetLevel2Request) (*rallyev1.GetLevel2Response, error) {
@@ -292,7 +295,8 @@ func (h *dashboardHandler) GetLevel2(ctx context.Context, req *rallyev1.GetLevel
 	if err != nil {
 		return nil, err
 	}
-	out := &rallyev1.GetLevel2Response{Scope: scopeToProto(b.Scope), Kpis: cardsToProto(b.Cards), TimeZone: b.TimeZone, Currency: b.Currency}
+	out := &rallyev1.GetLevel2Response{Scope: scopeToProto(b.Scope), Kpis: cardsToProto(b.Cards), TimeZone: b.TimeZone, Currency: b.Currency,
+		AsOfTime: timestamp(b.Freshness.AsOf), CaughtUp: b.Freshness.CaughtUp}
 	for _, t := range b.Teams {
 		out.Teams = append(out.Teams, &rallyev1.TeamRow{TeamId: t.ID.String(), Name: t.Name, Values: rowValues(t.Values)})
 	}
@@ -313,7 +317,8 @@ func (h *dashboardHandler) GetLevel3(ctx context.Context, req *rallyev1.GetLevel
 	if err != nil {
 		return nil, err
 	}
-	out := &rallyev1.GetLevel3Response{Kpis: cardsToProto(b.Cards), TimeZone: b.TimeZone, Currency: b.Currency}
+	out := &rallyev1.GetLevel3Response{Kpis: cardsToProto(b.Cards), TimeZone: b.TimeZone, Currency: b.Currency,
+		AsOfTime: timestamp(b.Freshness.AsOf), CaughtUp: b.Freshness.CaughtUp}
 	if b.Scope.Kind == kpi.ScopePerson {
 		out.UserId = b.Scope.ID.String()
 	}
@@ -334,6 +339,7 @@ func (h *dashboardHandler) Watch(ctx context.Context, req *rallyev1.WatchRequest
 		return err
 	}
 	return h.dash.Watch(ctx, p, int(req.GetLevel()), r, func(u dashboard.Update) error {
-		return stream.Send(&rallyev1.WatchResponse{Kpis: cardsToProto(u.Board.Cards), Snapshot: u.Snapshot, Time: timestamp(u.At)})
+		return stream.Send(&rallyev1.WatchResponse{Kpis: cardsToProto(u.Board.Cards), Snapshot: u.Snapshot, Time: timestamp(u.At),
+			AsOfTime: timestamp(u.Board.Freshness.AsOf), CaughtUp: u.Board.Freshness.CaughtUp})
 	})
 }

@@ -214,9 +214,11 @@ func cardToProto(c kpi.Card) *rallyev1.KpiCard {
 		PeriodEndTime: timestamp(c.Period.End), Version: int32(c.Version), Value: c.Value.Value, PreviousValue: c.Previous,
 		Target: targetToProto(c.Target), Status: statusToProto(c.Status), Projection: c.Projection.Value, Trend: c.Projection.Trend,
 		WillMeetTarget: c.WillMeetTarget, BreakdownDimension: string(d.Formula.Breakdown), Computing: c.Value.Computing,
+		NotApplicable: c.Value.NotApplicable, UnavailableForPeriod: c.Unavailable,
 	}
 	for _, p := range c.Series {
-		out.Series = append(out.Series, &rallyev1.SeriesPoint{PeriodKey: p.Period.Key(), StartTime: timestamp(p.Period.Start), Value: p.Value})
+		out.Series = append(out.Series, &rallyev1.SeriesPoint{PeriodKey: p.Period.Key(), StartTime: timestamp(p.Period.Start),
+			EndTime: timestamp(p.Period.End), Value: p.Value})
 	}
 	for _, b := range c.Value.Breakdown {
 		out.Breakdown = append(out.Breakdown, &rallyev1.BreakdownValue{ValueKey: b.Dim, Value: b.Value})

@@ -152,6 +152,9 @@ func TestKpisAndDashboardsEndToEnd(t *testing.T) {
 			if len(board.Kpis) != 8 || board.Currency != "EUR" || board.TimeZone != "Europe/Paris" {
 				t.Fatalf("level 1: %d cards, %s %s", len(board.Kpis), board.Currency, board.TimeZone)
 			}
+			if board.AsOfTime == nil {
+				t.Fatal("level 1 says nothing of how far the roll-ups have got")
+			}
 			rev := cardOf(board.Kpis, "net_revenue")
 			if rev.OwnerId != c.Admin.ID.String() || len(rev.Series) != 12 || rev.PeriodKey != period.Of(period.Month, now, c.Tenant.Location()).Key() ||
 				rev.Name.Fr == "" || rev.Name.En == "" || rev.Unit != rallyev1.KpiUnit_KPI_UNIT_MONEY {
@@ -180,6 +183,41 @@ func TestKpisAndDashboardsEndToEnd(t *testing.T) {
 				sub, err := dashClient(srv, proto, c.AdminToken).GetLevel2(ctx, &rallyev1.GetLevel2Request{TeamId: c.sales.ID.String()})
 				if err != nil || len(sub.Teams) != 2 {
 					t.Fatalf("Sales' sub-team rows: %+v %v", sub.GetTeams(), err)
+				}
+				// Marketing spend is the company's: cost per lead is not
+				// applicable to a team, on the card and in the rows.
+				if cpl := cardOf(mine.Kpis, "cost_per_lead"); cpl.Value != nil || !cpl.NotApplicable {
+					t.Fatalf("North's cost per lead: %+v", cpl)
+				}
+				month := period.Of(period.Month, now, c.Tenant.Location())
+				for _, v := range sub.Teams[0].Values {
+					if v.Key == "cost_per_lead" && !v.NotApplicable || v.Key == "deals_won" && v.NotApplicable {
+						t.Fatalf("row value %s: not applicable %v", v.Key, v.NotApplicable)
+					}
+					if v.Period != rallyev1.PeriodKind_PERIOD_KIND_MONTH || v.PeriodKey != month.Key() ||
+						!v.PeriodStartTime.AsTime().Equal(month.Start) || !v.PeriodEndTime.AsTime().Equal(month.End) {
+						t.Fatalf("row value %s does not say its month: %s %s %v %v", v.Key, v.Period, v.PeriodKey, v.PeriodStartTime, v.PeriodEndTime)
+					}
+				}
+				if !all.CaughtUp || all.AsOfTime == nil {
+					t.Fatalf("level 2 after the roll-ups: caught up %v, as of %v", all.CaughtUp, all.AsOfTime)
+				}
+				// Level 2 offers months and quarters: over a week every card
+				// says so, none falls back to a month.
+				weekly, err := dashClient(srv, proto, c.hrToken).GetLevel2(ctx, &rallyev1.GetLevel2Request{Period: rallyev1.PeriodKind_PERIOD_KIND_WEEK})
+				if err != nil {
+					t.Fatal(err)
+				}
+				week := period.Of(period.Week, now, c.Tenant.Location())
+				for _, k := range weekly.Kpis {
+					if !k.UnavailableForPeriod || k.Value != nil || k.Period != rallyev1.PeriodKind_PERIOD_KIND_WEEK || k.PeriodKey != week.Key() {
+						t.Fatalf("level-2 card %s over a week: unavailable %v, value %v, period %s %s", k.Key, k.UnavailableForPeriod, k.GetValue(), k.Period, k.PeriodKey)
+					}
+				}
+				for _, v := range weekly.Teams[0].Values {
+					if !v.UnavailableForPeriod || v.PeriodKey != week.Key() {
+						t.Fatalf("level-2 row value %s over a week: %+v", v.Key, v)
+					}
 				}
 			})
 			t.Run("Level3", func(t *testing.T) {

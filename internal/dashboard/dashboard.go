@@ -74,6 +74,12 @@ type RowValue struct {
 	Key             string
 	Value, Previous *float64
 	Status          kpi.Status
+	// NotApplicable: the KPI has no meaning for this row's scope.
+	NotApplicable bool
+	// Period is the period of Value (Previous is the one before).
+	Period period.Period
+	// Unavailable: the KPI is not read over the requested period kind.
+	Unavailable bool
 }
 
 // Board is a dashboard.
@@ -86,6 +92,8 @@ type Board struct {
 	People   []Row
 	TimeZone string
 	Currency string
+	// Freshness says how far the roll-ups had got when the board was read.
+	Freshness kpi.Freshness
 }
 
 // plan is a resolved request: what to read, for which scope.
@@ -206,7 +214,12 @@ func (s *Service) read(ctx context.Context, p rallye.Principal, pl plan, req Req
 	if err != nil {
 		return Board{}, err
 	}
-	b := Board{Level: pl.level, Scope: pl.scope, TimeZone: tenant.TimeZone, Currency: tenant.Currency}
+	// Read before the values, so that they hold at least what it says.
+	fresh, err := s.kpi.Freshness(ctx, p.TenantID)
+	if err != nil {
+		return Board{}, err
+	}
+	b := Board{Level: pl.level, Scope: pl.scope, TimeZone: tenant.TimeZone, Currency: tenant.Currency, Freshness: fresh}
 	cr := kpi.CardsRequest{Keys: keys, Kind: kindOf(req), At: req.At, SeriesLength: req.SeriesLength}
 	if pl.roster == uuid.Nil {
 		cr.Scopes = []kpi.ScopeRef{pl.scope}
@@ -240,7 +253,8 @@ func (s *Service) read(ctx context.Context, p rallye.Principal, pl plan, req Req
 	}
 	for i := range rows {
 		for _, c := range cards[i] {
-			rows[i].Values = append(rows[i].Values, RowValue{Key: c.KPI.Key, Value: c.Value.Value, Previous: c.Previous, Status: c.Status})
+			rows[i].Values = append(rows[i].Values, RowValue{Key: c.KPI.Key, Value: c.Value.Value, Previous: c.Previous, Status: c.Status,
+				NotApplicable: c.Value.NotApplicable, Period: c.Period, Unavailable: c.Unavailable})
 		}
 	}
 	if pl.level == 2 {

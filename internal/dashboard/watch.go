@@ -332,8 +332,8 @@ func fp(v *float64) string {
 // fingerprint tells whether a card changed for its watcher.
 func fingerprint(c kpi.Card) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%d|%s|%s|%s|%d|%s|%v|", c.Period.Key(), c.Version, fp(c.Value.Value), fp(c.Previous),
-		fp(c.Projection.Value), c.Status, fp(c.Projection.Trend), c.Value.Computing)
+	fmt.Fprintf(&b, "%s|%d|%s|%s|%s|%d|%s|%v|%v|%v|", c.Period.Key(), c.Version, fp(c.Value.Value), fp(c.Previous),
+		fp(c.Projection.Value), c.Status, fp(c.Projection.Trend), c.Value.Computing, c.Value.NotApplicable, c.Unavailable)
 	if c.Target != nil {
 		fmt.Fprintf(&b, "%g/%g/%g|", c.Target.Target, c.Target.AtRisk, c.Target.OffTrack)
 	}

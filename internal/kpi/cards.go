@@ -17,9 +17,13 @@ import (
 // projection and a series for charts.
 type Card struct {
 	KPI KPI
-	// Period is the period read (the KPI's own default when it is not read
-	// over the requested kind).
+	// Period is the period read: of the requested kind (or of the KPI's
+	// default kind when none was requested), never another.
 	Period period.Period
+	// Unavailable: the KPI is not read over the requested period kind (its
+	// definition does not offer it), so the card has no value and no
+	// series; Period is still the requested one.
+	Unavailable bool
 	// Version is the definition version the period was read with.
 	Version  int
 	Value    Value
@@ -47,8 +51,8 @@ type CardsRequest struct {
 	// Scopes are read alike (all of one kind); the result has one row per
 	// scope.
 	Scopes []ScopeRef
-	// Kind is the period kind wanted; a KPI not read over it uses its own
-	// default. "" uses every KPI's default.
+	// Kind is the period kind wanted; a KPI not read over it gives an
+	// Unavailable card (never another kind). "" uses every KPI's default.
 	Kind period.Kind
 	// At picks the period (the one containing it); zero is now.
 	At time.Time
@@ -105,7 +109,7 @@ func (r *reader) cards(ctx context.Context, targets []Target, req CardsRequest) 
 		t := &targets[i]
 		byTarget[targetKey{t.KPIID, t.PeriodKind, t.Scope}] = t
 	}
-	var keys []string
+	var keys, unavailable []string
 	byKind := map[period.Kind][]string{}
 	for _, k := range req.Keys {
 		kp, ok := r.kpis[k]
@@ -115,14 +119,27 @@ func (r *reader) cards(ctx context.Context, targets []Target, req CardsRequest) 
 		keys = append(keys, k)
 		periods := kp.Current().Definition.Periods
 		kind := req.Kind
-		if kind == "" || !slices.Contains(periods, kind) {
+		switch {
+		case kind == "":
 			kind = periods[0]
+		case !slices.Contains(periods, kind):
+			unavailable = append(unavailable, k)
+			continue
 		}
 		byKind[kind] = append(byKind[kind], k)
 	}
 	cards := make([][]Card, len(req.Scopes))
 	for i := range cards {
 		cards[i] = make([]Card, len(keys))
+	}
+	if len(unavailable) > 0 {
+		p := period.Of(req.Kind, at, r.loc)
+		for si := range req.Scopes {
+			for _, k := range unavailable {
+				kp := r.kpis[k]
+				cards[si][slices.Index(keys, k)] = Card{KPI: kp, Period: p, Version: kp.VersionFor(p.End).Number, Unavailable: true}
+			}
+		}
 	}
 	for kind, ks := range byKind {
 		n := req.SeriesLength

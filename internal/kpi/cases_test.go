@@ -458,3 +458,130 @@ func TestActionPlanIsEvaluatedAtItsDeadline(t *testing.T) {
 		wantCode(t, err, rallye.CodeInvalid)
 	})
 }
+
+// TestCostPerLeadIsNotApplicableBelowTheCompany: marketing spend is the
+// company's, so cost per lead (and a composite reading it) has no value for
+// a team or a person, marked not applicable, where it used to read 0 (or
+// the spend of a rep it named); other KPIs are applicable everywhere.
+func TestCostPerLeadIsNotApplicableBelowTheCompany(t *testing.T) {
+	b, x := ready(t, 1)
+	at := time.Date(2026, 3, 10, 10, 0, 0, 0, paris)
+	month := period.Of(period.Month, at, paris)
+	x.send(t,
+		event.Row{Event: event.Event{Source: "crm", ExternalID: "lead-1", Type: event.LeadCreated, OccurredAt: at,
+			RepExternalID: "crm-rep-0", LeadID: "lead-1"}},
+		event.Row{Event: event.Event{Source: "crm", ExternalID: "lead-2", Type: event.LeadCreated, OccurredAt: at,
+			RepExternalID: "crm-rep-0", LeadID: "lead-2"}},
+		event.Row{HasAmount: true, Event: event.Event{Source: "ads", ExternalID: "spend-1", Type: event.MarketingSpend, OccurredAt: at,
+			Amount: 60000, Currency: "EUR", Channel: "ads"}},
+		// A spend naming a rep is still the company's.
+		event.Row{HasAmount: true, Event: event.Event{Source: "ads", ExternalID: "spend-2", Type: event.MarketingSpend, OccurredAt: at,
+			RepExternalID: "crm-rep-0", Amount: 40000, Currency: "EUR", Channel: "events"}},
+		x.won(at, 24*time.Hour, 100000),
+	)
+	_, err := b.svc.Create(context.Background(), b.op, kpi.CreateRequest{Definition: kpi.Definition{Key: "spend_per_deal", Level: 2,
+		Name: kpi.Text{FR: "Dépense par affaire", EN: "Spend per deal"}, Unit: kpi.UnitMoney, Direction: kpi.LowerIsBetter,
+		Periods: []period.Kind{period.Month}, Formula: kpi.Formula{Aggregation: kpi.Composite, Expression: "cost_per_lead * 2.0"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.backfill(t)
+	read := func(s kpi.ScopeRef) map[string]kpi.Value {
+		vals, err := b.svc.Values(context.Background(), b.op.TenantID, kpi.ValuesRequest{
+			Keys: []string{"cost_per_lead", "cost_per_opportunity", "spend_per_deal", "deals_won", "mql_to_sql_rate"}, Scope: s,
+			Periods: []period.Period{month}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vals[0]
+	}
+	company := read(kpi.Company)
+	want(t, "company cost per lead (1,000 EUR / 2 leads)", company["cost_per_lead"].Value, ptr(500))
+	want(t, "company composite", company["spend_per_deal"].Value, ptr(1000))
+	if company["cost_per_lead"].NotApplicable || company["spend_per_deal"].NotApplicable {
+		t.Error("cost per lead is applicable for the company")
+	}
+	for name, s := range map[string]kpi.ScopeRef{
+		"Team":   {Kind: kpi.ScopeTeam, ID: b.teams["A"]},
+		"Parent": {Kind: kpi.ScopeTeam, ID: b.teams["P"]},
+		"Rep":    {Kind: kpi.ScopePerson, ID: b.userOf["crm-rep-0"]},
+	} {
+		t.Run(name, func(t *testing.T) {
+			v := read(s)
+			for _, k := range []string{"cost_per_lead", "cost_per_opportunity", "spend_per_deal"} {
+				if v[k].Value != nil || !v[k].NotApplicable {
+					t.Errorf("%s: value %s, not applicable %v; want no value, not applicable", k, show(v[k].Value), v[k].NotApplicable)
+				}
+			}
+			want(t, "deals won", v["deals_won"].Value, ptr(1))
+			if v["deals_won"].NotApplicable || v["mql_to_sql_rate"].NotApplicable {
+				t.Error("deals won and the MQL rate are applicable to a team and a person")
+			}
+		})
+	}
+}
+
+// TestCardsSayTheirPeriodAndNeverSubstituteAKind: a card is read over the
+// requested period kind or says it is unavailable over it; it used to fall
+// back silently to the KPI's default kind, so a table could mix weeks and
+// months.
+func TestCardsSayTheirPeriodAndNeverSubstituteAKind(t *testing.T) {
+	b, x := ready(t, 1)
+	at := time.Date(2026, 3, 10, 10, 0, 0, 0, paris)
+	x.send(t, x.won(at, 24*time.Hour, 100000))
+	rep := kpi.ScopeRef{Kind: kpi.ScopePerson, ID: b.userOf["crm-rep-0"]}
+	cards, err := b.svc.Cards(context.Background(), b.op.TenantID, kpi.CardsRequest{
+		Keys: []string{"win_rate", "deals_won"}, Scopes: []kpi.ScopeRef{kpi.Company, rep}, Kind: period.Week, At: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	week := period.Of(period.Week, at, paris)
+	for si, row := range cards {
+		winRate, won := row[0], row[1]
+		if !winRate.Unavailable || winRate.Value.Value != nil || len(winRate.Series) != 0 || !samePeriod(winRate.Period, week) {
+			t.Errorf("scope %d: win rate (month and quarter only) over a week: unavailable %v, value %s, %d points, period %s",
+				si, winRate.Unavailable, show(winRate.Value.Value), len(winRate.Series), winRate.Period.Key())
+		}
+		if won.Unavailable || !samePeriod(won.Period, week) || !same(won.Value.Value, ptr(1)) {
+			t.Errorf("scope %d: deals won over the week: unavailable %v, period %s, value %s", si, won.Unavailable, won.Period.Key(), show(won.Value.Value))
+		}
+	}
+	// Without a kind, each KPI is read over its own default (an explicit choice of the caller).
+	cards, err = b.svc.Cards(context.Background(), b.op.TenantID, kpi.CardsRequest{Keys: []string{"win_rate"}, Scopes: []kpi.ScopeRef{kpi.Company}, At: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cards[0][0]; c.Unavailable || !samePeriod(c.Period, period.Of(period.Month, at, paris)) || !same(c.Value.Value, ptr(1)) {
+		t.Errorf("win rate over its default kind: unavailable %v, period %s, value %s", c.Unavailable, c.Period.Key(), show(c.Value.Value))
+	}
+}
+
+// TestFreshnessSaysHowFarTheRollupsHaveGot: behind while a change waits
+// for the roll-ups (as of when it was accepted), caught up once applied.
+func TestFreshnessSaysHowFarTheRollupsHaveGot(t *testing.T) {
+	b, x := ready(t, 1)
+	ctx := context.Background()
+	f, err := b.svc.Freshness(ctx, b.op.TenantID)
+	if err != nil || !f.CaughtUp {
+		t.Fatalf("nothing sent: %+v %v", f, err)
+	}
+	before := time.Now().Add(-time.Second)
+	res, err := b.events.Ingest(ctx, b.op, []event.Row{x.call(time.Date(2026, 3, 10, 10, 0, 0, 0, paris))})
+	if err != nil || len(res.Rejected) > 0 {
+		t.Fatalf("ingest: %v %+v", err, res.Rejected)
+	}
+	after := time.Now().Add(time.Second)
+	f, err = b.svc.Freshness(ctx, b.op.TenantID)
+	if err != nil || f.CaughtUp || f.AsOf.Before(before) || f.AsOf.After(after) {
+		t.Fatalf("a change waiting: %+v %v, want behind, as of between %s and %s", f, err, before, after)
+	}
+	b.drain(t)
+	f, err = b.svc.Freshness(ctx, b.op.TenantID)
+	if err != nil || !f.CaughtUp || f.AsOf.Before(after.Add(-time.Second)) {
+		t.Fatalf("applied: %+v %v, want caught up as of now", f, err)
+	}
+}
+
+func samePeriod(a, b period.Period) bool {
+	return a.Kind == b.Kind && a.Start.Equal(b.Start) && a.End.Equal(b.End)
+}

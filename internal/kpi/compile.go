@@ -66,6 +66,28 @@ type plan struct {
 	// refs are the KPI keys a composite reads.
 	refs []string
 	prog cel.Program
+	// companyOnly: a side of the formula reads only company-wide events
+	// (companyOnlyTypes), so the KPI has no meaning for a team or a person.
+	companyOnly bool
+}
+
+// companyOnlyTypes are the event types that belong to the company alone:
+// they are rolled up for the company scope only, even when they name a rep
+// (marketing spend is the marketing tool's, not a rep's). A KPI with a side
+// made only of them is not applicable below the company.
+var companyOnlyTypes = map[event.Type]bool{event.MarketingSpend: true}
+
+// onlyCompanyWide tells whether every event type of m is company-wide.
+func onlyCompanyWide(m *MeasureSpec) bool {
+	if m == nil || len(m.Types) == 0 {
+		return false
+	}
+	for _, t := range m.Types {
+		if !companyOnlyTypes[t] {
+			return false
+		}
+	}
+	return true
 }
 
 func joinFilters(parts ...string) string {
@@ -131,6 +153,7 @@ func compilePlan(d Definition) (*plan, error) {
 	if p.den != nil {
 		p.denID = p.den.ID()
 	}
+	p.companyOnly = onlyCompanyWide(p.num) || onlyCompanyWide(p.den)
 	return p, nil
 }
 

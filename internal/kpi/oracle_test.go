@@ -306,6 +306,9 @@ func (o *oracle) expect(key string, s kpi.ScopeRef, p period.Period) expectation
 	case "customer_satisfaction":
 		x.value = mean(values(o.in(s, p, event.SatisfactionAnswered), func(e event.Event) float64 { return float64(*e.Score) }))
 	case "cost_per_lead", "cost_per_opportunity":
+		if s.Kind != kpi.ScopeCompany {
+			break // marketing spend is the company's: not applicable below it
+		}
 		spend := 0.0
 		for _, e := range o.in(s, p, event.MarketingSpend) {
 			spend += amount(e)

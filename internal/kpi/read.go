@@ -46,6 +46,10 @@ type Value struct {
 	// Computing: a measure of the KPI is still being computed over the
 	// history (backfill); no value until it is done.
 	Computing bool
+	// NotApplicable: the KPI has no meaning for this scope (a side of its
+	// formula reads only company-wide events, such as marketing spend, read
+	// for a team or a person); no value, and not for lack of data.
+	NotApplicable bool
 }
 
 // DimValue is the value of one breakdown value.
@@ -362,9 +366,9 @@ func (r *reader) read(ctx context.Context, keys []string, gs groupSet, periods [
 		out[gi] = make([]map[string]Value, len(periods))
 		for pi := range periods {
 			done := map[string]Value{}
-			exists := r.existed(gs.groups[gi].since, periods[pi])
+			at := evalAt{gi: gi, pi: pi, exists: r.existed(gs.groups[gi].since, periods[pi]), company: gs.kind == storeCompany}
 			for _, k := range keys {
-				r.evaluate(k, plans[pi], res, gi, pi, exists, done, 0)
+				r.evaluate(k, plans[pi], res, at, done, 0)
 			}
 			out[gi][pi] = done
 		}
@@ -372,7 +376,15 @@ func (r *reader) read(ctx context.Context, keys []string, gs groupSet, periods [
 	return out, nil
 }
 
-func (r *reader) evaluate(key string, plans map[string]*plan, res *results, gi, pi int, exists bool, done map[string]Value, depth int) Value {
+// evalAt is where a KPI is evaluated: a group, a period, whether the
+// scope existed in it, and whether it is the company.
+type evalAt struct {
+	gi, pi  int
+	exists  bool
+	company bool
+}
+
+func (r *reader) evaluate(key string, plans map[string]*plan, res *results, at evalAt, done map[string]Value, depth int) Value {
 	if v, ok := done[key]; ok {
 		return v
 	}
@@ -380,14 +392,19 @@ func (r *reader) evaluate(key string, plans map[string]*plan, res *results, gi, 
 	var v Value
 	switch {
 	case p == nil || depth > 20:
+	case p.companyOnly && !at.company:
+		v.NotApplicable = true
 	case p.def.Formula.Aggregation == Composite:
 		inputs := map[string]*float64{}
 		for _, ref := range p.refs {
-			in := r.evaluate(ref, plans, res, gi, pi, exists, done, depth+1)
+			in := r.evaluate(ref, plans, res, at, done, depth+1)
 			v.Computing = v.Computing || in.Computing
+			v.NotApplicable = v.NotApplicable || in.NotApplicable
 			inputs[ref] = in.Value
 		}
-		if !v.Computing {
+		if v.NotApplicable {
+			v.Computing = false
+		} else if !v.Computing {
 			v.Value = p.evalComposite(inputs)
 		}
 	default:
@@ -397,7 +414,7 @@ func (r *reader) evaluate(key string, plans map[string]*plan, res *results, gi, 
 			}
 		}
 		if !v.Computing {
-			v = p.value(res, gi, pi, exists)
+			v = p.value(res, at.gi, at.pi, at.exists)
 		}
 	}
 	done[key] = v

@@ -273,10 +273,10 @@ func (a *aggregate) add(ms []*compiledMeasure, e *event.Event, sign int, seq int
 	month := time.Date(day.Year(), day.Month(), 1, 0, 0, 0, 0, time.UTC)
 	scopes := make([]scopeRow, 1, 3)
 	scopes[0] = scopeRow{storeCompany, uuid.Nil, true}
-	if len(e.TeamIDs) > 0 {
+	if len(e.TeamIDs) > 0 && !companyOnlyTypes[e.Type] {
 		scopes = append(scopes, scopeRow{storeTeamSet, a.teamSet(e.TeamIDs), true})
 	}
-	if e.UserID != uuid.Nil {
+	if e.UserID != uuid.Nil && !companyOnlyTypes[e.Type] {
 		scopes = append(scopes, scopeRow{storePerson, e.UserID, false})
 	}
 	for _, sc := range scopes {

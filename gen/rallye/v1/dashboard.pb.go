@@ -25,10 +25,12 @@ const (
 
 // SeriesPoint is one period of a KPI's series.
 type SeriesPoint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PeriodKey     string                 `protobuf:"bytes,1,opt,name=period_key,json=periodKey,proto3" json:"period_key,omitempty"`
-	StartTime     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
-	Value         *float64               `protobuf:"fixed64,3,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	PeriodKey string                 `protobuf:"bytes,1,opt,name=period_key,json=periodKey,proto3" json:"period_key,omitempty"`
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	Value     *float64               `protobuf:"fixed64,3,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	// The period's end (exclusive); its kind is the card's.
+	EndTime       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -82,6 +84,13 @@ func (x *SeriesPoint) GetValue() float64 {
 		return *x.Value
 	}
 	return 0
+}
+
+func (x *SeriesPoint) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
 }
 
 // BreakdownValue is a KPI's value for one value of its breakdown dimension.
@@ -148,8 +157,9 @@ type KpiCard struct {
 	Direction   KpiDirection           `protobuf:"varint,5,opt,name=direction,proto3,enum=rallye.v1.KpiDirection" json:"direction,omitempty"`
 	Level       int32                  `protobuf:"varint,6,opt,name=level,proto3" json:"level,omitempty"`
 	OwnerId     string                 `protobuf:"bytes,7,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
-	// The period read: the requested kind, or the KPI's default when it is
-	// not read over it.
+	// The period read, always of the requested kind (default month): a KPI
+	// not read over that kind is never shown over another, its card says
+	// unavailable_for_period instead.
 	Period          PeriodKind             `protobuf:"varint,8,opt,name=period,proto3,enum=rallye.v1.PeriodKind" json:"period,omitempty"`
 	PeriodKey       string                 `protobuf:"bytes,9,opt,name=period_key,json=periodKey,proto3" json:"period_key,omitempty"`
 	PeriodStartTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=period_start_time,json=periodStartTime,proto3" json:"period_start_time,omitempty"`
@@ -173,9 +183,18 @@ type KpiCard struct {
 	BreakdownDimension string            `protobuf:"bytes,21,opt,name=breakdown_dimension,json=breakdownDimension,proto3" json:"breakdown_dimension,omitempty"`
 	Breakdown          []*BreakdownValue `protobuf:"bytes,22,rep,name=breakdown,proto3" json:"breakdown,omitempty"`
 	// The KPI's history is still being computed: no value yet.
-	Computing     bool `protobuf:"varint,23,opt,name=computing,proto3" json:"computing,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Computing bool `protobuf:"varint,23,opt,name=computing,proto3" json:"computing,omitempty"`
+	// The KPI has no meaning for this scope, so no value (and not for lack of
+	// data): a side of its formula reads only company-wide events (marketing
+	// spend: cost_per_lead, cost_per_opportunity) and a team or a person is
+	// read. Composites reading such a KPI are not applicable either.
+	NotApplicable bool `protobuf:"varint,24,opt,name=not_applicable,json=notApplicable,proto3" json:"not_applicable,omitempty"`
+	// The KPI is not read over the requested period kind (its definition's
+	// periods do not include it): no value, no series, no target. The period
+	// fields still name the requested period.
+	UnavailableForPeriod bool `protobuf:"varint,25,opt,name=unavailable_for_period,json=unavailableForPeriod,proto3" json:"unavailable_for_period,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *KpiCard) Reset() {
@@ -369,6 +388,20 @@ func (x *KpiCard) GetComputing() bool {
 	return false
 }
 
+func (x *KpiCard) GetNotApplicable() bool {
+	if x != nil {
+		return x.NotApplicable
+	}
+	return false
+}
+
+func (x *KpiCard) GetUnavailableForPeriod() bool {
+	if x != nil {
+		return x.UnavailableForPeriod
+	}
+	return false
+}
+
 // KpiValue is a KPI's value in a row of a table (per team, per person).
 type KpiValue struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -376,8 +409,19 @@ type KpiValue struct {
 	Value         *float64               `protobuf:"fixed64,2,opt,name=value,proto3,oneof" json:"value,omitempty"`
 	PreviousValue *float64               `protobuf:"fixed64,3,opt,name=previous_value,json=previousValue,proto3,oneof" json:"previous_value,omitempty"`
 	Status        KpiStatus              `protobuf:"varint,4,opt,name=status,proto3,enum=rallye.v1.KpiStatus" json:"status,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// No value because the KPI has no meaning for this row's scope (see
+	// KpiCard.not_applicable).
+	NotApplicable bool `protobuf:"varint,5,opt,name=not_applicable,json=notApplicable,proto3" json:"not_applicable,omitempty"`
+	// The period of value (previous_value is the one before it), always of
+	// the requested kind.
+	Period          PeriodKind             `protobuf:"varint,6,opt,name=period,proto3,enum=rallye.v1.PeriodKind" json:"period,omitempty"`
+	PeriodKey       string                 `protobuf:"bytes,7,opt,name=period_key,json=periodKey,proto3" json:"period_key,omitempty"`
+	PeriodStartTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=period_start_time,json=periodStartTime,proto3" json:"period_start_time,omitempty"`
+	PeriodEndTime   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=period_end_time,json=periodEndTime,proto3" json:"period_end_time,omitempty"`
+	// The KPI is not read over the requested period kind: no value.
+	UnavailableForPeriod bool `protobuf:"varint,10,opt,name=unavailable_for_period,json=unavailableForPeriod,proto3" json:"unavailable_for_period,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *KpiValue) Reset() {
@@ -436,6 +480,48 @@ func (x *KpiValue) GetStatus() KpiStatus {
 		return x.Status
 	}
 	return KpiStatus_KPI_STATUS_UNSPECIFIED
+}
+
+func (x *KpiValue) GetNotApplicable() bool {
+	if x != nil {
+		return x.NotApplicable
+	}
+	return false
+}
+
+func (x *KpiValue) GetPeriod() PeriodKind {
+	if x != nil {
+		return x.Period
+	}
+	return PeriodKind_PERIOD_KIND_UNSPECIFIED
+}
+
+func (x *KpiValue) GetPeriodKey() string {
+	if x != nil {
+		return x.PeriodKey
+	}
+	return ""
+}
+
+func (x *KpiValue) GetPeriodStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PeriodStartTime
+	}
+	return nil
+}
+
+func (x *KpiValue) GetPeriodEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PeriodEndTime
+	}
+	return nil
+}
+
+func (x *KpiValue) GetUnavailableForPeriod() bool {
+	if x != nil {
+		return x.UnavailableForPeriod
+	}
+	return false
 }
 
 type GetLevel1Request struct {
@@ -505,8 +591,15 @@ type GetLevel1Response struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Kpis  []*KpiCard             `protobuf:"bytes,1,rep,name=kpis,proto3" json:"kpis,omitempty"`
 	// The company's time zone and currency.
-	TimeZone      string `protobuf:"bytes,2,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
-	Currency      string `protobuf:"bytes,3,opt,name=currency,proto3" json:"currency,omitempty"`
+	TimeZone string `protobuf:"bytes,2,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	Currency string `protobuf:"bytes,3,opt,name=currency,proto3" json:"currency,omitempty"`
+	// How far the roll-ups had got when the board was read: every event
+	// accepted before this instant is counted in the values. When caught_up,
+	// it is the time of the read; otherwise, when the oldest change not yet
+	// rolled up was accepted (the values may already hold later ones).
+	AsOfTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
+	// No accepted event was waiting for the roll-ups when the board was read.
+	CaughtUp      bool `protobuf:"varint,5,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -560,6 +653,20 @@ func (x *GetLevel1Response) GetCurrency() string {
 		return x.Currency
 	}
 	return ""
+}
+
+func (x *GetLevel1Response) GetAsOfTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOfTime
+	}
+	return nil
+}
+
+func (x *GetLevel1Response) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
 }
 
 type GetLevel2Request struct {
@@ -697,9 +804,16 @@ type GetLevel2Response struct {
 	Scope *Scope                 `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"`
 	Kpis  []*KpiCard             `protobuf:"bytes,2,rep,name=kpis,proto3" json:"kpis,omitempty"`
 	// The sub-teams of the team read (the top-level teams for the company).
-	Teams         []*TeamRow `protobuf:"bytes,3,rep,name=teams,proto3" json:"teams,omitempty"`
-	TimeZone      string     `protobuf:"bytes,4,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
-	Currency      string     `protobuf:"bytes,5,opt,name=currency,proto3" json:"currency,omitempty"`
+	Teams    []*TeamRow `protobuf:"bytes,3,rep,name=teams,proto3" json:"teams,omitempty"`
+	TimeZone string     `protobuf:"bytes,4,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	Currency string     `protobuf:"bytes,5,opt,name=currency,proto3" json:"currency,omitempty"`
+	// How far the roll-ups had got when the board was read: every event
+	// accepted before this instant is counted in the values. When caught_up,
+	// it is the time of the read; otherwise, when the oldest change not yet
+	// rolled up was accepted (the values may already hold later ones).
+	AsOfTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
+	// No accepted event was waiting for the roll-ups when the board was read.
+	CaughtUp      bool `protobuf:"varint,7,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -767,6 +881,20 @@ func (x *GetLevel2Response) GetCurrency() string {
 		return x.Currency
 	}
 	return ""
+}
+
+func (x *GetLevel2Response) GetAsOfTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOfTime
+	}
+	return nil
+}
+
+func (x *GetLevel2Response) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
 }
 
 type GetLevel3Request struct {
@@ -911,11 +1039,18 @@ func (x *PersonRow) GetValues() []*KpiValue {
 type GetLevel3Response struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The person read (empty for a team).
-	UserId        string       `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Kpis          []*KpiCard   `protobuf:"bytes,2,rep,name=kpis,proto3" json:"kpis,omitempty"`
-	People        []*PersonRow `protobuf:"bytes,3,rep,name=people,proto3" json:"people,omitempty"`
-	TimeZone      string       `protobuf:"bytes,4,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
-	Currency      string       `protobuf:"bytes,5,opt,name=currency,proto3" json:"currency,omitempty"`
+	UserId   string       `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Kpis     []*KpiCard   `protobuf:"bytes,2,rep,name=kpis,proto3" json:"kpis,omitempty"`
+	People   []*PersonRow `protobuf:"bytes,3,rep,name=people,proto3" json:"people,omitempty"`
+	TimeZone string       `protobuf:"bytes,4,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	Currency string       `protobuf:"bytes,5,opt,name=currency,proto3" json:"currency,omitempty"`
+	// How far the roll-ups had got when the board was read: every event
+	// accepted before this instant is counted in the values. When caught_up,
+	// it is the time of the read; otherwise, when the oldest change not yet
+	// rolled up was accepted (the values may already hold later ones).
+	AsOfTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
+	// No accepted event was waiting for the roll-ups when the board was read.
+	CaughtUp      bool `protobuf:"varint,7,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -983,6 +1118,20 @@ func (x *GetLevel3Response) GetCurrency() string {
 		return x.Currency
 	}
 	return ""
+}
+
+func (x *GetLevel3Response) GetAsOfTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOfTime
+	}
+	return nil
+}
+
+func (x *GetLevel3Response) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
 }
 
 type WatchRequest struct {
@@ -1059,9 +1208,16 @@ func (x *WatchRequest) GetUserId() string {
 type WatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The board at first (snapshot true), then only the KPIs that changed.
-	Kpis          []*KpiCard             `protobuf:"bytes,1,rep,name=kpis,proto3" json:"kpis,omitempty"`
-	Snapshot      bool                   `protobuf:"varint,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	Kpis     []*KpiCard             `protobuf:"bytes,1,rep,name=kpis,proto3" json:"kpis,omitempty"`
+	Snapshot bool                   `protobuf:"varint,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	Time     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	// How far the roll-ups had got when the board was read: every event
+	// accepted before this instant is counted in the values. When caught_up,
+	// it is the time of the read; otherwise, when the oldest change not yet
+	// rolled up was accepted (the values may already hold later ones).
+	AsOfTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
+	// No accepted event was waiting for the roll-ups when the board was read.
+	CaughtUp      bool `protobuf:"varint,5,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1117,22 +1273,37 @@ func (x *WatchResponse) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *WatchResponse) GetAsOfTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOfTime
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
+}
+
 var File_rallye_v1_dashboard_proto protoreflect.FileDescriptor
 
 const file_rallye_v1_dashboard_proto_rawDesc = "" +
 	"\n" +
-	"\x19rallye/v1/dashboard.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16rallye/v1/common.proto\x1a\x13rallye/v1/kpi.proto\x1a\x15rallye/v1/rules.proto\"\x8c\x01\n" +
+	"\x19rallye/v1/dashboard.proto\x12\trallye.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16rallye/v1/common.proto\x1a\x13rallye/v1/kpi.proto\x1a\x15rallye/v1/rules.proto\"\xc3\x01\n" +
 	"\vSeriesPoint\x12\x1d\n" +
 	"\n" +
 	"period_key\x18\x01 \x01(\tR\tperiodKey\x129\n" +
 	"\n" +
 	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x19\n" +
-	"\x05value\x18\x03 \x01(\x01H\x00R\x05value\x88\x01\x01B\b\n" +
+	"\x05value\x18\x03 \x01(\x01H\x00R\x05value\x88\x01\x01\x125\n" +
+	"\bend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aendTimeB\b\n" +
 	"\x06_value\"R\n" +
 	"\x0eBreakdownValue\x12\x1b\n" +
 	"\tvalue_key\x18\x01 \x01(\tR\bvalueKey\x12\x19\n" +
 	"\x05value\x18\x02 \x01(\x01H\x00R\x05value\x88\x01\x01B\b\n" +
-	"\x06_value\"\x9b\b\n" +
+	"\x06_value\"\xf8\b\n" +
 	"\aKpiCard\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
 	"\x04name\x18\x02 \x01(\v2\x18.rallye.v1.LocalizedTextR\x04name\x12:\n" +
@@ -1160,28 +1331,41 @@ const file_rallye_v1_dashboard_proto_rawDesc = "" +
 	"\x06series\x18\x14 \x03(\v2\x16.rallye.v1.SeriesPointR\x06series\x12/\n" +
 	"\x13breakdown_dimension\x18\x15 \x01(\tR\x12breakdownDimension\x127\n" +
 	"\tbreakdown\x18\x16 \x03(\v2\x19.rallye.v1.BreakdownValueR\tbreakdown\x12\x1c\n" +
-	"\tcomputing\x18\x17 \x01(\bR\tcomputingB\b\n" +
+	"\tcomputing\x18\x17 \x01(\bR\tcomputing\x12%\n" +
+	"\x0enot_applicable\x18\x18 \x01(\bR\rnotApplicable\x124\n" +
+	"\x16unavailable_for_period\x18\x19 \x01(\bR\x14unavailableForPeriodB\b\n" +
 	"\x06_valueB\x11\n" +
 	"\x0f_previous_valueB\r\n" +
 	"\v_projectionB\b\n" +
 	"\x06_trendB\x13\n" +
-	"\x11_will_meet_target\"\xae\x01\n" +
+	"\x11_will_meet_target\"\xe5\x03\n" +
 	"\bKpiValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x19\n" +
 	"\x05value\x18\x02 \x01(\x01H\x00R\x05value\x88\x01\x01\x12*\n" +
 	"\x0eprevious_value\x18\x03 \x01(\x01H\x01R\rpreviousValue\x88\x01\x01\x12,\n" +
-	"\x06status\x18\x04 \x01(\x0e2\x14.rallye.v1.KpiStatusR\x06statusB\b\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x14.rallye.v1.KpiStatusR\x06status\x12%\n" +
+	"\x0enot_applicable\x18\x05 \x01(\bR\rnotApplicable\x12-\n" +
+	"\x06period\x18\x06 \x01(\x0e2\x15.rallye.v1.PeriodKindR\x06period\x12\x1d\n" +
+	"\n" +
+	"period_key\x18\a \x01(\tR\tperiodKey\x12F\n" +
+	"\x11period_start_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0fperiodStartTime\x12B\n" +
+	"\x0fperiod_end_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rperiodEndTime\x124\n" +
+	"\x16unavailable_for_period\x18\n" +
+	" \x01(\bR\x14unavailableForPeriodB\b\n" +
 	"\x06_valueB\x11\n" +
 	"\x0f_previous_value\"\xb3\x01\n" +
 	"\x10GetLevel1Request\x127\n" +
 	"\x06period\x18\x01 \x01(\x0e2\x15.rallye.v1.PeriodKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06period\x126\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
 	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\x02at\x12.\n" +
-	"\rseries_length\x18\x03 \x01(\x05B\t\xbaH\x06\x1a\x04\x18<(\x00R\fseriesLength\"t\n" +
+	"\rseries_length\x18\x03 \x01(\x05B\t\xbaH\x06\x1a\x04\x18<(\x00R\fseriesLength\"\xcb\x01\n" +
 	"\x11GetLevel1Response\x12&\n" +
 	"\x04kpis\x18\x01 \x03(\v2\x12.rallye.v1.KpiCardR\x04kpis\x12\x1b\n" +
 	"\ttime_zone\x18\x02 \x01(\tR\btimeZone\x12\x1a\n" +
-	"\bcurrency\x18\x03 \x01(\tR\bcurrency\"\xd9\x01\n" +
+	"\bcurrency\x18\x03 \x01(\tR\bcurrency\x128\n" +
+	"\n" +
+	"as_of_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\basOfTime\x12\x1b\n" +
+	"\tcaught_up\x18\x05 \x01(\bR\bcaughtUp\"\xd9\x01\n" +
 	"\x10GetLevel2Request\x127\n" +
 	"\x06period\x18\x01 \x01(\x0e2\x15.rallye.v1.PeriodKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06period\x126\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
@@ -1191,13 +1375,16 @@ const file_rallye_v1_dashboard_proto_rawDesc = "" +
 	"\aTeamRow\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
-	"\x06values\x18\x03 \x03(\v2\x13.rallye.v1.KpiValueR\x06values\"\xc6\x01\n" +
+	"\x06values\x18\x03 \x03(\v2\x13.rallye.v1.KpiValueR\x06values\"\x9d\x02\n" +
 	"\x11GetLevel2Response\x12&\n" +
 	"\x05scope\x18\x01 \x01(\v2\x10.rallye.v1.ScopeR\x05scope\x12&\n" +
 	"\x04kpis\x18\x02 \x03(\v2\x12.rallye.v1.KpiCardR\x04kpis\x12(\n" +
 	"\x05teams\x18\x03 \x03(\v2\x12.rallye.v1.TeamRowR\x05teams\x12\x1b\n" +
 	"\ttime_zone\x18\x04 \x01(\tR\btimeZone\x12\x1a\n" +
-	"\bcurrency\x18\x05 \x01(\tR\bcurrency\"\xff\x01\n" +
+	"\bcurrency\x18\x05 \x01(\tR\bcurrency\x128\n" +
+	"\n" +
+	"as_of_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\basOfTime\x12\x1b\n" +
+	"\tcaught_up\x18\a \x01(\bR\bcaughtUp\"\xff\x01\n" +
 	"\x10GetLevel3Request\x127\n" +
 	"\x06period\x18\x01 \x01(\x0e2\x15.rallye.v1.PeriodKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06period\x126\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\n" +
@@ -1208,22 +1395,28 @@ const file_rallye_v1_dashboard_proto_rawDesc = "" +
 	"\tPersonRow\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12+\n" +
-	"\x06values\x18\x03 \x03(\v2\x13.rallye.v1.KpiValueR\x06values\"\xbb\x01\n" +
+	"\x06values\x18\x03 \x03(\v2\x13.rallye.v1.KpiValueR\x06values\"\x92\x02\n" +
 	"\x11GetLevel3Response\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12&\n" +
 	"\x04kpis\x18\x02 \x03(\v2\x12.rallye.v1.KpiCardR\x04kpis\x12,\n" +
 	"\x06people\x18\x03 \x03(\v2\x14.rallye.v1.PersonRowR\x06people\x12\x1b\n" +
 	"\ttime_zone\x18\x04 \x01(\tR\btimeZone\x12\x1a\n" +
-	"\bcurrency\x18\x05 \x01(\tR\bcurrency\"\xb4\x01\n" +
+	"\bcurrency\x18\x05 \x01(\tR\bcurrency\x128\n" +
+	"\n" +
+	"as_of_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\basOfTime\x12\x1b\n" +
+	"\tcaught_up\x18\a \x01(\bR\bcaughtUp\"\xb4\x01\n" +
 	"\fWatchRequest\x12\x1f\n" +
 	"\x05level\x18\x01 \x01(\x05B\t\xbaH\x06\x1a\x04\x18\x03(\x01R\x05level\x127\n" +
 	"\x06period\x18\x02 \x01(\x0e2\x15.rallye.v1.PeriodKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06period\x12$\n" +
 	"\ateam_id\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\x12$\n" +
-	"\auser_id\x18\x04 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06userId\"\x83\x01\n" +
+	"\auser_id\x18\x04 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06userId\"\xda\x01\n" +
 	"\rWatchResponse\x12&\n" +
 	"\x04kpis\x18\x01 \x03(\v2\x12.rallye.v1.KpiCardR\x04kpis\x12\x1a\n" +
 	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot\x12.\n" +
-	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time2\xa8\x02\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x128\n" +
+	"\n" +
+	"as_of_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\basOfTime\x12\x1b\n" +
+	"\tcaught_up\x18\x05 \x01(\bR\bcaughtUp2\xa8\x02\n" +
 	"\x10DashboardService\x12F\n" +
 	"\tGetLevel1\x12\x1b.rallye.v1.GetLevel1Request\x1a\x1c.rallye.v1.GetLevel1Response\x12F\n" +
 	"\tGetLevel2\x12\x1b.rallye.v1.GetLevel2Request\x1a\x1c.rallye.v1.GetLevel2Response\x12F\n" +
@@ -1271,48 +1464,56 @@ var file_rallye_v1_dashboard_proto_goTypes = []any{
 }
 var file_rallye_v1_dashboard_proto_depIdxs = []int32{
 	14, // 0: rallye.v1.SeriesPoint.start_time:type_name -> google.protobuf.Timestamp
-	15, // 1: rallye.v1.KpiCard.name:type_name -> rallye.v1.LocalizedText
-	15, // 2: rallye.v1.KpiCard.description:type_name -> rallye.v1.LocalizedText
-	16, // 3: rallye.v1.KpiCard.unit:type_name -> rallye.v1.KpiUnit
-	17, // 4: rallye.v1.KpiCard.direction:type_name -> rallye.v1.KpiDirection
-	18, // 5: rallye.v1.KpiCard.period:type_name -> rallye.v1.PeriodKind
-	14, // 6: rallye.v1.KpiCard.period_start_time:type_name -> google.protobuf.Timestamp
-	14, // 7: rallye.v1.KpiCard.period_end_time:type_name -> google.protobuf.Timestamp
-	19, // 8: rallye.v1.KpiCard.target:type_name -> rallye.v1.Target
-	20, // 9: rallye.v1.KpiCard.status:type_name -> rallye.v1.KpiStatus
-	0,  // 10: rallye.v1.KpiCard.series:type_name -> rallye.v1.SeriesPoint
-	1,  // 11: rallye.v1.KpiCard.breakdown:type_name -> rallye.v1.BreakdownValue
-	20, // 12: rallye.v1.KpiValue.status:type_name -> rallye.v1.KpiStatus
-	18, // 13: rallye.v1.GetLevel1Request.period:type_name -> rallye.v1.PeriodKind
-	14, // 14: rallye.v1.GetLevel1Request.at:type_name -> google.protobuf.Timestamp
-	2,  // 15: rallye.v1.GetLevel1Response.kpis:type_name -> rallye.v1.KpiCard
-	18, // 16: rallye.v1.GetLevel2Request.period:type_name -> rallye.v1.PeriodKind
-	14, // 17: rallye.v1.GetLevel2Request.at:type_name -> google.protobuf.Timestamp
-	3,  // 18: rallye.v1.TeamRow.values:type_name -> rallye.v1.KpiValue
-	21, // 19: rallye.v1.GetLevel2Response.scope:type_name -> rallye.v1.Scope
-	2,  // 20: rallye.v1.GetLevel2Response.kpis:type_name -> rallye.v1.KpiCard
-	7,  // 21: rallye.v1.GetLevel2Response.teams:type_name -> rallye.v1.TeamRow
-	18, // 22: rallye.v1.GetLevel3Request.period:type_name -> rallye.v1.PeriodKind
-	14, // 23: rallye.v1.GetLevel3Request.at:type_name -> google.protobuf.Timestamp
-	3,  // 24: rallye.v1.PersonRow.values:type_name -> rallye.v1.KpiValue
-	2,  // 25: rallye.v1.GetLevel3Response.kpis:type_name -> rallye.v1.KpiCard
-	10, // 26: rallye.v1.GetLevel3Response.people:type_name -> rallye.v1.PersonRow
-	18, // 27: rallye.v1.WatchRequest.period:type_name -> rallye.v1.PeriodKind
-	2,  // 28: rallye.v1.WatchResponse.kpis:type_name -> rallye.v1.KpiCard
-	14, // 29: rallye.v1.WatchResponse.time:type_name -> google.protobuf.Timestamp
-	4,  // 30: rallye.v1.DashboardService.GetLevel1:input_type -> rallye.v1.GetLevel1Request
-	6,  // 31: rallye.v1.DashboardService.GetLevel2:input_type -> rallye.v1.GetLevel2Request
-	9,  // 32: rallye.v1.DashboardService.GetLevel3:input_type -> rallye.v1.GetLevel3Request
-	12, // 33: rallye.v1.DashboardService.Watch:input_type -> rallye.v1.WatchRequest
-	5,  // 34: rallye.v1.DashboardService.GetLevel1:output_type -> rallye.v1.GetLevel1Response
-	8,  // 35: rallye.v1.DashboardService.GetLevel2:output_type -> rallye.v1.GetLevel2Response
-	11, // 36: rallye.v1.DashboardService.GetLevel3:output_type -> rallye.v1.GetLevel3Response
-	13, // 37: rallye.v1.DashboardService.Watch:output_type -> rallye.v1.WatchResponse
-	34, // [34:38] is the sub-list for method output_type
-	30, // [30:34] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	14, // 1: rallye.v1.SeriesPoint.end_time:type_name -> google.protobuf.Timestamp
+	15, // 2: rallye.v1.KpiCard.name:type_name -> rallye.v1.LocalizedText
+	15, // 3: rallye.v1.KpiCard.description:type_name -> rallye.v1.LocalizedText
+	16, // 4: rallye.v1.KpiCard.unit:type_name -> rallye.v1.KpiUnit
+	17, // 5: rallye.v1.KpiCard.direction:type_name -> rallye.v1.KpiDirection
+	18, // 6: rallye.v1.KpiCard.period:type_name -> rallye.v1.PeriodKind
+	14, // 7: rallye.v1.KpiCard.period_start_time:type_name -> google.protobuf.Timestamp
+	14, // 8: rallye.v1.KpiCard.period_end_time:type_name -> google.protobuf.Timestamp
+	19, // 9: rallye.v1.KpiCard.target:type_name -> rallye.v1.Target
+	20, // 10: rallye.v1.KpiCard.status:type_name -> rallye.v1.KpiStatus
+	0,  // 11: rallye.v1.KpiCard.series:type_name -> rallye.v1.SeriesPoint
+	1,  // 12: rallye.v1.KpiCard.breakdown:type_name -> rallye.v1.BreakdownValue
+	20, // 13: rallye.v1.KpiValue.status:type_name -> rallye.v1.KpiStatus
+	18, // 14: rallye.v1.KpiValue.period:type_name -> rallye.v1.PeriodKind
+	14, // 15: rallye.v1.KpiValue.period_start_time:type_name -> google.protobuf.Timestamp
+	14, // 16: rallye.v1.KpiValue.period_end_time:type_name -> google.protobuf.Timestamp
+	18, // 17: rallye.v1.GetLevel1Request.period:type_name -> rallye.v1.PeriodKind
+	14, // 18: rallye.v1.GetLevel1Request.at:type_name -> google.protobuf.Timestamp
+	2,  // 19: rallye.v1.GetLevel1Response.kpis:type_name -> rallye.v1.KpiCard
+	14, // 20: rallye.v1.GetLevel1Response.as_of_time:type_name -> google.protobuf.Timestamp
+	18, // 21: rallye.v1.GetLevel2Request.period:type_name -> rallye.v1.PeriodKind
+	14, // 22: rallye.v1.GetLevel2Request.at:type_name -> google.protobuf.Timestamp
+	3,  // 23: rallye.v1.TeamRow.values:type_name -> rallye.v1.KpiValue
+	21, // 24: rallye.v1.GetLevel2Response.scope:type_name -> rallye.v1.Scope
+	2,  // 25: rallye.v1.GetLevel2Response.kpis:type_name -> rallye.v1.KpiCard
+	7,  // 26: rallye.v1.GetLevel2Response.teams:type_name -> rallye.v1.TeamRow
+	14, // 27: rallye.v1.GetLevel2Response.as_of_time:type_name -> google.protobuf.Timestamp
+	18, // 28: rallye.v1.GetLevel3Request.period:type_name -> rallye.v1.PeriodKind
+	14, // 29: rallye.v1.GetLevel3Request.at:type_name -> google.protobuf.Timestamp
+	3,  // 30: rallye.v1.PersonRow.values:type_name -> rallye.v1.KpiValue
+	2,  // 31: rallye.v1.GetLevel3Response.kpis:type_name -> rallye.v1.KpiCard
+	10, // 32: rallye.v1.GetLevel3Response.people:type_name -> rallye.v1.PersonRow
+	14, // 33: rallye.v1.GetLevel3Response.as_of_time:type_name -> google.protobuf.Timestamp
+	18, // 34: rallye.v1.WatchRequest.period:type_name -> rallye.v1.PeriodKind
+	2,  // 35: rallye.v1.WatchResponse.kpis:type_name -> rallye.v1.KpiCard
+	14, // 36: rallye.v1.WatchResponse.time:type_name -> google.protobuf.Timestamp
+	14, // 37: rallye.v1.WatchResponse.as_of_time:type_name -> google.protobuf.Timestamp
+	4,  // 38: rallye.v1.DashboardService.GetLevel1:input_type -> rallye.v1.GetLevel1Request
+	6,  // 39: rallye.v1.DashboardService.GetLevel2:input_type -> rallye.v1.GetLevel2Request
+	9,  // 40: rallye.v1.DashboardService.GetLevel3:input_type -> rallye.v1.GetLevel3Request
+	12, // 41: rallye.v1.DashboardService.Watch:input_type -> rallye.v1.WatchRequest
+	5,  // 42: rallye.v1.DashboardService.GetLevel1:output_type -> rallye.v1.GetLevel1Response
+	8,  // 43: rallye.v1.DashboardService.GetLevel2:output_type -> rallye.v1.GetLevel2Response
+	11, // 44: rallye.v1.DashboardService.GetLevel3:output_type -> rallye.v1.GetLevel3Response
+	13, // 45: rallye.v1.DashboardService.Watch:output_type -> rallye.v1.WatchResponse
+	42, // [42:46] is the sub-list for method output_type
+	38, // [38:42] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_rallye_v1_dashboard_proto_init() }

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file rallye/v1/dashboard.proto.
  */
 export const file_rallye_v1_dashboard: GenFile = /*@__PURE__*/
-  fileDesc("ChlyYWxseWUvdjEvZGFzaGJvYXJkLnByb3RvEglyYWxseWUudjEibwoLU2VyaWVzUG9pbnQSEgoKcGVyaW9kX2tleRgBIAEoCRIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgV2YWx1ZRgDIAEoAUgAiAEBQggKBl92YWx1ZSJBCg5CcmVha2Rvd25WYWx1ZRIRCgl2YWx1ZV9rZXkYASABKAkSEgoFdmFsdWUYAiABKAFIAIgBAUIICgZfdmFsdWUiqwYKB0twaUNhcmQSCwoDa2V5GAEgASgJEiYKBG5hbWUYAiABKAsyGC5yYWxseWUudjEuTG9jYWxpemVkVGV4dBItCgtkZXNjcmlwdGlvbhgDIAEoCzIYLnJhbGx5ZS52MS5Mb2NhbGl6ZWRUZXh0EiAKBHVuaXQYBCABKA4yEi5yYWxseWUudjEuS3BpVW5pdBIqCglkaXJlY3Rpb24YBSABKA4yFy5yYWxseWUudjEuS3BpRGlyZWN0aW9uEg0KBWxldmVsGAYgASgFEhAKCG93bmVyX2lkGAcgASgJEiUKBnBlcmlvZBgIIAEoDjIVLnJhbGx5ZS52MS5QZXJpb2RLaW5kEhIKCnBlcmlvZF9rZXkYCSABKAkSNQoRcGVyaW9kX3N0YXJ0X3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD3BlcmlvZF9lbmRfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdmVyc2lvbhgMIAEoBRISCgV2YWx1ZRgNIAEoAUgAiAEBEhsKDnByZXZpb3VzX3ZhbHVlGA4gASgBSAGIAQESIQoGdGFyZ2V0GA8gASgLMhEucmFsbHllLnYxLlRhcmdldBIkCgZzdGF0dXMYECABKA4yFC5yYWxseWUudjEuS3BpU3RhdHVzEhcKCnByb2plY3Rpb24YESABKAFIAogBARISCgV0cmVuZBgSIAEoAUgDiAEBEh0KEHdpbGxfbWVldF90YXJnZXQYEyABKAhIBIgBARImCgZzZXJpZXMYFCADKAsyFi5yYWxseWUudjEuU2VyaWVzUG9pbnQSGwoTYnJlYWtkb3duX2RpbWVuc2lvbhgVIAEoCRIsCglicmVha2Rvd24YFiADKAsyGS5yYWxseWUudjEuQnJlYWtkb3duVmFsdWUSEQoJY29tcHV0aW5nGBcgASgIQggKBl92YWx1ZUIRCg9fcHJldmlvdXNfdmFsdWVCDQoLX3Byb2plY3Rpb25CCAoGX3RyZW5kQhMKEV93aWxsX21lZXRfdGFyZ2V0IosBCghLcGlWYWx1ZRILCgNrZXkYASABKAkSEgoFdmFsdWUYAiABKAFIAIgBARIbCg5wcmV2aW91c192YWx1ZRgDIAEoAUgBiAEBEiQKBnN0YXR1cxgEIAEoDjIULnJhbGx5ZS52MS5LcGlTdGF0dXNCCAoGX3ZhbHVlQhEKD19wcmV2aW91c192YWx1ZSKZAQoQR2V0TGV2ZWwxUmVxdWVzdBIvCgZwZXJpb2QYASABKA4yFS5yYWxseWUudjEuUGVyaW9kS2luZEIIukgFggECEAESMgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgq6SAeyAQTI1SIBEiAKDXNlcmllc19sZW5ndGgYAyABKAVCCbpIBhoEGDwoACJaChFHZXRMZXZlbDFSZXNwb25zZRIgCgRrcGlzGAEgAygLMhIucmFsbHllLnYxLktwaUNhcmQSEQoJdGltZV96b25lGAIgASgJEhAKCGN1cnJlbmN5GAMgASgJIrcBChBHZXRMZXZlbDJSZXF1ZXN0Ei8KBnBlcmlvZBgBIAEoDjIVLnJhbGx5ZS52MS5QZXJpb2RLaW5kQgi6SAWCAQIQARIyCgJhdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCrpIB7IBBMjVIgESHAoHdGVhbV9pZBgDIAEoCUILukgI2AEBcgOwAQESIAoNc2VyaWVzX2xlbmd0aBgEIAEoBUIJukgGGgQYPCgAIk0KB1RlYW1Sb3cSDwoHdGVhbV9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEiMKBnZhbHVlcxgDIAMoCzITLnJhbGx5ZS52MS5LcGlWYWx1ZSKeAQoRR2V0TGV2ZWwyUmVzcG9uc2USHwoFc2NvcGUYASABKAsyEC5yYWxseWUudjEuU2NvcGUSIAoEa3BpcxgCIAMoCzISLnJhbGx5ZS52MS5LcGlDYXJkEiEKBXRlYW1zGAMgAygLMhIucmFsbHllLnYxLlRlYW1Sb3cSEQoJdGltZV96b25lGAQgASgJEhAKCGN1cnJlbmN5GAUgASgJItUBChBHZXRMZXZlbDNSZXF1ZXN0Ei8KBnBlcmlvZBgBIAEoDjIVLnJhbGx5ZS52MS5QZXJpb2RLaW5kQgi6SAWCAQIQARIyCgJhdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCrpIB7IBBMjVIgESHAoHdXNlcl9pZBgDIAEoCUILukgI2AEBcgOwAQESHAoHdGVhbV9pZBgEIAEoCUILukgI2AEBcgOwAQESIAoNc2VyaWVzX2xlbmd0aBgFIAEoBUIJukgGGgQYPCgAIlcKCVBlcnNvblJvdxIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIjCgZ2YWx1ZXMYAyADKAsyEy5yYWxseWUudjEuS3BpVmFsdWUikQEKEUdldExldmVsM1Jlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSIAoEa3BpcxgCIAMoCzISLnJhbGx5ZS52MS5LcGlDYXJkEiQKBnBlb3BsZRgDIAMoCzIULnJhbGx5ZS52MS5QZXJzb25Sb3cSEQoJdGltZV96b25lGAQgASgJEhAKCGN1cnJlbmN5GAUgASgJIpUBCgxXYXRjaFJlcXVlc3QSGAoFbGV2ZWwYASABKAVCCbpIBhoEGAMoARIvCgZwZXJpb2QYAiABKA4yFS5yYWxseWUudjEuUGVyaW9kS2luZEIIukgFggECEAESHAoHdGVhbV9pZBgDIAEoCUILukgI2AEBcgOwAQESHAoHdXNlcl9pZBgEIAEoCUILukgI2AEBcgOwAQEibQoNV2F0Y2hSZXNwb25zZRIgCgRrcGlzGAEgAygLMhIucmFsbHllLnYxLktwaUNhcmQSEAoIc25hcHNob3QYAiABKAgSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAyqAIKEERhc2hib2FyZFNlcnZpY2USRgoJR2V0TGV2ZWwxEhsucmFsbHllLnYxLkdldExldmVsMVJlcXVlc3QaHC5yYWxseWUudjEuR2V0TGV2ZWwxUmVzcG9uc2USRgoJR2V0TGV2ZWwyEhsucmFsbHllLnYxLkdldExldmVsMlJlcXVlc3QaHC5yYWxseWUudjEuR2V0TGV2ZWwyUmVzcG9uc2USRgoJR2V0TGV2ZWwzEhsucmFsbHllLnYxLkdldExldmVsM1JlcXVlc3QaHC5yYWxseWUudjEuR2V0TGV2ZWwzUmVzcG9uc2USPAoFV2F0Y2gSFy5yYWxseWUudjEuV2F0Y2hSZXF1ZXN0GhgucmFsbHllLnYxLldhdGNoUmVzcG9uc2UwAUKXAQoNY29tLnJhbGx5ZS52MUIORGFzaGJvYXJkUHJvdG9QAVoxZ2l0aHViLmNvbS9yYWxseWVocS9yYWxseWUvZ2VuL3JhbGx5ZS92MTtyYWxseWV2MaICA1JYWKoCCVJhbGx5ZS5WMcoCCVJhbGx5ZVxWMeICFVJhbGx5ZVxWMVxHUEJNZXRhZGF0YeoCClJhbGx5ZTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_rallye_v1_common, file_rallye_v1_kpi, file_rallye_v1_rules]);
+  fileDesc("ChlyYWxseWUvdjEvZGFzaGJvYXJkLnByb3RvEglyYWxseWUudjEinQEKC1Nlcmllc1BvaW50EhIKCnBlcmlvZF9rZXkYASABKAkSLgoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoFdmFsdWUYAyABKAFIAIgBARIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCAoGX3ZhbHVlIkEKDkJyZWFrZG93blZhbHVlEhEKCXZhbHVlX2tleRgBIAEoCRISCgV2YWx1ZRgCIAEoAUgAiAEBQggKBl92YWx1ZSLjBgoHS3BpQ2FyZBILCgNrZXkYASABKAkSJgoEbmFtZRgCIAEoCzIYLnJhbGx5ZS52MS5Mb2NhbGl6ZWRUZXh0Ei0KC2Rlc2NyaXB0aW9uGAMgASgLMhgucmFsbHllLnYxLkxvY2FsaXplZFRleHQSIAoEdW5pdBgEIAEoDjISLnJhbGx5ZS52MS5LcGlVbml0EioKCWRpcmVjdGlvbhgFIAEoDjIXLnJhbGx5ZS52MS5LcGlEaXJlY3Rpb24SDQoFbGV2ZWwYBiABKAUSEAoIb3duZXJfaWQYByABKAkSJQoGcGVyaW9kGAggASgOMhUucmFsbHllLnYxLlBlcmlvZEtpbmQSEgoKcGVyaW9kX2tleRgJIAEoCRI1ChFwZXJpb2Rfc3RhcnRfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPcGVyaW9kX2VuZF90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAwgASgFEhIKBXZhbHVlGA0gASgBSACIAQESGwoOcHJldmlvdXNfdmFsdWUYDiABKAFIAYgBARIhCgZ0YXJnZXQYDyABKAsyES5yYWxseWUudjEuVGFyZ2V0EiQKBnN0YXR1cxgQIAEoDjIULnJhbGx5ZS52MS5LcGlTdGF0dXMSFwoKcHJvamVjdGlvbhgRIAEoAUgCiAEBEhIKBXRyZW5kGBIgASgBSAOIAQESHQoQd2lsbF9tZWV0X3RhcmdldBgTIAEoCEgEiAEBEiYKBnNlcmllcxgUIAMoCzIWLnJhbGx5ZS52MS5TZXJpZXNQb2ludBIbChNicmVha2Rvd25fZGltZW5zaW9uGBUgASgJEiwKCWJyZWFrZG93bhgWIAMoCzIZLnJhbGx5ZS52MS5CcmVha2Rvd25WYWx1ZRIRCgljb21wdXRpbmcYFyABKAgSFgoObm90X2FwcGxpY2FibGUYGCABKAgSHgoWdW5hdmFpbGFibGVfZm9yX3BlcmlvZBgZIAEoCEIICgZfdmFsdWVCEQoPX3ByZXZpb3VzX3ZhbHVlQg0KC19wcm9qZWN0aW9uQggKBl90cmVuZEITChFfd2lsbF9tZWV0X3RhcmdldCLqAgoIS3BpVmFsdWUSCwoDa2V5GAEgASgJEhIKBXZhbHVlGAIgASgBSACIAQESGwoOcHJldmlvdXNfdmFsdWUYAyABKAFIAYgBARIkCgZzdGF0dXMYBCABKA4yFC5yYWxseWUudjEuS3BpU3RhdHVzEhYKDm5vdF9hcHBsaWNhYmxlGAUgASgIEiUKBnBlcmlvZBgGIAEoDjIVLnJhbGx5ZS52MS5QZXJpb2RLaW5kEhIKCnBlcmlvZF9rZXkYByABKAkSNQoRcGVyaW9kX3N0YXJ0X3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD3BlcmlvZF9lbmRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHgoWdW5hdmFpbGFibGVfZm9yX3BlcmlvZBgKIAEoCEIICgZfdmFsdWVCEQoPX3ByZXZpb3VzX3ZhbHVlIpkBChBHZXRMZXZlbDFSZXF1ZXN0Ei8KBnBlcmlvZBgBIAEoDjIVLnJhbGx5ZS52MS5QZXJpb2RLaW5kQgi6SAWCAQIQARIyCgJhdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCrpIB7IBBMjVIgESIAoNc2VyaWVzX2xlbmd0aBgDIAEoBUIJukgGGgQYPCgAIp0BChFHZXRMZXZlbDFSZXNwb25zZRIgCgRrcGlzGAEgAygLMhIucmFsbHllLnYxLktwaUNhcmQSEQoJdGltZV96b25lGAIgASgJEhAKCGN1cnJlbmN5GAMgASgJEi4KCmFzX29mX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWNhdWdodF91cBgFIAEoCCK3AQoQR2V0TGV2ZWwyUmVxdWVzdBIvCgZwZXJpb2QYASABKA4yFS5yYWxseWUudjEuUGVyaW9kS2luZEIIukgFggECEAESMgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgq6SAeyAQTI1SIBEhwKB3RlYW1faWQYAyABKAlCC7pICNgBAXIDsAEBEiAKDXNlcmllc19sZW5ndGgYBCABKAVCCbpIBhoEGDwoACJNCgdUZWFtUm93Eg8KB3RlYW1faWQYASABKAkSDAoEbmFtZRgCIAEoCRIjCgZ2YWx1ZXMYAyADKAsyEy5yYWxseWUudjEuS3BpVmFsdWUi4QEKEUdldExldmVsMlJlc3BvbnNlEh8KBXNjb3BlGAEgASgLMhAucmFsbHllLnYxLlNjb3BlEiAKBGtwaXMYAiADKAsyEi5yYWxseWUudjEuS3BpQ2FyZBIhCgV0ZWFtcxgDIAMoCzISLnJhbGx5ZS52MS5UZWFtUm93EhEKCXRpbWVfem9uZRgEIAEoCRIQCghjdXJyZW5jeRgFIAEoCRIuCgphc19vZl90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgljYXVnaHRfdXAYByABKAgi1QEKEEdldExldmVsM1JlcXVlc3QSLwoGcGVyaW9kGAEgASgOMhUucmFsbHllLnYxLlBlcmlvZEtpbmRCCLpIBYIBAhABEjIKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIKukgHsgEEyNUiARIcCgd1c2VyX2lkGAMgASgJQgu6SAjYAQFyA7ABARIcCgd0ZWFtX2lkGAQgASgJQgu6SAjYAQFyA7ABARIgCg1zZXJpZXNfbGVuZ3RoGAUgASgFQgm6SAYaBBg8KAAiVwoJUGVyc29uUm93Eg8KB3VzZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEiMKBnZhbHVlcxgDIAMoCzITLnJhbGx5ZS52MS5LcGlWYWx1ZSLUAQoRR2V0TGV2ZWwzUmVzcG9uc2USDwoHdXNlcl9pZBgBIAEoCRIgCgRrcGlzGAIgAygLMhIucmFsbHllLnYxLktwaUNhcmQSJAoGcGVvcGxlGAMgAygLMhQucmFsbHllLnYxLlBlcnNvblJvdxIRCgl0aW1lX3pvbmUYBCABKAkSEAoIY3VycmVuY3kYBSABKAkSLgoKYXNfb2ZfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJY2F1Z2h0X3VwGAcgASgIIpUBCgxXYXRjaFJlcXVlc3QSGAoFbGV2ZWwYASABKAVCCbpIBhoEGAMoARIvCgZwZXJpb2QYAiABKA4yFS5yYWxseWUudjEuUGVyaW9kS2luZEIIukgFggECEAESHAoHdGVhbV9pZBgDIAEoCUILukgI2AEBcgOwAQESHAoHdXNlcl9pZBgEIAEoCUILukgI2AEBcgOwAQEisAEKDVdhdGNoUmVzcG9uc2USIAoEa3BpcxgBIAMoCzISLnJhbGx5ZS52MS5LcGlDYXJkEhAKCHNuYXBzaG90GAIgASgIEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmFzX29mX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWNhdWdodF91cBgFIAEoCDKoAgoQRGFzaGJvYXJkU2VydmljZRJGCglHZXRMZXZlbDESGy5yYWxseWUudjEuR2V0TGV2ZWwxUmVxdWVzdBocLnJhbGx5ZS52MS5HZXRMZXZlbDFSZXNwb25zZRJGCglHZXRMZXZlbDISGy5yYWxseWUudjEuR2V0TGV2ZWwyUmVxdWVzdBocLnJhbGx5ZS52MS5HZXRMZXZlbDJSZXNwb25zZRJGCglHZXRMZXZlbDMSGy5yYWxseWUudjEuR2V0TGV2ZWwzUmVxdWVzdBocLnJhbGx5ZS52MS5HZXRMZXZlbDNSZXNwb25zZRI8CgVXYXRjaBIXLnJhbGx5ZS52MS5XYXRjaFJlcXVlc3QaGC5yYWxseWUudjEuV2F0Y2hSZXNwb25zZTABQpcBCg1jb20ucmFsbHllLnYxQg5EYXNoYm9hcmRQcm90b1ABWjFnaXRodWIuY29tL3JhbGx5ZWhxL3JhbGx5ZS9nZW4vcmFsbHllL3YxO3JhbGx5ZXYxogIDUlhYqgIJUmFsbHllLlYxygIJUmFsbHllXFYx4gIVUmFsbHllXFYxXEdQQk1ldGFkYXRh6gIKUmFsbHllOjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_rallye_v1_common, file_rallye_v1_kpi, file_rallye_v1_rules]);
 
 /**
  * SeriesPoint is one period of a KPI's series.
@@ -40,6 +40,13 @@ export type SeriesPoint = Message<"rallye.v1.SeriesPoint"> & {
    * @generated from field: optional double value = 3;
    */
   value?: number | undefined;
+
+  /**
+   * The period's end (exclusive); its kind is the card's.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 4;
+   */
+  endTime?: Timestamp | undefined;
 };
 
 /**
@@ -117,8 +124,9 @@ export type KpiCard = Message<"rallye.v1.KpiCard"> & {
   ownerId: string;
 
   /**
-   * The period read: the requested kind, or the KPI's default when it is
-   * not read over it.
+   * The period read, always of the requested kind (default month): a KPI
+   * not read over that kind is never shown over another, its card says
+   * unavailable_for_period instead.
    *
    * @generated from field: rallye.v1.PeriodKind period = 8;
    */
@@ -213,6 +221,25 @@ export type KpiCard = Message<"rallye.v1.KpiCard"> & {
    * @generated from field: bool computing = 23;
    */
   computing: boolean;
+
+  /**
+   * The KPI has no meaning for this scope, so no value (and not for lack of
+   * data): a side of its formula reads only company-wide events (marketing
+   * spend: cost_per_lead, cost_per_opportunity) and a team or a person is
+   * read. Composites reading such a KPI are not applicable either.
+   *
+   * @generated from field: bool not_applicable = 24;
+   */
+  notApplicable: boolean;
+
+  /**
+   * The KPI is not read over the requested period kind (its definition's
+   * periods do not include it): no value, no series, no target. The period
+   * fields still name the requested period.
+   *
+   * @generated from field: bool unavailable_for_period = 25;
+   */
+  unavailableForPeriod: boolean;
 };
 
 /**
@@ -247,6 +274,44 @@ export type KpiValue = Message<"rallye.v1.KpiValue"> & {
    * @generated from field: rallye.v1.KpiStatus status = 4;
    */
   status: KpiStatus;
+
+  /**
+   * No value because the KPI has no meaning for this row's scope (see
+   * KpiCard.not_applicable).
+   *
+   * @generated from field: bool not_applicable = 5;
+   */
+  notApplicable: boolean;
+
+  /**
+   * The period of value (previous_value is the one before it), always of
+   * the requested kind.
+   *
+   * @generated from field: rallye.v1.PeriodKind period = 6;
+   */
+  period: PeriodKind;
+
+  /**
+   * @generated from field: string period_key = 7;
+   */
+  periodKey: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp period_start_time = 8;
+   */
+  periodStartTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp period_end_time = 9;
+   */
+  periodEndTime?: Timestamp | undefined;
+
+  /**
+   * The KPI is not read over the requested period kind: no value.
+   *
+   * @generated from field: bool unavailable_for_period = 10;
+   */
+  unavailableForPeriod: boolean;
 };
 
 /**
@@ -309,6 +374,23 @@ export type GetLevel1Response = Message<"rallye.v1.GetLevel1Response"> & {
    * @generated from field: string currency = 3;
    */
   currency: string;
+
+  /**
+   * How far the roll-ups had got when the board was read: every event
+   * accepted before this instant is counted in the values. When caught_up,
+   * it is the time of the read; otherwise, when the oldest change not yet
+   * rolled up was accepted (the values may already hold later ones).
+   *
+   * @generated from field: google.protobuf.Timestamp as_of_time = 4;
+   */
+  asOfTime?: Timestamp | undefined;
+
+  /**
+   * No accepted event was waiting for the roll-ups when the board was read.
+   *
+   * @generated from field: bool caught_up = 5;
+   */
+  caughtUp: boolean;
 };
 
 /**
@@ -411,6 +493,23 @@ export type GetLevel2Response = Message<"rallye.v1.GetLevel2Response"> & {
    * @generated from field: string currency = 5;
    */
   currency: string;
+
+  /**
+   * How far the roll-ups had got when the board was read: every event
+   * accepted before this instant is counted in the values. When caught_up,
+   * it is the time of the read; otherwise, when the oldest change not yet
+   * rolled up was accepted (the values may already hold later ones).
+   *
+   * @generated from field: google.protobuf.Timestamp as_of_time = 6;
+   */
+  asOfTime?: Timestamp | undefined;
+
+  /**
+   * No accepted event was waiting for the roll-ups when the board was read.
+   *
+   * @generated from field: bool caught_up = 7;
+   */
+  caughtUp: boolean;
 };
 
 /**
@@ -520,6 +619,23 @@ export type GetLevel3Response = Message<"rallye.v1.GetLevel3Response"> & {
    * @generated from field: string currency = 5;
    */
   currency: string;
+
+  /**
+   * How far the roll-ups had got when the board was read: every event
+   * accepted before this instant is counted in the values. When caught_up,
+   * it is the time of the read; otherwise, when the oldest change not yet
+   * rolled up was accepted (the values may already hold later ones).
+   *
+   * @generated from field: google.protobuf.Timestamp as_of_time = 6;
+   */
+  asOfTime?: Timestamp | undefined;
+
+  /**
+   * No accepted event was waiting for the roll-ups when the board was read.
+   *
+   * @generated from field: bool caught_up = 7;
+   */
+  caughtUp: boolean;
 };
 
 /**
@@ -587,6 +703,23 @@ export type WatchResponse = Message<"rallye.v1.WatchResponse"> & {
    * @generated from field: google.protobuf.Timestamp time = 3;
    */
   time?: Timestamp | undefined;
+
+  /**
+   * How far the roll-ups had got when the board was read: every event
+   * accepted before this instant is counted in the values. When caught_up,
+   * it is the time of the read; otherwise, when the oldest change not yet
+   * rolled up was accepted (the values may already hold later ones).
+   *
+   * @generated from field: google.protobuf.Timestamp as_of_time = 4;
+   */
+  asOfTime?: Timestamp | undefined;
+
+  /**
+   * No accepted event was waiting for the roll-ups when the board was read.
+   *
+   * @generated from field: bool caught_up = 5;
+   */
+  caughtUp: boolean;
 };
 
 /**
@@ -610,6 +743,12 @@ export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
  * is absent before the scope existed and for a period not begun. A ratio,
  * average, median or percentile is absent when it divides by zero or has
  * nothing to rank (never 0 or NaN in disguise).
+ *
+ * Every value says its period (kind, key and bounds), always of the
+ * requested kind: a KPI whose definition does not offer that kind says
+ * unavailable_for_period, never a value of another kind. Every answer says
+ * how far the roll-ups had got (as_of_time, caught_up), so that an
+ * integrator tells "caught up" without polling until numbers stop moving.
  *
  * Errors common to all calls: Unauthenticated, PermissionDenied (role, or a
  * team or person outside a manager's teams, or another person for a rep),
