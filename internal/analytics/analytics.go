@@ -50,6 +50,7 @@ const (
 // Service is the analytics use cases.
 type Service struct {
 	db  *postgres.DB
+	kpi KPISource
 	now func() time.Time
 }
 
@@ -106,6 +107,8 @@ func (s *Service) UpdateSettings(ctx context.Context, p rallye.Principal, st Set
 	}
 	return st, nil
 }
+
+func isNoRows(err error) bool { return postgres.IsNoRows(err) }
 
 func nullableID(id uuid.UUID) *uuid.UUID {
 	if id == uuid.Nil {

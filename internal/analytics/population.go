@@ -149,7 +149,7 @@ func (pop *population) loadInvited(ctx context.Context, tx pgx.Tx, tenantID uuid
 		missions[c.id] = c.missions
 	}
 	rows, err := tx.Query(ctx, `WITH RECURSIVE ch AS (
-			SELECT id, team_ids, user_ids, coalesce(starts_at, created_at) AS starts_at FROM challenges
+			SELECT id, team_ids, user_ids, holdout_user_ids, coalesce(starts_at, created_at) AS starts_at FROM challenges
 			WHERE tenant_id = $1 AND id = ANY($2)),
 		tree(challenge_id, team_id) AS (
 			SELECT ch.id, t FROM ch CROSS JOIN LATERAL unnest(ch.team_ids) AS t
@@ -158,10 +158,13 @@ func (pop *population) loadInvited(ctx context.Context, tx pgx.Tx, tenantID uuid
 		inv AS (
 			SELECT tree.challenge_id, m.user_id FROM tree
 				JOIN team_members m ON m.tenant_id = $1 AND m.team_id = tree.team_id
+				JOIN ch ON ch.id = tree.challenge_id
 				JOIN users u ON u.tenant_id = $1 AND u.id = m.user_id AND u.active AND 'rep' = ANY(u.roles)
+			WHERE NOT (m.user_id = ANY(ch.holdout_user_ids))
 			UNION
 			SELECT ch.id, x FROM ch CROSS JOIN LATERAL unnest(ch.user_ids) AS x
 				JOIN users u ON u.tenant_id = $1 AND u.id = x AND u.active
+			WHERE NOT (x = ANY(ch.holdout_user_ids))
 			UNION
 			SELECT e.challenge_id, e.user_id FROM challenge_enrollments e
 			WHERE e.tenant_id = $1 AND e.challenge_id = ANY($2))

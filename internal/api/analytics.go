@@ -117,3 +117,43 @@ func (h *analyticsHandler) UpdateAnalyticsSettings(ctx context.Context, req *ral
 	}
 	return &rallyev1.UpdateAnalyticsSettingsResponse{Settings: &rallyev1.AnalyticsSettings{MinGroupSize: int32(st.MinGroupSize)}}, nil
 }
+
+func (h *analyticsHandler) GetImpact(ctx context.Context, req *rallyev1.GetImpactRequest) (*rallyev1.GetImpactResponse, error) {
+	p, _ := rallye.PrincipalFrom(ctx)
+	id, err := parseID("challenge_id", req.GetChallengeId())
+	if err != nil {
+		return nil, err
+	}
+	method := analytics.MethodBootstrap
+	if req.GetMethod() == rallyev1.IntervalMethod_INTERVAL_METHOD_NORMAL {
+		method = analytics.MethodNormal
+	}
+	imp, err := h.svc.Impact(ctx, p, analytics.ImpactRequest{ChallengeID: id, KPIKeys: req.GetKpiKeys(), Method: method, Seed: req.Seed})
+	if err != nil {
+		return nil, err
+	}
+	res := &rallyev1.GetImpactResponse{
+		ChallengeId: imp.ChallengeID.String(), Control: rallyev1.ControlGroup_CONTROL_GROUP_NON_PARTICIPANTS,
+		HoldoutShare: imp.HoldoutShare, HoldoutSeed: imp.HoldoutSeed, BeforeStart: timestamp(imp.Before.Start),
+		DuringStart: timestamp(imp.During.Start), DuringEnd: timestamp(imp.During.End), MinSample: int32(imp.MinSample),
+	}
+	if imp.Control == analytics.ControlHoldout {
+		res.Control = rallyev1.ControlGroup_CONTROL_GROUP_HOLDOUT
+	}
+	for _, k := range imp.KPIs {
+		e := k.Estimate
+		out := &rallyev1.KpiImpact{KpiKey: k.Key, EnoughData: e.Enough,
+			Participants: &rallyev1.GroupSample{Size: int32(e.Treated)}, Controls: &rallyev1.GroupSample{Size: int32(e.Control)}}
+		if e.Enough {
+			out.Estimate, out.Low, out.High = e.Effect, e.Low, e.High
+			out.Participants.MeanBefore, out.Participants.MeanDuring = e.TreatedBefore, e.TreatedDuring
+			out.Controls.MeanBefore, out.Controls.MeanDuring = e.ControlBefore, e.ControlDuring
+			out.Method, out.Seed, out.Resamples = rallyev1.IntervalMethod_INTERVAL_METHOD_BOOTSTRAP, e.Seed, int32(e.Resamples)
+			if e.Method == analytics.MethodNormal {
+				out.Method = rallyev1.IntervalMethod_INTERVAL_METHOD_NORMAL
+			}
+		}
+		res.Impacts = append(res.Impacts, out)
+	}
+	return res, nil
+}

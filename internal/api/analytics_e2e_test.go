@@ -179,6 +179,10 @@ func TestAnalyticsRPCsOtherTenant(t *testing.T) {
 		_, err = other.GetParticipation(ctx, &rallyev1.GetParticipationRequest{TeamId: team.ID.String()})
 		wantCode(t, err, connect.CodeNotFound)
 	})
+	t.Run("GetImpact", func(t *testing.T) {
+		_, err := other.GetImpact(ctx, &rallyev1.GetImpactRequest{ChallengeId: created.Challenge.Id})
+		wantCode(t, err, connect.CodeNotFound)
+	})
 	t.Run("ListNonParticipants", func(t *testing.T) {
 		from, to := window()
 		_, err := other.ListNonParticipants(ctx, &rallyev1.ListNonParticipantsRequest{StartTime: from, EndTime: to, TeamId: team.ID.String()})

@@ -60,6 +60,7 @@ func (h *challengeHandler) CreateChallenge(ctx context.Context, req *rallyev1.Cr
 	c, err := h.svc.Create(ctx, p, challenge.CreateRequest{
 		Definition: definitionFromProto(req.GetDefinition()), TeamIDs: teams, UserIDs: users,
 		StartsAt: timeOf(req.GetStartTime()), EndsAt: timeOf(req.GetEndTime()), Publish: req.GetPublish(), RequestID: req.GetRequestId(),
+		Holdout: holdoutFromProto(req.GetHoldout()),
 	})
 	if err != nil {
 		return nil, err

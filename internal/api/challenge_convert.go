@@ -229,8 +229,22 @@ func challengeToProto(c *challenge.Challenge) *rallyev1.Challenge {
 		StartTime: timestamp(c.StartsAt), EndTime: timestamp(c.EndsAt), EarliestFinalTime: timestamp(c.EarliestFinal()),
 		LatestFinalTime: timestamp(c.LatestFinal()), FinalTime: timestamp(c.FinalizedAt), CancelTime: timestamp(c.CancelledAt),
 		CreateTime: timestamp(c.CreatedAt), UpdateTime: timestamp(c.UpdatedAt), PublishTime: timestamp(c.PublishedAt),
-		CreatedBy: idString(c.CreatedBy), Version: c.Version, TimeZone: c.TimeZone,
+		CreatedBy: idString(c.CreatedBy), Version: c.Version, TimeZone: c.TimeZone, Holdout: holdoutToProto(c),
 	}
+}
+
+func holdoutFromProto(h *rallyev1.HoldoutRequest) *challenge.HoldoutRequest {
+	if h == nil {
+		return nil
+	}
+	return &challenge.HoldoutRequest{Share: h.GetShare(), Seed: h.Seed}
+}
+
+func holdoutToProto(c *challenge.Challenge) *rallyev1.Holdout {
+	if c.HoldoutShare == 0 {
+		return nil
+	}
+	return &rallyev1.Holdout{Share: c.HoldoutShare, Seed: c.HoldoutSeed, Size: int32(len(c.HeldOut))}
 }
 
 func duelToProto(d *challenge.Duel, user uuid.UUID) *rallyev1.Duel {

@@ -142,6 +142,7 @@ var rules = map[string][]rallye.Role{
 	// (internal/analytics).
 	rallyev1connect.AnalyticsServiceGetParticipationProcedure:        people,
 	rallyev1connect.AnalyticsServiceListNonParticipantsProcedure:     overseers,
+	rallyev1connect.AnalyticsServiceGetImpactProcedure:               overseers,
 	rallyev1connect.AnalyticsServiceGetAnalyticsSettingsProcedure:    overseers,
 	rallyev1connect.AnalyticsServiceUpdateAnalyticsSettingsProcedure: admins,
 }

@@ -237,6 +237,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	a.Hub = dashboard.NewHub(a.Redis, a.Keys, log.With("component", "dashboard"))
 	a.KPI.OnChange = a.Hub.Publish
 	a.Analytics = analytics.New(db)
+	a.Analytics.SetKPI(a.KPI)
 	a.Dashboards = dashboard.NewService(db, a.KPI, a.Org, a.Hub, log.With("component", "dashboard"))
 
 	a.Registry.MustRegister(telemetry.NewJobQueue(db.Pool, log.With("component", "metrics")))

@@ -74,6 +74,12 @@ type Challenge struct {
 	FinalizedAt      time.Time
 	CancelledAt      time.Time
 	boardsAt         time.Time
+	// HoldoutShare and HoldoutSeed are those of the holdout drawn at
+	// creation (0 and 0: none); HeldOut are the people kept out, sorted:
+	// they are not eligible, so they neither see nor join the challenge.
+	HoldoutShare float64
+	HoldoutSeed  int64
+	HeldOut      []uuid.UUID
 }
 
 // Final reports whether the results are final and frozen.

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rallyehq/rallye/internal/event"
+	"github.com/rallyehq/rallye/internal/holdout"
 	"github.com/rallyehq/rallye/internal/org"
 )
 
@@ -97,7 +98,7 @@ type placement struct {
 // place applies the participation rules to one person.
 func (o *orgView) place(c *Challenge, user uuid.UUID) placement {
 	p := o.people[user]
-	if p == nil || !p.active {
+	if p == nil || !p.active || holdout.Contains(c.HeldOut, user) {
 		return placement{}
 	}
 	best := placement{}

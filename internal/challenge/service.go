@@ -3,6 +3,8 @@ package challenge
 import (
 	"context"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
+	"github.com/rallyehq/rallye/internal/holdout"
 	"github.com/rallyehq/rallye/internal/idempotency"
 	"github.com/rallyehq/rallye/internal/outbox"
 	"github.com/rallyehq/rallye/internal/rallye"
@@ -33,6 +36,9 @@ type CreateRequest struct {
 	RequestID string
 	// TemplateKey is set by CreateFromTemplate.
 	TemplateKey string
+	// Holdout, when set with a share above 0, keeps that share of the
+	// eligible people of each team out of the challenge (see drawHoldout).
+	Holdout *HoldoutRequest
 	// fingerprint, when set, is what a retry must repeat (the template
 	// request rather than the definition it resolved to).
 	fingerprint any
@@ -96,6 +102,11 @@ func (s *Service) Create(ctx context.Context, p rallye.Principal, req CreateRequ
 		if err := insertChallenge(ctx, tx, c); err != nil {
 			return err
 		}
+		if req.Holdout != nil && req.Holdout.Share > 0 {
+			if err := drawHoldout(ctx, tx, c, *req.Holdout); err != nil {
+				return err
+			}
+		}
 		if req.Publish {
 			return s.publish(ctx, tx, c)
 		}
@@ -105,6 +116,58 @@ func (s *Service) Create(ctx context.Context, p rallye.Principal, req CreateRequ
 		return nil, err
 	}
 	return c, nil
+}
+
+// HoldoutRequest asks for a holdout group at creation.
+type HoldoutRequest struct {
+	// Share of each team's eligible people kept out, above 0 and at most
+	// holdout.MaxShare.
+	Share float64
+	// Seed of the draw; nil: a random one (recorded either way).
+	Seed *int64
+}
+
+// drawHoldout draws the people kept out of c among those eligible now (the
+// reps of its teams and the people it names), stratified by the team they
+// would play for, and records share, seed and people. People who join the
+// teams later are not drawn: they take part as usual.
+func drawHoldout(ctx context.Context, tx pgx.Tx, c *Challenge, req HoldoutRequest) error {
+	if req.Share > holdout.MaxShare || math.IsNaN(req.Share) {
+		return rallye.Invalid("holdout.share", "must be above 0 and at most %v", holdout.MaxShare)
+	}
+	seed := rand.Int64()
+	if req.Seed != nil {
+		seed = *req.Seed
+	}
+	rows, err := tx.Query(ctx, `SELECT id FROM users WHERE tenant_id = $1 AND active`, c.TenantID)
+	if err != nil {
+		return fmt.Errorf("read people: %w", err)
+	}
+	users, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return fmt.Errorf("read people: %w", err)
+	}
+	o, err := loadOrg(ctx, tx, c.TenantID, users)
+	if err != nil {
+		return err
+	}
+	var members []holdout.Member
+	for _, u := range users {
+		if pl := o.place(c, u); pl.eligible {
+			members = append(members, holdout.Member{ID: u, Stratum: pl.team})
+		}
+	}
+	c.HoldoutShare, c.HoldoutSeed = req.Share, seed
+	c.HeldOut = holdout.Draw(seed, req.Share, members)
+	if c.HeldOut == nil {
+		c.HeldOut = []uuid.UUID{}
+	}
+	_, err = tx.Exec(ctx, `UPDATE challenges SET holdout_share = $3, holdout_seed = $4, holdout_user_ids = $5
+		WHERE tenant_id = $1 AND id = $2`, c.TenantID, c.ID, c.HoldoutShare, c.HoldoutSeed, c.HeldOut)
+	if err != nil {
+		return fmt.Errorf("record holdout: %w", err)
+	}
+	return nil
 }
 
 // checkWindow checks a requested window: the end after the start, within

@@ -15,7 +15,8 @@ import (
 
 const challengeColumns = `tenant_id, id, coalesce(template_key, ''), definition, state, team_ids, user_ids,
 	starts_at, ends_at, time_zone, version, coalesce(created_by, '00000000-0000-0000-0000-000000000000'),
-	created_at, updated_at, published_at, started_at, ended_at, finalized_at, cancelled_at, boards_at`
+	created_at, updated_at, published_at, started_at, ended_at, finalized_at, cancelled_at, boards_at,
+	holdout_share, coalesce(holdout_seed, 0), holdout_user_ids`
 
 func scanChallenge(r pgx.Row) (*Challenge, error) {
 	c := &Challenge{}
@@ -23,7 +24,8 @@ func scanChallenge(r pgx.Row) (*Challenge, error) {
 	var starts, ends, published, started, ended, finalized, cancelled, boards *time.Time
 	err := r.Scan(&c.TenantID, &c.ID, &c.TemplateKey, &def, &c.State, &c.TeamIDs, &c.UserIDs,
 		&starts, &ends, &c.TimeZone, &c.Version, &c.CreatedBy, &c.CreatedAt, &c.UpdatedAt,
-		&published, &started, &ended, &finalized, &cancelled, &boards)
+		&published, &started, &ended, &finalized, &cancelled, &boards,
+		&c.HoldoutShare, &c.HoldoutSeed, &c.HeldOut)
 	if err != nil {
 		return nil, err
 	}

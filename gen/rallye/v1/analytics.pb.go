@@ -88,6 +88,112 @@ func (TenureBand) EnumDescriptor() ([]byte, []int) {
 	return file_rallye_v1_analytics_proto_rawDescGZIP(), []int{0}
 }
 
+// IntervalMethod is how an impact's interval is computed.
+type IntervalMethod int32
+
+const (
+	// The default: bootstrap.
+	IntervalMethod_INTERVAL_METHOD_UNSPECIFIED IntervalMethod = 0
+	// Percentile bootstrap, people resampled within each group, 2,000 draws
+	// from the recorded seed.
+	IntervalMethod_INTERVAL_METHOD_BOOTSTRAP IntervalMethod = 1
+	// Normal approximation: estimate ± 1.96 standard errors.
+	IntervalMethod_INTERVAL_METHOD_NORMAL IntervalMethod = 2
+)
+
+// Enum value maps for IntervalMethod.
+var (
+	IntervalMethod_name = map[int32]string{
+		0: "INTERVAL_METHOD_UNSPECIFIED",
+		1: "INTERVAL_METHOD_BOOTSTRAP",
+		2: "INTERVAL_METHOD_NORMAL",
+	}
+	IntervalMethod_value = map[string]int32{
+		"INTERVAL_METHOD_UNSPECIFIED": 0,
+		"INTERVAL_METHOD_BOOTSTRAP":   1,
+		"INTERVAL_METHOD_NORMAL":      2,
+	}
+)
+
+func (x IntervalMethod) Enum() *IntervalMethod {
+	p := new(IntervalMethod)
+	*p = x
+	return p
+}
+
+func (x IntervalMethod) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (IntervalMethod) Descriptor() protoreflect.EnumDescriptor {
+	return file_rallye_v1_analytics_proto_enumTypes[1].Descriptor()
+}
+
+func (IntervalMethod) Type() protoreflect.EnumType {
+	return &file_rallye_v1_analytics_proto_enumTypes[1]
+}
+
+func (x IntervalMethod) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use IntervalMethod.Descriptor instead.
+func (IntervalMethod) EnumDescriptor() ([]byte, []int) {
+	return file_rallye_v1_analytics_proto_rawDescGZIP(), []int{1}
+}
+
+// ControlGroup is who the participants are compared with.
+type ControlGroup int32
+
+const (
+	ControlGroup_CONTROL_GROUP_UNSPECIFIED ControlGroup = 0
+	// The challenge's holdout group: drawn at random, the honest comparison.
+	ControlGroup_CONTROL_GROUP_HOLDOUT ControlGroup = 1
+	// The active reps not invited to the challenge.
+	ControlGroup_CONTROL_GROUP_NON_PARTICIPANTS ControlGroup = 2
+)
+
+// Enum value maps for ControlGroup.
+var (
+	ControlGroup_name = map[int32]string{
+		0: "CONTROL_GROUP_UNSPECIFIED",
+		1: "CONTROL_GROUP_HOLDOUT",
+		2: "CONTROL_GROUP_NON_PARTICIPANTS",
+	}
+	ControlGroup_value = map[string]int32{
+		"CONTROL_GROUP_UNSPECIFIED":      0,
+		"CONTROL_GROUP_HOLDOUT":          1,
+		"CONTROL_GROUP_NON_PARTICIPANTS": 2,
+	}
+)
+
+func (x ControlGroup) Enum() *ControlGroup {
+	p := new(ControlGroup)
+	*p = x
+	return p
+}
+
+func (x ControlGroup) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ControlGroup) Descriptor() protoreflect.EnumDescriptor {
+	return file_rallye_v1_analytics_proto_enumTypes[2].Descriptor()
+}
+
+func (ControlGroup) Type() protoreflect.EnumType {
+	return &file_rallye_v1_analytics_proto_enumTypes[2]
+}
+
+func (x ControlGroup) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ControlGroup.Descriptor instead.
+func (ControlGroup) EnumDescriptor() ([]byte, []int) {
+	return file_rallye_v1_analytics_proto_rawDescGZIP(), []int{2}
+}
+
 type GetParticipationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The challenges; none: every challenge overlapping the period.
@@ -1303,6 +1409,372 @@ func (x *UpdateAnalyticsSettingsResponse) GetSettings() *AnalyticsSettings {
 	return nil
 }
 
+type GetImpactRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ChallengeId string                 `protobuf:"bytes,1,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
+	// KPI keys; none: win_rate, average_basket, median_closing_days.
+	KpiKeys []string       `protobuf:"bytes,2,rep,name=kpi_keys,json=kpiKeys,proto3" json:"kpi_keys,omitempty"`
+	Method  IntervalMethod `protobuf:"varint,3,opt,name=method,proto3,enum=rallye.v1.IntervalMethod" json:"method,omitempty"`
+	// Seed of the bootstrap; unset: one derived from the challenge id (the
+	// same question gets the same answer). Returned either way.
+	Seed          *int64 `protobuf:"varint,4,opt,name=seed,proto3,oneof" json:"seed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetImpactRequest) Reset() {
+	*x = GetImpactRequest{}
+	mi := &file_rallye_v1_analytics_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetImpactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetImpactRequest) ProtoMessage() {}
+
+func (x *GetImpactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rallye_v1_analytics_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetImpactRequest.ProtoReflect.Descriptor instead.
+func (*GetImpactRequest) Descriptor() ([]byte, []int) {
+	return file_rallye_v1_analytics_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetImpactRequest) GetChallengeId() string {
+	if x != nil {
+		return x.ChallengeId
+	}
+	return ""
+}
+
+func (x *GetImpactRequest) GetKpiKeys() []string {
+	if x != nil {
+		return x.KpiKeys
+	}
+	return nil
+}
+
+func (x *GetImpactRequest) GetMethod() IntervalMethod {
+	if x != nil {
+		return x.Method
+	}
+	return IntervalMethod_INTERVAL_METHOD_UNSPECIFIED
+}
+
+func (x *GetImpactRequest) GetSeed() int64 {
+	if x != nil && x.Seed != nil {
+		return *x.Seed
+	}
+	return 0
+}
+
+// GroupSample is one group's people with a value in both periods.
+type GroupSample struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Size          int32                  `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	MeanBefore    float64                `protobuf:"fixed64,2,opt,name=mean_before,json=meanBefore,proto3" json:"mean_before,omitempty"`
+	MeanDuring    float64                `protobuf:"fixed64,3,opt,name=mean_during,json=meanDuring,proto3" json:"mean_during,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupSample) Reset() {
+	*x = GroupSample{}
+	mi := &file_rallye_v1_analytics_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupSample) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupSample) ProtoMessage() {}
+
+func (x *GroupSample) ProtoReflect() protoreflect.Message {
+	mi := &file_rallye_v1_analytics_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupSample.ProtoReflect.Descriptor instead.
+func (*GroupSample) Descriptor() ([]byte, []int) {
+	return file_rallye_v1_analytics_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GroupSample) GetSize() int32 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *GroupSample) GetMeanBefore() float64 {
+	if x != nil {
+		return x.MeanBefore
+	}
+	return 0
+}
+
+func (x *GroupSample) GetMeanDuring() float64 {
+	if x != nil {
+		return x.MeanDuring
+	}
+	return 0
+}
+
+// KpiImpact is a challenge's effect on one KPI.
+type KpiImpact struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	KpiKey string                 `protobuf:"bytes,1,opt,name=kpi_key,json=kpiKey,proto3" json:"kpi_key,omitempty"`
+	// False: a group has fewer people with values than min_sample; no
+	// estimate is given (only the sizes).
+	EnoughData bool `protobuf:"varint,2,opt,name=enough_data,json=enoughData,proto3" json:"enough_data,omitempty"`
+	// The participants' mean change minus the controls' mean change, in the
+	// KPI's unit, and its 95 % interval.
+	Estimate      float64        `protobuf:"fixed64,3,opt,name=estimate,proto3" json:"estimate,omitempty"`
+	Low           float64        `protobuf:"fixed64,4,opt,name=low,proto3" json:"low,omitempty"`
+	High          float64        `protobuf:"fixed64,5,opt,name=high,proto3" json:"high,omitempty"`
+	Participants  *GroupSample   `protobuf:"bytes,6,opt,name=participants,proto3" json:"participants,omitempty"`
+	Controls      *GroupSample   `protobuf:"bytes,7,opt,name=controls,proto3" json:"controls,omitempty"`
+	Method        IntervalMethod `protobuf:"varint,8,opt,name=method,proto3,enum=rallye.v1.IntervalMethod" json:"method,omitempty"`
+	Seed          int64          `protobuf:"varint,9,opt,name=seed,proto3" json:"seed,omitempty"`
+	Resamples     int32          `protobuf:"varint,10,opt,name=resamples,proto3" json:"resamples,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KpiImpact) Reset() {
+	*x = KpiImpact{}
+	mi := &file_rallye_v1_analytics_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KpiImpact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KpiImpact) ProtoMessage() {}
+
+func (x *KpiImpact) ProtoReflect() protoreflect.Message {
+	mi := &file_rallye_v1_analytics_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KpiImpact.ProtoReflect.Descriptor instead.
+func (*KpiImpact) Descriptor() ([]byte, []int) {
+	return file_rallye_v1_analytics_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *KpiImpact) GetKpiKey() string {
+	if x != nil {
+		return x.KpiKey
+	}
+	return ""
+}
+
+func (x *KpiImpact) GetEnoughData() bool {
+	if x != nil {
+		return x.EnoughData
+	}
+	return false
+}
+
+func (x *KpiImpact) GetEstimate() float64 {
+	if x != nil {
+		return x.Estimate
+	}
+	return 0
+}
+
+func (x *KpiImpact) GetLow() float64 {
+	if x != nil {
+		return x.Low
+	}
+	return 0
+}
+
+func (x *KpiImpact) GetHigh() float64 {
+	if x != nil {
+		return x.High
+	}
+	return 0
+}
+
+func (x *KpiImpact) GetParticipants() *GroupSample {
+	if x != nil {
+		return x.Participants
+	}
+	return nil
+}
+
+func (x *KpiImpact) GetControls() *GroupSample {
+	if x != nil {
+		return x.Controls
+	}
+	return nil
+}
+
+func (x *KpiImpact) GetMethod() IntervalMethod {
+	if x != nil {
+		return x.Method
+	}
+	return IntervalMethod_INTERVAL_METHOD_UNSPECIFIED
+}
+
+func (x *KpiImpact) GetSeed() int64 {
+	if x != nil {
+		return x.Seed
+	}
+	return 0
+}
+
+func (x *KpiImpact) GetResamples() int32 {
+	if x != nil {
+		return x.Resamples
+	}
+	return 0
+}
+
+type GetImpactResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ChallengeId string                 `protobuf:"bytes,1,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
+	Control     ControlGroup           `protobuf:"varint,2,opt,name=control,proto3,enum=rallye.v1.ControlGroup" json:"control,omitempty"`
+	// The holdout drawn at creation (share 0: none).
+	HoldoutShare float64 `protobuf:"fixed64,3,opt,name=holdout_share,json=holdoutShare,proto3" json:"holdout_share,omitempty"`
+	HoldoutSeed  int64   `protobuf:"varint,4,opt,name=holdout_seed,json=holdoutSeed,proto3" json:"holdout_seed,omitempty"`
+	// "Before" is [before_start, during_start), "during" [during_start,
+	// during_end): whole days of the company's time zone.
+	BeforeStart *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=before_start,json=beforeStart,proto3" json:"before_start,omitempty"`
+	DuringStart *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=during_start,json=duringStart,proto3" json:"during_start,omitempty"`
+	DuringEnd   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=during_end,json=duringEnd,proto3" json:"during_end,omitempty"`
+	// The fewest people per group an estimate needs (10, or the company's
+	// minimum group size if larger).
+	MinSample     int32        `protobuf:"varint,8,opt,name=min_sample,json=minSample,proto3" json:"min_sample,omitempty"`
+	Impacts       []*KpiImpact `protobuf:"bytes,9,rep,name=impacts,proto3" json:"impacts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetImpactResponse) Reset() {
+	*x = GetImpactResponse{}
+	mi := &file_rallye_v1_analytics_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetImpactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetImpactResponse) ProtoMessage() {}
+
+func (x *GetImpactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rallye_v1_analytics_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetImpactResponse.ProtoReflect.Descriptor instead.
+func (*GetImpactResponse) Descriptor() ([]byte, []int) {
+	return file_rallye_v1_analytics_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetImpactResponse) GetChallengeId() string {
+	if x != nil {
+		return x.ChallengeId
+	}
+	return ""
+}
+
+func (x *GetImpactResponse) GetControl() ControlGroup {
+	if x != nil {
+		return x.Control
+	}
+	return ControlGroup_CONTROL_GROUP_UNSPECIFIED
+}
+
+func (x *GetImpactResponse) GetHoldoutShare() float64 {
+	if x != nil {
+		return x.HoldoutShare
+	}
+	return 0
+}
+
+func (x *GetImpactResponse) GetHoldoutSeed() int64 {
+	if x != nil {
+		return x.HoldoutSeed
+	}
+	return 0
+}
+
+func (x *GetImpactResponse) GetBeforeStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BeforeStart
+	}
+	return nil
+}
+
+func (x *GetImpactResponse) GetDuringStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DuringStart
+	}
+	return nil
+}
+
+func (x *GetImpactResponse) GetDuringEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DuringEnd
+	}
+	return nil
+}
+
+func (x *GetImpactResponse) GetMinSample() int32 {
+	if x != nil {
+		return x.MinSample
+	}
+	return 0
+}
+
+func (x *GetImpactResponse) GetImpacts() []*KpiImpact {
+	if x != nil {
+		return x.Impacts
+	}
+	return nil
+}
+
 var File_rallye_v1_analytics_proto protoreflect.FileDescriptor
 
 const file_rallye_v1_analytics_proto_rawDesc = "" +
@@ -1407,7 +1879,45 @@ const file_rallye_v1_analytics_proto_rawDesc = "" +
 	"\x1eUpdateAnalyticsSettingsRequest\x12@\n" +
 	"\bsettings\x18\x01 \x01(\v2\x1c.rallye.v1.AnalyticsSettingsB\x06\xbaH\x03\xc8\x01\x01R\bsettings\"[\n" +
 	"\x1fUpdateAnalyticsSettingsResponse\x128\n" +
-	"\bsettings\x18\x01 \x01(\v2\x1c.rallye.v1.AnalyticsSettingsR\bsettings*\xbe\x01\n" +
+	"\bsettings\x18\x01 \x01(\v2\x1c.rallye.v1.AnalyticsSettingsR\bsettings\"\xe1\x01\n" +
+	"\x10GetImpactRequest\x12+\n" +
+	"\fchallenge_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\vchallengeId\x12A\n" +
+	"\bkpi_keys\x18\x02 \x03(\tB&\xbaH#\x92\x01 \x10\n" +
+	"\x18\x01\"\x1ar\x182\x16^[a-z][a-z0-9_]{1,62}$R\akpiKeys\x12;\n" +
+	"\x06method\x18\x03 \x01(\x0e2\x19.rallye.v1.IntervalMethodB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06method\x12\x17\n" +
+	"\x04seed\x18\x04 \x01(\x03H\x00R\x04seed\x88\x01\x01B\a\n" +
+	"\x05_seed\"c\n" +
+	"\vGroupSample\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x05R\x04size\x12\x1f\n" +
+	"\vmean_before\x18\x02 \x01(\x01R\n" +
+	"meanBefore\x12\x1f\n" +
+	"\vmean_during\x18\x03 \x01(\x01R\n" +
+	"meanDuring\"\xdc\x02\n" +
+	"\tKpiImpact\x12\x17\n" +
+	"\akpi_key\x18\x01 \x01(\tR\x06kpiKey\x12\x1f\n" +
+	"\venough_data\x18\x02 \x01(\bR\n" +
+	"enoughData\x12\x1a\n" +
+	"\bestimate\x18\x03 \x01(\x01R\bestimate\x12\x10\n" +
+	"\x03low\x18\x04 \x01(\x01R\x03low\x12\x12\n" +
+	"\x04high\x18\x05 \x01(\x01R\x04high\x12:\n" +
+	"\fparticipants\x18\x06 \x01(\v2\x16.rallye.v1.GroupSampleR\fparticipants\x122\n" +
+	"\bcontrols\x18\a \x01(\v2\x16.rallye.v1.GroupSampleR\bcontrols\x121\n" +
+	"\x06method\x18\b \x01(\x0e2\x19.rallye.v1.IntervalMethodR\x06method\x12\x12\n" +
+	"\x04seed\x18\t \x01(\x03R\x04seed\x12\x1c\n" +
+	"\tresamples\x18\n" +
+	" \x01(\x05R\tresamples\"\xb9\x03\n" +
+	"\x11GetImpactResponse\x12!\n" +
+	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\x121\n" +
+	"\acontrol\x18\x02 \x01(\x0e2\x17.rallye.v1.ControlGroupR\acontrol\x12#\n" +
+	"\rholdout_share\x18\x03 \x01(\x01R\fholdoutShare\x12!\n" +
+	"\fholdout_seed\x18\x04 \x01(\x03R\vholdoutSeed\x12=\n" +
+	"\fbefore_start\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vbeforeStart\x12=\n" +
+	"\fduring_start\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vduringStart\x129\n" +
+	"\n" +
+	"during_end\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tduringEnd\x12\x1d\n" +
+	"\n" +
+	"min_sample\x18\b \x01(\x05R\tminSample\x12.\n" +
+	"\aimpacts\x18\t \x03(\v2\x14.rallye.v1.KpiImpactR\aimpacts*\xbe\x01\n" +
 	"\n" +
 	"TenureBand\x12\x1b\n" +
 	"\x17TENURE_BAND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -1415,10 +1925,19 @@ const file_rallye_v1_analytics_proto_rawDesc = "" +
 	"\x1aTENURE_BAND_UNDER_3_MONTHS\x10\x02\x12\x1e\n" +
 	"\x1aTENURE_BAND_3_TO_12_MONTHS\x10\x03\x12\x1c\n" +
 	"\x18TENURE_BAND_1_TO_3_YEARS\x10\x04\x12\x1c\n" +
-	"\x18TENURE_BAND_OVER_3_YEARS\x10\x052\xb0\x03\n" +
+	"\x18TENURE_BAND_OVER_3_YEARS\x10\x05*l\n" +
+	"\x0eIntervalMethod\x12\x1f\n" +
+	"\x1bINTERVAL_METHOD_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19INTERVAL_METHOD_BOOTSTRAP\x10\x01\x12\x1a\n" +
+	"\x16INTERVAL_METHOD_NORMAL\x10\x02*l\n" +
+	"\fControlGroup\x12\x1d\n" +
+	"\x19CONTROL_GROUP_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15CONTROL_GROUP_HOLDOUT\x10\x01\x12\"\n" +
+	"\x1eCONTROL_GROUP_NON_PARTICIPANTS\x10\x022\xf8\x03\n" +
 	"\x10AnalyticsService\x12[\n" +
 	"\x10GetParticipation\x12\".rallye.v1.GetParticipationRequest\x1a#.rallye.v1.GetParticipationResponse\x12d\n" +
-	"\x13ListNonParticipants\x12%.rallye.v1.ListNonParticipantsRequest\x1a&.rallye.v1.ListNonParticipantsResponse\x12g\n" +
+	"\x13ListNonParticipants\x12%.rallye.v1.ListNonParticipantsRequest\x1a&.rallye.v1.ListNonParticipantsResponse\x12F\n" +
+	"\tGetImpact\x12\x1b.rallye.v1.GetImpactRequest\x1a\x1c.rallye.v1.GetImpactResponse\x12g\n" +
 	"\x14GetAnalyticsSettings\x12&.rallye.v1.GetAnalyticsSettingsRequest\x1a'.rallye.v1.GetAnalyticsSettingsResponse\x12p\n" +
 	"\x17UpdateAnalyticsSettings\x12).rallye.v1.UpdateAnalyticsSettingsRequest\x1a*.rallye.v1.UpdateAnalyticsSettingsResponseB\x97\x01\n" +
 	"\rcom.rallye.v1B\x0eAnalyticsProtoP\x01Z1github.com/rallyehq/rallye/gen/rallye/v1;rallyev1\xa2\x02\x03RXX\xaa\x02\tRallye.V1\xca\x02\tRallye\\V1\xe2\x02\x15Rallye\\V1\\GPBMetadata\xea\x02\n" +
@@ -1436,65 +1955,82 @@ func file_rallye_v1_analytics_proto_rawDescGZIP() []byte {
 	return file_rallye_v1_analytics_proto_rawDescData
 }
 
-var file_rallye_v1_analytics_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rallye_v1_analytics_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_rallye_v1_analytics_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_rallye_v1_analytics_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_rallye_v1_analytics_proto_goTypes = []any{
 	(TenureBand)(0),                         // 0: rallye.v1.TenureBand
-	(*GetParticipationRequest)(nil),         // 1: rallye.v1.GetParticipationRequest
-	(*PointsDistribution)(nil),              // 2: rallye.v1.PointsDistribution
-	(*DailyParticipation)(nil),              // 3: rallye.v1.DailyParticipation
-	(*ParticipationStats)(nil),              // 4: rallye.v1.ParticipationStats
-	(*TeamParticipation)(nil),               // 5: rallye.v1.TeamParticipation
-	(*TenureParticipation)(nil),             // 6: rallye.v1.TenureParticipation
-	(*PersonParticipation)(nil),             // 7: rallye.v1.PersonParticipation
-	(*GetParticipationResponse)(nil),        // 8: rallye.v1.GetParticipationResponse
-	(*ListNonParticipantsRequest)(nil),      // 9: rallye.v1.ListNonParticipantsRequest
-	(*NonParticipant)(nil),                  // 10: rallye.v1.NonParticipant
-	(*NonParticipantCount)(nil),             // 11: rallye.v1.NonParticipantCount
-	(*ListNonParticipantsResponse)(nil),     // 12: rallye.v1.ListNonParticipantsResponse
-	(*AnalyticsSettings)(nil),               // 13: rallye.v1.AnalyticsSettings
-	(*GetAnalyticsSettingsRequest)(nil),     // 14: rallye.v1.GetAnalyticsSettingsRequest
-	(*GetAnalyticsSettingsResponse)(nil),    // 15: rallye.v1.GetAnalyticsSettingsResponse
-	(*UpdateAnalyticsSettingsRequest)(nil),  // 16: rallye.v1.UpdateAnalyticsSettingsRequest
-	(*UpdateAnalyticsSettingsResponse)(nil), // 17: rallye.v1.UpdateAnalyticsSettingsResponse
-	(*timestamppb.Timestamp)(nil),           // 18: google.protobuf.Timestamp
+	(IntervalMethod)(0),                     // 1: rallye.v1.IntervalMethod
+	(ControlGroup)(0),                       // 2: rallye.v1.ControlGroup
+	(*GetParticipationRequest)(nil),         // 3: rallye.v1.GetParticipationRequest
+	(*PointsDistribution)(nil),              // 4: rallye.v1.PointsDistribution
+	(*DailyParticipation)(nil),              // 5: rallye.v1.DailyParticipation
+	(*ParticipationStats)(nil),              // 6: rallye.v1.ParticipationStats
+	(*TeamParticipation)(nil),               // 7: rallye.v1.TeamParticipation
+	(*TenureParticipation)(nil),             // 8: rallye.v1.TenureParticipation
+	(*PersonParticipation)(nil),             // 9: rallye.v1.PersonParticipation
+	(*GetParticipationResponse)(nil),        // 10: rallye.v1.GetParticipationResponse
+	(*ListNonParticipantsRequest)(nil),      // 11: rallye.v1.ListNonParticipantsRequest
+	(*NonParticipant)(nil),                  // 12: rallye.v1.NonParticipant
+	(*NonParticipantCount)(nil),             // 13: rallye.v1.NonParticipantCount
+	(*ListNonParticipantsResponse)(nil),     // 14: rallye.v1.ListNonParticipantsResponse
+	(*AnalyticsSettings)(nil),               // 15: rallye.v1.AnalyticsSettings
+	(*GetAnalyticsSettingsRequest)(nil),     // 16: rallye.v1.GetAnalyticsSettingsRequest
+	(*GetAnalyticsSettingsResponse)(nil),    // 17: rallye.v1.GetAnalyticsSettingsResponse
+	(*UpdateAnalyticsSettingsRequest)(nil),  // 18: rallye.v1.UpdateAnalyticsSettingsRequest
+	(*UpdateAnalyticsSettingsResponse)(nil), // 19: rallye.v1.UpdateAnalyticsSettingsResponse
+	(*GetImpactRequest)(nil),                // 20: rallye.v1.GetImpactRequest
+	(*GroupSample)(nil),                     // 21: rallye.v1.GroupSample
+	(*KpiImpact)(nil),                       // 22: rallye.v1.KpiImpact
+	(*GetImpactResponse)(nil),               // 23: rallye.v1.GetImpactResponse
+	(*timestamppb.Timestamp)(nil),           // 24: google.protobuf.Timestamp
 }
 var file_rallye_v1_analytics_proto_depIdxs = []int32{
-	18, // 0: rallye.v1.GetParticipationRequest.start_time:type_name -> google.protobuf.Timestamp
-	18, // 1: rallye.v1.GetParticipationRequest.end_time:type_name -> google.protobuf.Timestamp
-	2,  // 2: rallye.v1.ParticipationStats.points:type_name -> rallye.v1.PointsDistribution
-	3,  // 3: rallye.v1.ParticipationStats.daily:type_name -> rallye.v1.DailyParticipation
-	4,  // 4: rallye.v1.TeamParticipation.stats:type_name -> rallye.v1.ParticipationStats
+	24, // 0: rallye.v1.GetParticipationRequest.start_time:type_name -> google.protobuf.Timestamp
+	24, // 1: rallye.v1.GetParticipationRequest.end_time:type_name -> google.protobuf.Timestamp
+	4,  // 2: rallye.v1.ParticipationStats.points:type_name -> rallye.v1.PointsDistribution
+	5,  // 3: rallye.v1.ParticipationStats.daily:type_name -> rallye.v1.DailyParticipation
+	6,  // 4: rallye.v1.TeamParticipation.stats:type_name -> rallye.v1.ParticipationStats
 	0,  // 5: rallye.v1.TenureParticipation.band:type_name -> rallye.v1.TenureBand
-	4,  // 6: rallye.v1.TenureParticipation.stats:type_name -> rallye.v1.ParticipationStats
+	6,  // 6: rallye.v1.TenureParticipation.stats:type_name -> rallye.v1.ParticipationStats
 	0,  // 7: rallye.v1.PersonParticipation.band:type_name -> rallye.v1.TenureBand
-	18, // 8: rallye.v1.GetParticipationResponse.start_time:type_name -> google.protobuf.Timestamp
-	18, // 9: rallye.v1.GetParticipationResponse.end_time:type_name -> google.protobuf.Timestamp
-	4,  // 10: rallye.v1.GetParticipationResponse.total:type_name -> rallye.v1.ParticipationStats
-	5,  // 11: rallye.v1.GetParticipationResponse.by_team:type_name -> rallye.v1.TeamParticipation
-	6,  // 12: rallye.v1.GetParticipationResponse.by_tenure:type_name -> rallye.v1.TenureParticipation
-	7,  // 13: rallye.v1.GetParticipationResponse.people:type_name -> rallye.v1.PersonParticipation
-	18, // 14: rallye.v1.ListNonParticipantsRequest.start_time:type_name -> google.protobuf.Timestamp
-	18, // 15: rallye.v1.ListNonParticipantsRequest.end_time:type_name -> google.protobuf.Timestamp
+	24, // 8: rallye.v1.GetParticipationResponse.start_time:type_name -> google.protobuf.Timestamp
+	24, // 9: rallye.v1.GetParticipationResponse.end_time:type_name -> google.protobuf.Timestamp
+	6,  // 10: rallye.v1.GetParticipationResponse.total:type_name -> rallye.v1.ParticipationStats
+	7,  // 11: rallye.v1.GetParticipationResponse.by_team:type_name -> rallye.v1.TeamParticipation
+	8,  // 12: rallye.v1.GetParticipationResponse.by_tenure:type_name -> rallye.v1.TenureParticipation
+	9,  // 13: rallye.v1.GetParticipationResponse.people:type_name -> rallye.v1.PersonParticipation
+	24, // 14: rallye.v1.ListNonParticipantsRequest.start_time:type_name -> google.protobuf.Timestamp
+	24, // 15: rallye.v1.ListNonParticipantsRequest.end_time:type_name -> google.protobuf.Timestamp
 	0,  // 16: rallye.v1.NonParticipant.band:type_name -> rallye.v1.TenureBand
-	10, // 17: rallye.v1.ListNonParticipantsResponse.people:type_name -> rallye.v1.NonParticipant
-	11, // 18: rallye.v1.ListNonParticipantsResponse.by_team:type_name -> rallye.v1.NonParticipantCount
-	13, // 19: rallye.v1.GetAnalyticsSettingsResponse.settings:type_name -> rallye.v1.AnalyticsSettings
-	13, // 20: rallye.v1.UpdateAnalyticsSettingsRequest.settings:type_name -> rallye.v1.AnalyticsSettings
-	13, // 21: rallye.v1.UpdateAnalyticsSettingsResponse.settings:type_name -> rallye.v1.AnalyticsSettings
-	1,  // 22: rallye.v1.AnalyticsService.GetParticipation:input_type -> rallye.v1.GetParticipationRequest
-	9,  // 23: rallye.v1.AnalyticsService.ListNonParticipants:input_type -> rallye.v1.ListNonParticipantsRequest
-	14, // 24: rallye.v1.AnalyticsService.GetAnalyticsSettings:input_type -> rallye.v1.GetAnalyticsSettingsRequest
-	16, // 25: rallye.v1.AnalyticsService.UpdateAnalyticsSettings:input_type -> rallye.v1.UpdateAnalyticsSettingsRequest
-	8,  // 26: rallye.v1.AnalyticsService.GetParticipation:output_type -> rallye.v1.GetParticipationResponse
-	12, // 27: rallye.v1.AnalyticsService.ListNonParticipants:output_type -> rallye.v1.ListNonParticipantsResponse
-	15, // 28: rallye.v1.AnalyticsService.GetAnalyticsSettings:output_type -> rallye.v1.GetAnalyticsSettingsResponse
-	17, // 29: rallye.v1.AnalyticsService.UpdateAnalyticsSettings:output_type -> rallye.v1.UpdateAnalyticsSettingsResponse
-	26, // [26:30] is the sub-list for method output_type
-	22, // [22:26] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	12, // 17: rallye.v1.ListNonParticipantsResponse.people:type_name -> rallye.v1.NonParticipant
+	13, // 18: rallye.v1.ListNonParticipantsResponse.by_team:type_name -> rallye.v1.NonParticipantCount
+	15, // 19: rallye.v1.GetAnalyticsSettingsResponse.settings:type_name -> rallye.v1.AnalyticsSettings
+	15, // 20: rallye.v1.UpdateAnalyticsSettingsRequest.settings:type_name -> rallye.v1.AnalyticsSettings
+	15, // 21: rallye.v1.UpdateAnalyticsSettingsResponse.settings:type_name -> rallye.v1.AnalyticsSettings
+	1,  // 22: rallye.v1.GetImpactRequest.method:type_name -> rallye.v1.IntervalMethod
+	21, // 23: rallye.v1.KpiImpact.participants:type_name -> rallye.v1.GroupSample
+	21, // 24: rallye.v1.KpiImpact.controls:type_name -> rallye.v1.GroupSample
+	1,  // 25: rallye.v1.KpiImpact.method:type_name -> rallye.v1.IntervalMethod
+	2,  // 26: rallye.v1.GetImpactResponse.control:type_name -> rallye.v1.ControlGroup
+	24, // 27: rallye.v1.GetImpactResponse.before_start:type_name -> google.protobuf.Timestamp
+	24, // 28: rallye.v1.GetImpactResponse.during_start:type_name -> google.protobuf.Timestamp
+	24, // 29: rallye.v1.GetImpactResponse.during_end:type_name -> google.protobuf.Timestamp
+	22, // 30: rallye.v1.GetImpactResponse.impacts:type_name -> rallye.v1.KpiImpact
+	3,  // 31: rallye.v1.AnalyticsService.GetParticipation:input_type -> rallye.v1.GetParticipationRequest
+	11, // 32: rallye.v1.AnalyticsService.ListNonParticipants:input_type -> rallye.v1.ListNonParticipantsRequest
+	20, // 33: rallye.v1.AnalyticsService.GetImpact:input_type -> rallye.v1.GetImpactRequest
+	16, // 34: rallye.v1.AnalyticsService.GetAnalyticsSettings:input_type -> rallye.v1.GetAnalyticsSettingsRequest
+	18, // 35: rallye.v1.AnalyticsService.UpdateAnalyticsSettings:input_type -> rallye.v1.UpdateAnalyticsSettingsRequest
+	10, // 36: rallye.v1.AnalyticsService.GetParticipation:output_type -> rallye.v1.GetParticipationResponse
+	14, // 37: rallye.v1.AnalyticsService.ListNonParticipants:output_type -> rallye.v1.ListNonParticipantsResponse
+	23, // 38: rallye.v1.AnalyticsService.GetImpact:output_type -> rallye.v1.GetImpactResponse
+	17, // 39: rallye.v1.AnalyticsService.GetAnalyticsSettings:output_type -> rallye.v1.GetAnalyticsSettingsResponse
+	19, // 40: rallye.v1.AnalyticsService.UpdateAnalyticsSettings:output_type -> rallye.v1.UpdateAnalyticsSettingsResponse
+	36, // [36:41] is the sub-list for method output_type
+	31, // [31:36] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_rallye_v1_analytics_proto_init() }
@@ -1503,13 +2039,14 @@ func file_rallye_v1_analytics_proto_init() {
 		return
 	}
 	file_rallye_v1_rules_proto_init()
+	file_rallye_v1_analytics_proto_msgTypes[17].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rallye_v1_analytics_proto_rawDesc), len(file_rallye_v1_analytics_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   17,
+			NumEnums:      3,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1685,7 +1685,9 @@ type Challenge struct {
 	Version int64 `protobuf:"varint,18,opt,name=version,proto3" json:"version,omitempty"`
 	// The company's time zone when the challenge was created: the hour and
 	// weekday of expressions are read in it.
-	TimeZone      string `protobuf:"bytes,19,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	TimeZone string `protobuf:"bytes,19,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	// The holdout group, if one was drawn at creation.
+	Holdout       *Holdout `protobuf:"bytes,20,opt,name=holdout,proto3" json:"holdout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1851,6 +1853,13 @@ func (x *Challenge) GetTimeZone() string {
 		return x.TimeZone
 	}
 	return ""
+}
+
+func (x *Challenge) GetHoldout() *Holdout {
+	if x != nil {
+		return x.Holdout
+	}
+	return nil
 }
 
 // MissionProgress is a mission's progress for one participant (or their
@@ -2434,7 +2443,11 @@ type CreateChallengeRequest struct {
 	// Schedule at once instead of leaving a draft.
 	Publish bool `protobuf:"varint,6,opt,name=publish,proto3" json:"publish,omitempty"`
 	// Idempotency key chosen by the client.
-	RequestId     string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Keep a random share of each team's eligible people out of the
+	// challenge, as a control group for AnalyticsService.GetImpact. They are
+	// told nothing: they do not see, join or score in the challenge.
+	Holdout       *HoldoutRequest `protobuf:"bytes,8,opt,name=holdout,proto3" json:"holdout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2518,6 +2531,132 @@ func (x *CreateChallengeRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *CreateChallengeRequest) GetHoldout() *HoldoutRequest {
+	if x != nil {
+		return x.Holdout
+	}
+	return nil
+}
+
+// HoldoutRequest asks for a holdout group, drawn at creation among the
+// people eligible then (stratified by the team they would play for), with
+// a seed recorded so that the draw can be reproduced.
+type HoldoutRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Share of each team kept out: above 0, at most 0.5.
+	Share float64 `protobuf:"fixed64,1,opt,name=share,proto3" json:"share,omitempty"`
+	// Seed of the draw; unset: a random one.
+	Seed          *int64 `protobuf:"varint,2,opt,name=seed,proto3,oneof" json:"seed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldoutRequest) Reset() {
+	*x = HoldoutRequest{}
+	mi := &file_rallye_v1_challenge_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldoutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldoutRequest) ProtoMessage() {}
+
+func (x *HoldoutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rallye_v1_challenge_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldoutRequest.ProtoReflect.Descriptor instead.
+func (*HoldoutRequest) Descriptor() ([]byte, []int) {
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *HoldoutRequest) GetShare() float64 {
+	if x != nil {
+		return x.Share
+	}
+	return 0
+}
+
+func (x *HoldoutRequest) GetSeed() int64 {
+	if x != nil && x.Seed != nil {
+		return *x.Seed
+	}
+	return 0
+}
+
+// Holdout is the holdout group drawn for a challenge.
+type Holdout struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Share float64                `protobuf:"fixed64,1,opt,name=share,proto3" json:"share,omitempty"`
+	Seed  int64                  `protobuf:"varint,2,opt,name=seed,proto3" json:"seed,omitempty"`
+	// How many people were kept out (never who).
+	Size          int32 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Holdout) Reset() {
+	*x = Holdout{}
+	mi := &file_rallye_v1_challenge_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Holdout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Holdout) ProtoMessage() {}
+
+func (x *Holdout) ProtoReflect() protoreflect.Message {
+	mi := &file_rallye_v1_challenge_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Holdout.ProtoReflect.Descriptor instead.
+func (*Holdout) Descriptor() ([]byte, []int) {
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Holdout) GetShare() float64 {
+	if x != nil {
+		return x.Share
+	}
+	return 0
+}
+
+func (x *Holdout) GetSeed() int64 {
+	if x != nil {
+		return x.Seed
+	}
+	return 0
+}
+
+func (x *Holdout) GetSize() int32 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 type CreateChallengeResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Challenge     *Challenge             `protobuf:"bytes,1,opt,name=challenge,proto3" json:"challenge,omitempty"`
@@ -2527,7 +2666,7 @@ type CreateChallengeResponse struct {
 
 func (x *CreateChallengeResponse) Reset() {
 	*x = CreateChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[14]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2539,7 +2678,7 @@ func (x *CreateChallengeResponse) String() string {
 func (*CreateChallengeResponse) ProtoMessage() {}
 
 func (x *CreateChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[14]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2552,7 +2691,7 @@ func (x *CreateChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateChallengeResponse.ProtoReflect.Descriptor instead.
 func (*CreateChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{14}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateChallengeResponse) GetChallenge() *Challenge {
@@ -2577,7 +2716,7 @@ type MissionAdjustment struct {
 
 func (x *MissionAdjustment) Reset() {
 	*x = MissionAdjustment{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[15]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2589,7 +2728,7 @@ func (x *MissionAdjustment) String() string {
 func (*MissionAdjustment) ProtoMessage() {}
 
 func (x *MissionAdjustment) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[15]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2602,7 +2741,7 @@ func (x *MissionAdjustment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MissionAdjustment.ProtoReflect.Descriptor instead.
 func (*MissionAdjustment) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{15}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MissionAdjustment) GetKey() string {
@@ -2661,7 +2800,7 @@ type CreateChallengeFromTemplateRequest struct {
 
 func (x *CreateChallengeFromTemplateRequest) Reset() {
 	*x = CreateChallengeFromTemplateRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[16]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2673,7 +2812,7 @@ func (x *CreateChallengeFromTemplateRequest) String() string {
 func (*CreateChallengeFromTemplateRequest) ProtoMessage() {}
 
 func (x *CreateChallengeFromTemplateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[16]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2686,7 +2825,7 @@ func (x *CreateChallengeFromTemplateRequest) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use CreateChallengeFromTemplateRequest.ProtoReflect.Descriptor instead.
 func (*CreateChallengeFromTemplateRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{16}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateChallengeFromTemplateRequest) GetTemplateKey() string {
@@ -2768,7 +2907,7 @@ type CreateChallengeFromTemplateResponse struct {
 
 func (x *CreateChallengeFromTemplateResponse) Reset() {
 	*x = CreateChallengeFromTemplateResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[17]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2780,7 +2919,7 @@ func (x *CreateChallengeFromTemplateResponse) String() string {
 func (*CreateChallengeFromTemplateResponse) ProtoMessage() {}
 
 func (x *CreateChallengeFromTemplateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[17]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2793,7 +2932,7 @@ func (x *CreateChallengeFromTemplateResponse) ProtoReflect() protoreflect.Messag
 
 // Deprecated: Use CreateChallengeFromTemplateResponse.ProtoReflect.Descriptor instead.
 func (*CreateChallengeFromTemplateResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{17}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateChallengeFromTemplateResponse) GetChallenge() *Challenge {
@@ -2812,7 +2951,7 @@ type GetChallengeRequest struct {
 
 func (x *GetChallengeRequest) Reset() {
 	*x = GetChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[18]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2824,7 +2963,7 @@ func (x *GetChallengeRequest) String() string {
 func (*GetChallengeRequest) ProtoMessage() {}
 
 func (x *GetChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[18]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2837,7 +2976,7 @@ func (x *GetChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeRequest.ProtoReflect.Descriptor instead.
 func (*GetChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{18}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetChallengeRequest) GetChallengeId() string {
@@ -2863,7 +3002,7 @@ type GetChallengeResponse struct {
 
 func (x *GetChallengeResponse) Reset() {
 	*x = GetChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[19]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2875,7 +3014,7 @@ func (x *GetChallengeResponse) String() string {
 func (*GetChallengeResponse) ProtoMessage() {}
 
 func (x *GetChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[19]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2888,7 +3027,7 @@ func (x *GetChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeResponse.ProtoReflect.Descriptor instead.
 func (*GetChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{19}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetChallengeResponse) GetChallenge() *Challenge {
@@ -2950,7 +3089,7 @@ type UpdateChallengeRequest struct {
 
 func (x *UpdateChallengeRequest) Reset() {
 	*x = UpdateChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[20]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2962,7 +3101,7 @@ func (x *UpdateChallengeRequest) String() string {
 func (*UpdateChallengeRequest) ProtoMessage() {}
 
 func (x *UpdateChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[20]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2975,7 +3114,7 @@ func (x *UpdateChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChallengeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{20}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateChallengeRequest) GetChallengeId() string {
@@ -3036,7 +3175,7 @@ type UpdateChallengeResponse struct {
 
 func (x *UpdateChallengeResponse) Reset() {
 	*x = UpdateChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[21]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3048,7 +3187,7 @@ func (x *UpdateChallengeResponse) String() string {
 func (*UpdateChallengeResponse) ProtoMessage() {}
 
 func (x *UpdateChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[21]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3061,7 +3200,7 @@ func (x *UpdateChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChallengeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{21}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateChallengeResponse) GetChallenge() *Challenge {
@@ -3080,7 +3219,7 @@ type PublishChallengeRequest struct {
 
 func (x *PublishChallengeRequest) Reset() {
 	*x = PublishChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[22]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3092,7 +3231,7 @@ func (x *PublishChallengeRequest) String() string {
 func (*PublishChallengeRequest) ProtoMessage() {}
 
 func (x *PublishChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[22]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3105,7 +3244,7 @@ func (x *PublishChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishChallengeRequest.ProtoReflect.Descriptor instead.
 func (*PublishChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{22}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PublishChallengeRequest) GetChallengeId() string {
@@ -3124,7 +3263,7 @@ type PublishChallengeResponse struct {
 
 func (x *PublishChallengeResponse) Reset() {
 	*x = PublishChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[23]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3136,7 +3275,7 @@ func (x *PublishChallengeResponse) String() string {
 func (*PublishChallengeResponse) ProtoMessage() {}
 
 func (x *PublishChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[23]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3149,7 +3288,7 @@ func (x *PublishChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishChallengeResponse.ProtoReflect.Descriptor instead.
 func (*PublishChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{23}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PublishChallengeResponse) GetChallenge() *Challenge {
@@ -3169,7 +3308,7 @@ type ExtendChallengeRequest struct {
 
 func (x *ExtendChallengeRequest) Reset() {
 	*x = ExtendChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[24]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3181,7 +3320,7 @@ func (x *ExtendChallengeRequest) String() string {
 func (*ExtendChallengeRequest) ProtoMessage() {}
 
 func (x *ExtendChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[24]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3194,7 +3333,7 @@ func (x *ExtendChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendChallengeRequest.ProtoReflect.Descriptor instead.
 func (*ExtendChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{24}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ExtendChallengeRequest) GetChallengeId() string {
@@ -3220,7 +3359,7 @@ type ExtendChallengeResponse struct {
 
 func (x *ExtendChallengeResponse) Reset() {
 	*x = ExtendChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[25]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3232,7 +3371,7 @@ func (x *ExtendChallengeResponse) String() string {
 func (*ExtendChallengeResponse) ProtoMessage() {}
 
 func (x *ExtendChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[25]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3245,7 +3384,7 @@ func (x *ExtendChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendChallengeResponse.ProtoReflect.Descriptor instead.
 func (*ExtendChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{25}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ExtendChallengeResponse) GetChallenge() *Challenge {
@@ -3264,7 +3403,7 @@ type EndChallengeRequest struct {
 
 func (x *EndChallengeRequest) Reset() {
 	*x = EndChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[26]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3276,7 +3415,7 @@ func (x *EndChallengeRequest) String() string {
 func (*EndChallengeRequest) ProtoMessage() {}
 
 func (x *EndChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[26]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3289,7 +3428,7 @@ func (x *EndChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndChallengeRequest.ProtoReflect.Descriptor instead.
 func (*EndChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{26}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *EndChallengeRequest) GetChallengeId() string {
@@ -3308,7 +3447,7 @@ type EndChallengeResponse struct {
 
 func (x *EndChallengeResponse) Reset() {
 	*x = EndChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[27]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3320,7 +3459,7 @@ func (x *EndChallengeResponse) String() string {
 func (*EndChallengeResponse) ProtoMessage() {}
 
 func (x *EndChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[27]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3333,7 +3472,7 @@ func (x *EndChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndChallengeResponse.ProtoReflect.Descriptor instead.
 func (*EndChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{27}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EndChallengeResponse) GetChallenge() *Challenge {
@@ -3352,7 +3491,7 @@ type CancelChallengeRequest struct {
 
 func (x *CancelChallengeRequest) Reset() {
 	*x = CancelChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[28]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3364,7 +3503,7 @@ func (x *CancelChallengeRequest) String() string {
 func (*CancelChallengeRequest) ProtoMessage() {}
 
 func (x *CancelChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[28]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3377,7 +3516,7 @@ func (x *CancelChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelChallengeRequest.ProtoReflect.Descriptor instead.
 func (*CancelChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{28}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CancelChallengeRequest) GetChallengeId() string {
@@ -3396,7 +3535,7 @@ type CancelChallengeResponse struct {
 
 func (x *CancelChallengeResponse) Reset() {
 	*x = CancelChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[29]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3408,7 +3547,7 @@ func (x *CancelChallengeResponse) String() string {
 func (*CancelChallengeResponse) ProtoMessage() {}
 
 func (x *CancelChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[29]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3421,7 +3560,7 @@ func (x *CancelChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelChallengeResponse.ProtoReflect.Descriptor instead.
 func (*CancelChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{29}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CancelChallengeResponse) GetChallenge() *Challenge {
@@ -3440,7 +3579,7 @@ type JoinChallengeRequest struct {
 
 func (x *JoinChallengeRequest) Reset() {
 	*x = JoinChallengeRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[30]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3452,7 +3591,7 @@ func (x *JoinChallengeRequest) String() string {
 func (*JoinChallengeRequest) ProtoMessage() {}
 
 func (x *JoinChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[30]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3465,7 +3604,7 @@ func (x *JoinChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinChallengeRequest.ProtoReflect.Descriptor instead.
 func (*JoinChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{30}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *JoinChallengeRequest) GetChallengeId() string {
@@ -3484,7 +3623,7 @@ type JoinChallengeResponse struct {
 
 func (x *JoinChallengeResponse) Reset() {
 	*x = JoinChallengeResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[31]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3496,7 +3635,7 @@ func (x *JoinChallengeResponse) String() string {
 func (*JoinChallengeResponse) ProtoMessage() {}
 
 func (x *JoinChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[31]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3509,7 +3648,7 @@ func (x *JoinChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinChallengeResponse.ProtoReflect.Descriptor instead.
 func (*JoinChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{31}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JoinChallengeResponse) GetMe() *Participation {
@@ -3530,7 +3669,7 @@ type SetParticipantTargetRequest struct {
 
 func (x *SetParticipantTargetRequest) Reset() {
 	*x = SetParticipantTargetRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[32]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3542,7 +3681,7 @@ func (x *SetParticipantTargetRequest) String() string {
 func (*SetParticipantTargetRequest) ProtoMessage() {}
 
 func (x *SetParticipantTargetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[32]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3555,7 +3694,7 @@ func (x *SetParticipantTargetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetParticipantTargetRequest.ProtoReflect.Descriptor instead.
 func (*SetParticipantTargetRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{32}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SetParticipantTargetRequest) GetChallengeId() string {
@@ -3587,7 +3726,7 @@ type SetParticipantTargetResponse struct {
 
 func (x *SetParticipantTargetResponse) Reset() {
 	*x = SetParticipantTargetResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[33]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3599,7 +3738,7 @@ func (x *SetParticipantTargetResponse) String() string {
 func (*SetParticipantTargetResponse) ProtoMessage() {}
 
 func (x *SetParticipantTargetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[33]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3612,7 +3751,7 @@ func (x *SetParticipantTargetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetParticipantTargetResponse.ProtoReflect.Descriptor instead.
 func (*SetParticipantTargetResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{33}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{35}
 }
 
 type ListMyChallengesRequest struct {
@@ -3629,7 +3768,7 @@ type ListMyChallengesRequest struct {
 
 func (x *ListMyChallengesRequest) Reset() {
 	*x = ListMyChallengesRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[34]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3641,7 +3780,7 @@ func (x *ListMyChallengesRequest) String() string {
 func (*ListMyChallengesRequest) ProtoMessage() {}
 
 func (x *ListMyChallengesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[34]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3654,7 +3793,7 @@ func (x *ListMyChallengesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyChallengesRequest.ProtoReflect.Descriptor instead.
 func (*ListMyChallengesRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{34}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListMyChallengesRequest) GetWindow() ChallengeWindow {
@@ -3692,7 +3831,7 @@ type ChallengeSummary struct {
 
 func (x *ChallengeSummary) Reset() {
 	*x = ChallengeSummary{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[35]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3704,7 +3843,7 @@ func (x *ChallengeSummary) String() string {
 func (*ChallengeSummary) ProtoMessage() {}
 
 func (x *ChallengeSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[35]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3717,7 +3856,7 @@ func (x *ChallengeSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeSummary.ProtoReflect.Descriptor instead.
 func (*ChallengeSummary) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{35}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ChallengeSummary) GetChallenge() *Challenge {
@@ -3751,7 +3890,7 @@ type ListMyChallengesResponse struct {
 
 func (x *ListMyChallengesResponse) Reset() {
 	*x = ListMyChallengesResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[36]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3763,7 +3902,7 @@ func (x *ListMyChallengesResponse) String() string {
 func (*ListMyChallengesResponse) ProtoMessage() {}
 
 func (x *ListMyChallengesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[36]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3776,7 +3915,7 @@ func (x *ListMyChallengesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyChallengesResponse.ProtoReflect.Descriptor instead.
 func (*ListMyChallengesResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{36}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListMyChallengesResponse) GetChallenges() []*ChallengeSummary {
@@ -3808,7 +3947,7 @@ type ListChallengesRequest struct {
 
 func (x *ListChallengesRequest) Reset() {
 	*x = ListChallengesRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[37]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3820,7 +3959,7 @@ func (x *ListChallengesRequest) String() string {
 func (*ListChallengesRequest) ProtoMessage() {}
 
 func (x *ListChallengesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[37]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3833,7 +3972,7 @@ func (x *ListChallengesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChallengesRequest.ProtoReflect.Descriptor instead.
 func (*ListChallengesRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{37}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListChallengesRequest) GetStates() []ChallengeState {
@@ -3880,7 +4019,7 @@ type ChallengeOverview struct {
 
 func (x *ChallengeOverview) Reset() {
 	*x = ChallengeOverview{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[38]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3892,7 +4031,7 @@ func (x *ChallengeOverview) String() string {
 func (*ChallengeOverview) ProtoMessage() {}
 
 func (x *ChallengeOverview) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[38]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3905,7 +4044,7 @@ func (x *ChallengeOverview) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeOverview.ProtoReflect.Descriptor instead.
 func (*ChallengeOverview) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{38}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ChallengeOverview) GetChallenge() *Challenge {
@@ -3953,7 +4092,7 @@ type ListChallengesResponse struct {
 
 func (x *ListChallengesResponse) Reset() {
 	*x = ListChallengesResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[39]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3965,7 +4104,7 @@ func (x *ListChallengesResponse) String() string {
 func (*ListChallengesResponse) ProtoMessage() {}
 
 func (x *ListChallengesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[39]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3978,7 +4117,7 @@ func (x *ListChallengesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChallengesResponse.ProtoReflect.Descriptor instead.
 func (*ListChallengesResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{39}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListChallengesResponse) GetChallenges() []*ChallengeOverview {
@@ -4004,7 +4143,7 @@ type GetChallengeStandingsRequest struct {
 
 func (x *GetChallengeStandingsRequest) Reset() {
 	*x = GetChallengeStandingsRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[40]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4016,7 +4155,7 @@ func (x *GetChallengeStandingsRequest) String() string {
 func (*GetChallengeStandingsRequest) ProtoMessage() {}
 
 func (x *GetChallengeStandingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[40]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4029,7 +4168,7 @@ func (x *GetChallengeStandingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeStandingsRequest.ProtoReflect.Descriptor instead.
 func (*GetChallengeStandingsRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{40}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetChallengeStandingsRequest) GetChallengeId() string {
@@ -4055,7 +4194,7 @@ type Standing struct {
 
 func (x *Standing) Reset() {
 	*x = Standing{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[41]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4067,7 +4206,7 @@ func (x *Standing) String() string {
 func (*Standing) ProtoMessage() {}
 
 func (x *Standing) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[41]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4080,7 +4219,7 @@ func (x *Standing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Standing.ProtoReflect.Descriptor instead.
 func (*Standing) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{41}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Standing) GetRank() int32 {
@@ -4146,7 +4285,7 @@ type TeamStanding struct {
 
 func (x *TeamStanding) Reset() {
 	*x = TeamStanding{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[42]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4158,7 +4297,7 @@ func (x *TeamStanding) String() string {
 func (*TeamStanding) ProtoMessage() {}
 
 func (x *TeamStanding) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[42]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4171,7 +4310,7 @@ func (x *TeamStanding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeamStanding.ProtoReflect.Descriptor instead.
 func (*TeamStanding) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{42}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TeamStanding) GetRank() int32 {
@@ -4224,7 +4363,7 @@ type GetChallengeStandingsResponse struct {
 
 func (x *GetChallengeStandingsResponse) Reset() {
 	*x = GetChallengeStandingsResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[43]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4236,7 +4375,7 @@ func (x *GetChallengeStandingsResponse) String() string {
 func (*GetChallengeStandingsResponse) ProtoMessage() {}
 
 func (x *GetChallengeStandingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[43]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4249,7 +4388,7 @@ func (x *GetChallengeStandingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeStandingsResponse.ProtoReflect.Descriptor instead.
 func (*GetChallengeStandingsResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{43}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetChallengeStandingsResponse) GetFormat() ChallengeFormat {
@@ -4300,7 +4439,7 @@ type ListChallengeParticipantsRequest struct {
 
 func (x *ListChallengeParticipantsRequest) Reset() {
 	*x = ListChallengeParticipantsRequest{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[44]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4312,7 +4451,7 @@ func (x *ListChallengeParticipantsRequest) String() string {
 func (*ListChallengeParticipantsRequest) ProtoMessage() {}
 
 func (x *ListChallengeParticipantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[44]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4325,7 +4464,7 @@ func (x *ListChallengeParticipantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChallengeParticipantsRequest.ProtoReflect.Descriptor instead.
 func (*ListChallengeParticipantsRequest) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{44}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListChallengeParticipantsRequest) GetChallengeId() string {
@@ -4367,7 +4506,7 @@ type ParticipantProgress struct {
 
 func (x *ParticipantProgress) Reset() {
 	*x = ParticipantProgress{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[45]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4379,7 +4518,7 @@ func (x *ParticipantProgress) String() string {
 func (*ParticipantProgress) ProtoMessage() {}
 
 func (x *ParticipantProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[45]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4392,7 +4531,7 @@ func (x *ParticipantProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParticipantProgress.ProtoReflect.Descriptor instead.
 func (*ParticipantProgress) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{45}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ParticipantProgress) GetDisplayName() string {
@@ -4419,7 +4558,7 @@ type ListChallengeParticipantsResponse struct {
 
 func (x *ListChallengeParticipantsResponse) Reset() {
 	*x = ListChallengeParticipantsResponse{}
-	mi := &file_rallye_v1_challenge_proto_msgTypes[46]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4431,7 +4570,7 @@ func (x *ListChallengeParticipantsResponse) String() string {
 func (*ListChallengeParticipantsResponse) ProtoMessage() {}
 
 func (x *ListChallengeParticipantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rallye_v1_challenge_proto_msgTypes[46]
+	mi := &file_rallye_v1_challenge_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4444,7 +4583,7 @@ func (x *ListChallengeParticipantsResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ListChallengeParticipantsResponse.ProtoReflect.Descriptor instead.
 func (*ListChallengeParticipantsResponse) Descriptor() ([]byte, []int) {
-	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{46}
+	return file_rallye_v1_challenge_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListChallengeParticipantsResponse) GetParticipants() []*ParticipantProgress {
@@ -4553,7 +4692,7 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\bmissions\x18\x0e \x03(\v2\x12.rallye.v1.MissionB\b\xbaH\x05\x92\x01\x02\x10\x14R\bmissions\x12E\n" +
 	"\rscoring_rules\x18\x0f \x03(\v2\x16.rallye.v1.ScoringRuleB\b\xbaH\x05\x92\x01\x02\x10\x14R\fscoringRules\x129\n" +
 	"\arewards\x18\x10 \x03(\v2\x15.rallye.v1.RewardRuleB\b\xbaH\x05\x92\x01\x02\x10\x14R\arewards\x12@\n" +
-	"\btie_rule\x18\x11 \x01(\x0e2\x1b.rallye.v1.ChallengeTieRuleB\b\xbaH\x05\x82\x01\x02\x10\x01R\atieRule\"\x88\a\n" +
+	"\btie_rule\x18\x11 \x01(\x0e2\x1b.rallye.v1.ChallengeTieRuleB\b\xbaH\x05\x82\x01\x02\x10\x01R\atieRule\"\xb6\a\n" +
 	"\tChallenge\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12>\n" +
 	"\n" +
@@ -4582,7 +4721,8 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\n" +
 	"created_by\x18\x11 \x01(\tR\tcreatedBy\x12\x18\n" +
 	"\aversion\x18\x12 \x01(\x03R\aversion\x12\x1b\n" +
-	"\ttime_zone\x18\x13 \x01(\tR\btimeZone\"\xbe\x04\n" +
+	"\ttime_zone\x18\x13 \x01(\tR\btimeZone\x12,\n" +
+	"\aholdout\x18\x14 \x01(\v2\x12.rallye.v1.HoldoutR\aholdout\"\xbe\x04\n" +
 	"\x0fMissionProgress\x12\x1d\n" +
 	"\n" +
 	"mission_id\x18\x01 \x01(\tR\tmissionId\x12\x1f\n" +
@@ -4641,7 +4781,7 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\asources\x18\x01 \x03(\v2\x1d.rallye.v1.SourceCompletenessR\asources\x12\x1a\n" +
 	"\bcomplete\x18\x02 \x01(\bR\bcomplete\x12J\n" +
 	"\x13earliest_final_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x11earliestFinalTime\x12F\n" +
-	"\x11latest_final_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0flatestFinalTime\"\x8a\x03\n" +
+	"\x11latest_final_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0flatestFinalTime\"\xbf\x03\n" +
 	"\x16CreateChallengeRequest\x12F\n" +
 	"\n" +
 	"definition\x18\x01 \x01(\v2\x1e.rallye.v1.ChallengeDefinitionB\x06\xbaH\x03\xc8\x01\x01R\n" +
@@ -4655,7 +4795,16 @@ const file_rallye_v1_challenge_proto_rawDesc = "" +
 	"\xbaH\a\xb2\x01\x04\xc8\xd5\"\x01R\aendTime\x12\x18\n" +
 	"\apublish\x18\x06 \x01(\bR\apublish\x12'\n" +
 	"\n" +
-	"request_id\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\trequestId\"M\n" +
+	"request_id\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\trequestId\x123\n" +
+	"\aholdout\x18\b \x01(\v2\x19.rallye.v1.HoldoutRequestR\aholdout\"a\n" +
+	"\x0eHoldoutRequest\x12-\n" +
+	"\x05share\x18\x01 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x00\xe0?!\x00\x00\x00\x00\x00\x00\x00\x00R\x05share\x12\x17\n" +
+	"\x04seed\x18\x02 \x01(\x03H\x00R\x04seed\x88\x01\x01B\a\n" +
+	"\x05_seed\"G\n" +
+	"\aHoldout\x12\x14\n" +
+	"\x05share\x18\x01 \x01(\x01R\x05share\x12\x12\n" +
+	"\x04seed\x18\x02 \x01(\x03R\x04seed\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x05R\x04size\"M\n" +
 	"\x17CreateChallengeResponse\x122\n" +
 	"\tchallenge\x18\x01 \x01(\v2\x14.rallye.v1.ChallengeR\tchallenge\"\x97\x02\n" +
 	"\x11MissionAdjustment\x122\n" +
@@ -4930,7 +5079,7 @@ func file_rallye_v1_challenge_proto_rawDescGZIP() []byte {
 }
 
 var file_rallye_v1_challenge_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
-var file_rallye_v1_challenge_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_rallye_v1_challenge_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_rallye_v1_challenge_proto_goTypes = []any{
 	(ChallengeKind)(0),                          // 0: rallye.v1.ChallengeKind
 	(ChallengeMode)(0),                          // 1: rallye.v1.ChallengeMode
@@ -4961,48 +5110,50 @@ var file_rallye_v1_challenge_proto_goTypes = []any{
 	(*SourceCompleteness)(nil),                  // 26: rallye.v1.SourceCompleteness
 	(*DataCompleteness)(nil),                    // 27: rallye.v1.DataCompleteness
 	(*CreateChallengeRequest)(nil),              // 28: rallye.v1.CreateChallengeRequest
-	(*CreateChallengeResponse)(nil),             // 29: rallye.v1.CreateChallengeResponse
-	(*MissionAdjustment)(nil),                   // 30: rallye.v1.MissionAdjustment
-	(*CreateChallengeFromTemplateRequest)(nil),  // 31: rallye.v1.CreateChallengeFromTemplateRequest
-	(*CreateChallengeFromTemplateResponse)(nil), // 32: rallye.v1.CreateChallengeFromTemplateResponse
-	(*GetChallengeRequest)(nil),                 // 33: rallye.v1.GetChallengeRequest
-	(*GetChallengeResponse)(nil),                // 34: rallye.v1.GetChallengeResponse
-	(*UpdateChallengeRequest)(nil),              // 35: rallye.v1.UpdateChallengeRequest
-	(*UpdateChallengeResponse)(nil),             // 36: rallye.v1.UpdateChallengeResponse
-	(*PublishChallengeRequest)(nil),             // 37: rallye.v1.PublishChallengeRequest
-	(*PublishChallengeResponse)(nil),            // 38: rallye.v1.PublishChallengeResponse
-	(*ExtendChallengeRequest)(nil),              // 39: rallye.v1.ExtendChallengeRequest
-	(*ExtendChallengeResponse)(nil),             // 40: rallye.v1.ExtendChallengeResponse
-	(*EndChallengeRequest)(nil),                 // 41: rallye.v1.EndChallengeRequest
-	(*EndChallengeResponse)(nil),                // 42: rallye.v1.EndChallengeResponse
-	(*CancelChallengeRequest)(nil),              // 43: rallye.v1.CancelChallengeRequest
-	(*CancelChallengeResponse)(nil),             // 44: rallye.v1.CancelChallengeResponse
-	(*JoinChallengeRequest)(nil),                // 45: rallye.v1.JoinChallengeRequest
-	(*JoinChallengeResponse)(nil),               // 46: rallye.v1.JoinChallengeResponse
-	(*SetParticipantTargetRequest)(nil),         // 47: rallye.v1.SetParticipantTargetRequest
-	(*SetParticipantTargetResponse)(nil),        // 48: rallye.v1.SetParticipantTargetResponse
-	(*ListMyChallengesRequest)(nil),             // 49: rallye.v1.ListMyChallengesRequest
-	(*ChallengeSummary)(nil),                    // 50: rallye.v1.ChallengeSummary
-	(*ListMyChallengesResponse)(nil),            // 51: rallye.v1.ListMyChallengesResponse
-	(*ListChallengesRequest)(nil),               // 52: rallye.v1.ListChallengesRequest
-	(*ChallengeOverview)(nil),                   // 53: rallye.v1.ChallengeOverview
-	(*ListChallengesResponse)(nil),              // 54: rallye.v1.ListChallengesResponse
-	(*GetChallengeStandingsRequest)(nil),        // 55: rallye.v1.GetChallengeStandingsRequest
-	(*Standing)(nil),                            // 56: rallye.v1.Standing
-	(*TeamStanding)(nil),                        // 57: rallye.v1.TeamStanding
-	(*GetChallengeStandingsResponse)(nil),       // 58: rallye.v1.GetChallengeStandingsResponse
-	(*ListChallengeParticipantsRequest)(nil),    // 59: rallye.v1.ListChallengeParticipantsRequest
-	(*ParticipantProgress)(nil),                 // 60: rallye.v1.ParticipantProgress
-	(*ListChallengeParticipantsResponse)(nil),   // 61: rallye.v1.ListChallengeParticipantsResponse
-	(*LocalizedText)(nil),                       // 62: rallye.v1.LocalizedText
-	(*durationpb.Duration)(nil),                 // 63: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),               // 64: google.protobuf.Timestamp
-	(SubmissionState)(0),                        // 65: rallye.v1.SubmissionState
-	(*fieldmaskpb.FieldMask)(nil),               // 66: google.protobuf.FieldMask
+	(*HoldoutRequest)(nil),                      // 29: rallye.v1.HoldoutRequest
+	(*Holdout)(nil),                             // 30: rallye.v1.Holdout
+	(*CreateChallengeResponse)(nil),             // 31: rallye.v1.CreateChallengeResponse
+	(*MissionAdjustment)(nil),                   // 32: rallye.v1.MissionAdjustment
+	(*CreateChallengeFromTemplateRequest)(nil),  // 33: rallye.v1.CreateChallengeFromTemplateRequest
+	(*CreateChallengeFromTemplateResponse)(nil), // 34: rallye.v1.CreateChallengeFromTemplateResponse
+	(*GetChallengeRequest)(nil),                 // 35: rallye.v1.GetChallengeRequest
+	(*GetChallengeResponse)(nil),                // 36: rallye.v1.GetChallengeResponse
+	(*UpdateChallengeRequest)(nil),              // 37: rallye.v1.UpdateChallengeRequest
+	(*UpdateChallengeResponse)(nil),             // 38: rallye.v1.UpdateChallengeResponse
+	(*PublishChallengeRequest)(nil),             // 39: rallye.v1.PublishChallengeRequest
+	(*PublishChallengeResponse)(nil),            // 40: rallye.v1.PublishChallengeResponse
+	(*ExtendChallengeRequest)(nil),              // 41: rallye.v1.ExtendChallengeRequest
+	(*ExtendChallengeResponse)(nil),             // 42: rallye.v1.ExtendChallengeResponse
+	(*EndChallengeRequest)(nil),                 // 43: rallye.v1.EndChallengeRequest
+	(*EndChallengeResponse)(nil),                // 44: rallye.v1.EndChallengeResponse
+	(*CancelChallengeRequest)(nil),              // 45: rallye.v1.CancelChallengeRequest
+	(*CancelChallengeResponse)(nil),             // 46: rallye.v1.CancelChallengeResponse
+	(*JoinChallengeRequest)(nil),                // 47: rallye.v1.JoinChallengeRequest
+	(*JoinChallengeResponse)(nil),               // 48: rallye.v1.JoinChallengeResponse
+	(*SetParticipantTargetRequest)(nil),         // 49: rallye.v1.SetParticipantTargetRequest
+	(*SetParticipantTargetResponse)(nil),        // 50: rallye.v1.SetParticipantTargetResponse
+	(*ListMyChallengesRequest)(nil),             // 51: rallye.v1.ListMyChallengesRequest
+	(*ChallengeSummary)(nil),                    // 52: rallye.v1.ChallengeSummary
+	(*ListMyChallengesResponse)(nil),            // 53: rallye.v1.ListMyChallengesResponse
+	(*ListChallengesRequest)(nil),               // 54: rallye.v1.ListChallengesRequest
+	(*ChallengeOverview)(nil),                   // 55: rallye.v1.ChallengeOverview
+	(*ListChallengesResponse)(nil),              // 56: rallye.v1.ListChallengesResponse
+	(*GetChallengeStandingsRequest)(nil),        // 57: rallye.v1.GetChallengeStandingsRequest
+	(*Standing)(nil),                            // 58: rallye.v1.Standing
+	(*TeamStanding)(nil),                        // 59: rallye.v1.TeamStanding
+	(*GetChallengeStandingsResponse)(nil),       // 60: rallye.v1.GetChallengeStandingsResponse
+	(*ListChallengeParticipantsRequest)(nil),    // 61: rallye.v1.ListChallengeParticipantsRequest
+	(*ParticipantProgress)(nil),                 // 62: rallye.v1.ParticipantProgress
+	(*ListChallengeParticipantsResponse)(nil),   // 63: rallye.v1.ListChallengeParticipantsResponse
+	(*LocalizedText)(nil),                       // 64: rallye.v1.LocalizedText
+	(*durationpb.Duration)(nil),                 // 65: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),               // 66: google.protobuf.Timestamp
+	(SubmissionState)(0),                        // 67: rallye.v1.SubmissionState
+	(*fieldmaskpb.FieldMask)(nil),               // 68: google.protobuf.FieldMask
 }
 var file_rallye_v1_challenge_proto_depIdxs = []int32{
-	62,  // 0: rallye.v1.Mission.name:type_name -> rallye.v1.LocalizedText
-	62,  // 1: rallye.v1.Mission.description:type_name -> rallye.v1.LocalizedText
+	64,  // 0: rallye.v1.Mission.name:type_name -> rallye.v1.LocalizedText
+	64,  // 1: rallye.v1.Mission.description:type_name -> rallye.v1.LocalizedText
 	7,   // 2: rallye.v1.Mission.scope:type_name -> rallye.v1.MissionScope
 	16,  // 3: rallye.v1.Mission.auto:type_name -> rallye.v1.AutoCondition
 	17,  // 4: rallye.v1.Mission.manual:type_name -> rallye.v1.ManualCondition
@@ -5010,124 +5161,126 @@ var file_rallye_v1_challenge_proto_depIdxs = []int32{
 	9,   // 6: rallye.v1.AutoCondition.comparison:type_name -> rallye.v1.Comparison
 	10,  // 7: rallye.v1.AutoCondition.unit:type_name -> rallye.v1.MissionUnit
 	11,  // 8: rallye.v1.ManualCondition.kind:type_name -> rallye.v1.ManualKind
-	62,  // 9: rallye.v1.ScoringRule.label:type_name -> rallye.v1.LocalizedText
+	64,  // 9: rallye.v1.ScoringRule.label:type_name -> rallye.v1.LocalizedText
 	12,  // 10: rallye.v1.RewardRule.kind:type_name -> rallye.v1.RewardKind
-	62,  // 11: rallye.v1.RewardRule.label:type_name -> rallye.v1.LocalizedText
+	64,  // 11: rallye.v1.RewardRule.label:type_name -> rallye.v1.LocalizedText
 	12,  // 12: rallye.v1.GrantedReward.kind:type_name -> rallye.v1.RewardKind
-	62,  // 13: rallye.v1.GrantedReward.label:type_name -> rallye.v1.LocalizedText
-	62,  // 14: rallye.v1.ChallengeDefinition.name:type_name -> rallye.v1.LocalizedText
-	62,  // 15: rallye.v1.ChallengeDefinition.description:type_name -> rallye.v1.LocalizedText
+	64,  // 13: rallye.v1.GrantedReward.label:type_name -> rallye.v1.LocalizedText
+	64,  // 14: rallye.v1.ChallengeDefinition.name:type_name -> rallye.v1.LocalizedText
+	64,  // 15: rallye.v1.ChallengeDefinition.description:type_name -> rallye.v1.LocalizedText
 	0,   // 16: rallye.v1.ChallengeDefinition.kind:type_name -> rallye.v1.ChallengeKind
 	1,   // 17: rallye.v1.ChallengeDefinition.mode:type_name -> rallye.v1.ChallengeMode
 	3,   // 18: rallye.v1.ChallengeDefinition.format:type_name -> rallye.v1.ChallengeFormat
 	4,   // 19: rallye.v1.ChallengeDefinition.enrollment:type_name -> rallye.v1.Enrollment
 	5,   // 20: rallye.v1.ChallengeDefinition.team_metric:type_name -> rallye.v1.TeamMetric
-	63,  // 21: rallye.v1.ChallengeDefinition.duration:type_name -> google.protobuf.Duration
-	63,  // 22: rallye.v1.ChallengeDefinition.grace_period:type_name -> google.protobuf.Duration
-	63,  // 23: rallye.v1.ChallengeDefinition.max_data_wait:type_name -> google.protobuf.Duration
+	65,  // 21: rallye.v1.ChallengeDefinition.duration:type_name -> google.protobuf.Duration
+	65,  // 22: rallye.v1.ChallengeDefinition.grace_period:type_name -> google.protobuf.Duration
+	65,  // 23: rallye.v1.ChallengeDefinition.max_data_wait:type_name -> google.protobuf.Duration
 	15,  // 24: rallye.v1.ChallengeDefinition.missions:type_name -> rallye.v1.Mission
 	18,  // 25: rallye.v1.ChallengeDefinition.scoring_rules:type_name -> rallye.v1.ScoringRule
 	19,  // 26: rallye.v1.ChallengeDefinition.rewards:type_name -> rallye.v1.RewardRule
 	2,   // 27: rallye.v1.ChallengeDefinition.tie_rule:type_name -> rallye.v1.ChallengeTieRule
 	21,  // 28: rallye.v1.Challenge.definition:type_name -> rallye.v1.ChallengeDefinition
 	6,   // 29: rallye.v1.Challenge.state:type_name -> rallye.v1.ChallengeState
-	64,  // 30: rallye.v1.Challenge.start_time:type_name -> google.protobuf.Timestamp
-	64,  // 31: rallye.v1.Challenge.end_time:type_name -> google.protobuf.Timestamp
-	64,  // 32: rallye.v1.Challenge.earliest_final_time:type_name -> google.protobuf.Timestamp
-	64,  // 33: rallye.v1.Challenge.latest_final_time:type_name -> google.protobuf.Timestamp
-	64,  // 34: rallye.v1.Challenge.final_time:type_name -> google.protobuf.Timestamp
-	64,  // 35: rallye.v1.Challenge.cancel_time:type_name -> google.protobuf.Timestamp
-	64,  // 36: rallye.v1.Challenge.create_time:type_name -> google.protobuf.Timestamp
-	64,  // 37: rallye.v1.Challenge.update_time:type_name -> google.protobuf.Timestamp
-	64,  // 38: rallye.v1.Challenge.publish_time:type_name -> google.protobuf.Timestamp
-	7,   // 39: rallye.v1.MissionProgress.scope:type_name -> rallye.v1.MissionScope
-	10,  // 40: rallye.v1.MissionProgress.unit:type_name -> rallye.v1.MissionUnit
-	64,  // 41: rallye.v1.MissionProgress.complete_time:type_name -> google.protobuf.Timestamp
-	65,  // 42: rallye.v1.MissionProgress.submission_state:type_name -> rallye.v1.SubmissionState
-	13,  // 43: rallye.v1.Duel.outcome:type_name -> rallye.v1.DuelOutcome
-	64,  // 44: rallye.v1.Participation.counts_from:type_name -> google.protobuf.Timestamp
-	64,  // 45: rallye.v1.Participation.target_reach_time:type_name -> google.protobuf.Timestamp
-	24,  // 46: rallye.v1.Participation.duel:type_name -> rallye.v1.Duel
-	23,  // 47: rallye.v1.Participation.missions:type_name -> rallye.v1.MissionProgress
-	20,  // 48: rallye.v1.Participation.rewards:type_name -> rallye.v1.GrantedReward
-	64,  // 49: rallye.v1.SourceCompleteness.newest_event_time:type_name -> google.protobuf.Timestamp
-	64,  // 50: rallye.v1.SourceCompleteness.last_receive_time:type_name -> google.protobuf.Timestamp
-	26,  // 51: rallye.v1.DataCompleteness.sources:type_name -> rallye.v1.SourceCompleteness
-	64,  // 52: rallye.v1.DataCompleteness.earliest_final_time:type_name -> google.protobuf.Timestamp
-	64,  // 53: rallye.v1.DataCompleteness.latest_final_time:type_name -> google.protobuf.Timestamp
-	21,  // 54: rallye.v1.CreateChallengeRequest.definition:type_name -> rallye.v1.ChallengeDefinition
-	64,  // 55: rallye.v1.CreateChallengeRequest.start_time:type_name -> google.protobuf.Timestamp
-	64,  // 56: rallye.v1.CreateChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
-	22,  // 57: rallye.v1.CreateChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	64,  // 58: rallye.v1.CreateChallengeFromTemplateRequest.start_time:type_name -> google.protobuf.Timestamp
-	64,  // 59: rallye.v1.CreateChallengeFromTemplateRequest.end_time:type_name -> google.protobuf.Timestamp
-	21,  // 60: rallye.v1.CreateChallengeFromTemplateRequest.overrides:type_name -> rallye.v1.ChallengeDefinition
-	66,  // 61: rallye.v1.CreateChallengeFromTemplateRequest.override_mask:type_name -> google.protobuf.FieldMask
-	30,  // 62: rallye.v1.CreateChallengeFromTemplateRequest.mission_adjustments:type_name -> rallye.v1.MissionAdjustment
-	22,  // 63: rallye.v1.CreateChallengeFromTemplateResponse.challenge:type_name -> rallye.v1.Challenge
-	22,  // 64: rallye.v1.GetChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	25,  // 65: rallye.v1.GetChallengeResponse.me:type_name -> rallye.v1.Participation
-	27,  // 66: rallye.v1.GetChallengeResponse.completeness:type_name -> rallye.v1.DataCompleteness
-	21,  // 67: rallye.v1.UpdateChallengeRequest.definition:type_name -> rallye.v1.ChallengeDefinition
-	64,  // 68: rallye.v1.UpdateChallengeRequest.start_time:type_name -> google.protobuf.Timestamp
-	64,  // 69: rallye.v1.UpdateChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
-	66,  // 70: rallye.v1.UpdateChallengeRequest.update_mask:type_name -> google.protobuf.FieldMask
-	22,  // 71: rallye.v1.UpdateChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	22,  // 72: rallye.v1.PublishChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	64,  // 73: rallye.v1.ExtendChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
-	22,  // 74: rallye.v1.ExtendChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	22,  // 75: rallye.v1.EndChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	22,  // 76: rallye.v1.CancelChallengeResponse.challenge:type_name -> rallye.v1.Challenge
-	25,  // 77: rallye.v1.JoinChallengeResponse.me:type_name -> rallye.v1.Participation
-	14,  // 78: rallye.v1.ListMyChallengesRequest.window:type_name -> rallye.v1.ChallengeWindow
-	22,  // 79: rallye.v1.ChallengeSummary.challenge:type_name -> rallye.v1.Challenge
-	25,  // 80: rallye.v1.ChallengeSummary.me:type_name -> rallye.v1.Participation
-	64,  // 81: rallye.v1.ChallengeSummary.next_time:type_name -> google.protobuf.Timestamp
-	50,  // 82: rallye.v1.ListMyChallengesResponse.challenges:type_name -> rallye.v1.ChallengeSummary
-	6,   // 83: rallye.v1.ListChallengesRequest.states:type_name -> rallye.v1.ChallengeState
-	22,  // 84: rallye.v1.ChallengeOverview.challenge:type_name -> rallye.v1.Challenge
-	64,  // 85: rallye.v1.ChallengeOverview.next_time:type_name -> google.protobuf.Timestamp
-	53,  // 86: rallye.v1.ListChallengesResponse.challenges:type_name -> rallye.v1.ChallengeOverview
-	64,  // 87: rallye.v1.Standing.target_reach_time:type_name -> google.protobuf.Timestamp
-	3,   // 88: rallye.v1.GetChallengeStandingsResponse.format:type_name -> rallye.v1.ChallengeFormat
-	56,  // 89: rallye.v1.GetChallengeStandingsResponse.people:type_name -> rallye.v1.Standing
-	57,  // 90: rallye.v1.GetChallengeStandingsResponse.teams:type_name -> rallye.v1.TeamStanding
-	24,  // 91: rallye.v1.GetChallengeStandingsResponse.duels:type_name -> rallye.v1.Duel
-	25,  // 92: rallye.v1.ParticipantProgress.participation:type_name -> rallye.v1.Participation
-	60,  // 93: rallye.v1.ListChallengeParticipantsResponse.participants:type_name -> rallye.v1.ParticipantProgress
-	28,  // 94: rallye.v1.ChallengeService.CreateChallenge:input_type -> rallye.v1.CreateChallengeRequest
-	31,  // 95: rallye.v1.ChallengeService.CreateChallengeFromTemplate:input_type -> rallye.v1.CreateChallengeFromTemplateRequest
-	33,  // 96: rallye.v1.ChallengeService.GetChallenge:input_type -> rallye.v1.GetChallengeRequest
-	35,  // 97: rallye.v1.ChallengeService.UpdateChallenge:input_type -> rallye.v1.UpdateChallengeRequest
-	37,  // 98: rallye.v1.ChallengeService.PublishChallenge:input_type -> rallye.v1.PublishChallengeRequest
-	39,  // 99: rallye.v1.ChallengeService.ExtendChallenge:input_type -> rallye.v1.ExtendChallengeRequest
-	41,  // 100: rallye.v1.ChallengeService.EndChallenge:input_type -> rallye.v1.EndChallengeRequest
-	43,  // 101: rallye.v1.ChallengeService.CancelChallenge:input_type -> rallye.v1.CancelChallengeRequest
-	45,  // 102: rallye.v1.ChallengeService.JoinChallenge:input_type -> rallye.v1.JoinChallengeRequest
-	47,  // 103: rallye.v1.ChallengeService.SetParticipantTarget:input_type -> rallye.v1.SetParticipantTargetRequest
-	49,  // 104: rallye.v1.ChallengeService.ListMyChallenges:input_type -> rallye.v1.ListMyChallengesRequest
-	52,  // 105: rallye.v1.ChallengeService.ListChallenges:input_type -> rallye.v1.ListChallengesRequest
-	55,  // 106: rallye.v1.ChallengeService.GetChallengeStandings:input_type -> rallye.v1.GetChallengeStandingsRequest
-	59,  // 107: rallye.v1.ChallengeService.ListChallengeParticipants:input_type -> rallye.v1.ListChallengeParticipantsRequest
-	29,  // 108: rallye.v1.ChallengeService.CreateChallenge:output_type -> rallye.v1.CreateChallengeResponse
-	32,  // 109: rallye.v1.ChallengeService.CreateChallengeFromTemplate:output_type -> rallye.v1.CreateChallengeFromTemplateResponse
-	34,  // 110: rallye.v1.ChallengeService.GetChallenge:output_type -> rallye.v1.GetChallengeResponse
-	36,  // 111: rallye.v1.ChallengeService.UpdateChallenge:output_type -> rallye.v1.UpdateChallengeResponse
-	38,  // 112: rallye.v1.ChallengeService.PublishChallenge:output_type -> rallye.v1.PublishChallengeResponse
-	40,  // 113: rallye.v1.ChallengeService.ExtendChallenge:output_type -> rallye.v1.ExtendChallengeResponse
-	42,  // 114: rallye.v1.ChallengeService.EndChallenge:output_type -> rallye.v1.EndChallengeResponse
-	44,  // 115: rallye.v1.ChallengeService.CancelChallenge:output_type -> rallye.v1.CancelChallengeResponse
-	46,  // 116: rallye.v1.ChallengeService.JoinChallenge:output_type -> rallye.v1.JoinChallengeResponse
-	48,  // 117: rallye.v1.ChallengeService.SetParticipantTarget:output_type -> rallye.v1.SetParticipantTargetResponse
-	51,  // 118: rallye.v1.ChallengeService.ListMyChallenges:output_type -> rallye.v1.ListMyChallengesResponse
-	54,  // 119: rallye.v1.ChallengeService.ListChallenges:output_type -> rallye.v1.ListChallengesResponse
-	58,  // 120: rallye.v1.ChallengeService.GetChallengeStandings:output_type -> rallye.v1.GetChallengeStandingsResponse
-	61,  // 121: rallye.v1.ChallengeService.ListChallengeParticipants:output_type -> rallye.v1.ListChallengeParticipantsResponse
-	108, // [108:122] is the sub-list for method output_type
-	94,  // [94:108] is the sub-list for method input_type
-	94,  // [94:94] is the sub-list for extension type_name
-	94,  // [94:94] is the sub-list for extension extendee
-	0,   // [0:94] is the sub-list for field type_name
+	66,  // 30: rallye.v1.Challenge.start_time:type_name -> google.protobuf.Timestamp
+	66,  // 31: rallye.v1.Challenge.end_time:type_name -> google.protobuf.Timestamp
+	66,  // 32: rallye.v1.Challenge.earliest_final_time:type_name -> google.protobuf.Timestamp
+	66,  // 33: rallye.v1.Challenge.latest_final_time:type_name -> google.protobuf.Timestamp
+	66,  // 34: rallye.v1.Challenge.final_time:type_name -> google.protobuf.Timestamp
+	66,  // 35: rallye.v1.Challenge.cancel_time:type_name -> google.protobuf.Timestamp
+	66,  // 36: rallye.v1.Challenge.create_time:type_name -> google.protobuf.Timestamp
+	66,  // 37: rallye.v1.Challenge.update_time:type_name -> google.protobuf.Timestamp
+	66,  // 38: rallye.v1.Challenge.publish_time:type_name -> google.protobuf.Timestamp
+	30,  // 39: rallye.v1.Challenge.holdout:type_name -> rallye.v1.Holdout
+	7,   // 40: rallye.v1.MissionProgress.scope:type_name -> rallye.v1.MissionScope
+	10,  // 41: rallye.v1.MissionProgress.unit:type_name -> rallye.v1.MissionUnit
+	66,  // 42: rallye.v1.MissionProgress.complete_time:type_name -> google.protobuf.Timestamp
+	67,  // 43: rallye.v1.MissionProgress.submission_state:type_name -> rallye.v1.SubmissionState
+	13,  // 44: rallye.v1.Duel.outcome:type_name -> rallye.v1.DuelOutcome
+	66,  // 45: rallye.v1.Participation.counts_from:type_name -> google.protobuf.Timestamp
+	66,  // 46: rallye.v1.Participation.target_reach_time:type_name -> google.protobuf.Timestamp
+	24,  // 47: rallye.v1.Participation.duel:type_name -> rallye.v1.Duel
+	23,  // 48: rallye.v1.Participation.missions:type_name -> rallye.v1.MissionProgress
+	20,  // 49: rallye.v1.Participation.rewards:type_name -> rallye.v1.GrantedReward
+	66,  // 50: rallye.v1.SourceCompleteness.newest_event_time:type_name -> google.protobuf.Timestamp
+	66,  // 51: rallye.v1.SourceCompleteness.last_receive_time:type_name -> google.protobuf.Timestamp
+	26,  // 52: rallye.v1.DataCompleteness.sources:type_name -> rallye.v1.SourceCompleteness
+	66,  // 53: rallye.v1.DataCompleteness.earliest_final_time:type_name -> google.protobuf.Timestamp
+	66,  // 54: rallye.v1.DataCompleteness.latest_final_time:type_name -> google.protobuf.Timestamp
+	21,  // 55: rallye.v1.CreateChallengeRequest.definition:type_name -> rallye.v1.ChallengeDefinition
+	66,  // 56: rallye.v1.CreateChallengeRequest.start_time:type_name -> google.protobuf.Timestamp
+	66,  // 57: rallye.v1.CreateChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
+	29,  // 58: rallye.v1.CreateChallengeRequest.holdout:type_name -> rallye.v1.HoldoutRequest
+	22,  // 59: rallye.v1.CreateChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	66,  // 60: rallye.v1.CreateChallengeFromTemplateRequest.start_time:type_name -> google.protobuf.Timestamp
+	66,  // 61: rallye.v1.CreateChallengeFromTemplateRequest.end_time:type_name -> google.protobuf.Timestamp
+	21,  // 62: rallye.v1.CreateChallengeFromTemplateRequest.overrides:type_name -> rallye.v1.ChallengeDefinition
+	68,  // 63: rallye.v1.CreateChallengeFromTemplateRequest.override_mask:type_name -> google.protobuf.FieldMask
+	32,  // 64: rallye.v1.CreateChallengeFromTemplateRequest.mission_adjustments:type_name -> rallye.v1.MissionAdjustment
+	22,  // 65: rallye.v1.CreateChallengeFromTemplateResponse.challenge:type_name -> rallye.v1.Challenge
+	22,  // 66: rallye.v1.GetChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	25,  // 67: rallye.v1.GetChallengeResponse.me:type_name -> rallye.v1.Participation
+	27,  // 68: rallye.v1.GetChallengeResponse.completeness:type_name -> rallye.v1.DataCompleteness
+	21,  // 69: rallye.v1.UpdateChallengeRequest.definition:type_name -> rallye.v1.ChallengeDefinition
+	66,  // 70: rallye.v1.UpdateChallengeRequest.start_time:type_name -> google.protobuf.Timestamp
+	66,  // 71: rallye.v1.UpdateChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
+	68,  // 72: rallye.v1.UpdateChallengeRequest.update_mask:type_name -> google.protobuf.FieldMask
+	22,  // 73: rallye.v1.UpdateChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	22,  // 74: rallye.v1.PublishChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	66,  // 75: rallye.v1.ExtendChallengeRequest.end_time:type_name -> google.protobuf.Timestamp
+	22,  // 76: rallye.v1.ExtendChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	22,  // 77: rallye.v1.EndChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	22,  // 78: rallye.v1.CancelChallengeResponse.challenge:type_name -> rallye.v1.Challenge
+	25,  // 79: rallye.v1.JoinChallengeResponse.me:type_name -> rallye.v1.Participation
+	14,  // 80: rallye.v1.ListMyChallengesRequest.window:type_name -> rallye.v1.ChallengeWindow
+	22,  // 81: rallye.v1.ChallengeSummary.challenge:type_name -> rallye.v1.Challenge
+	25,  // 82: rallye.v1.ChallengeSummary.me:type_name -> rallye.v1.Participation
+	66,  // 83: rallye.v1.ChallengeSummary.next_time:type_name -> google.protobuf.Timestamp
+	52,  // 84: rallye.v1.ListMyChallengesResponse.challenges:type_name -> rallye.v1.ChallengeSummary
+	6,   // 85: rallye.v1.ListChallengesRequest.states:type_name -> rallye.v1.ChallengeState
+	22,  // 86: rallye.v1.ChallengeOverview.challenge:type_name -> rallye.v1.Challenge
+	66,  // 87: rallye.v1.ChallengeOverview.next_time:type_name -> google.protobuf.Timestamp
+	55,  // 88: rallye.v1.ListChallengesResponse.challenges:type_name -> rallye.v1.ChallengeOverview
+	66,  // 89: rallye.v1.Standing.target_reach_time:type_name -> google.protobuf.Timestamp
+	3,   // 90: rallye.v1.GetChallengeStandingsResponse.format:type_name -> rallye.v1.ChallengeFormat
+	58,  // 91: rallye.v1.GetChallengeStandingsResponse.people:type_name -> rallye.v1.Standing
+	59,  // 92: rallye.v1.GetChallengeStandingsResponse.teams:type_name -> rallye.v1.TeamStanding
+	24,  // 93: rallye.v1.GetChallengeStandingsResponse.duels:type_name -> rallye.v1.Duel
+	25,  // 94: rallye.v1.ParticipantProgress.participation:type_name -> rallye.v1.Participation
+	62,  // 95: rallye.v1.ListChallengeParticipantsResponse.participants:type_name -> rallye.v1.ParticipantProgress
+	28,  // 96: rallye.v1.ChallengeService.CreateChallenge:input_type -> rallye.v1.CreateChallengeRequest
+	33,  // 97: rallye.v1.ChallengeService.CreateChallengeFromTemplate:input_type -> rallye.v1.CreateChallengeFromTemplateRequest
+	35,  // 98: rallye.v1.ChallengeService.GetChallenge:input_type -> rallye.v1.GetChallengeRequest
+	37,  // 99: rallye.v1.ChallengeService.UpdateChallenge:input_type -> rallye.v1.UpdateChallengeRequest
+	39,  // 100: rallye.v1.ChallengeService.PublishChallenge:input_type -> rallye.v1.PublishChallengeRequest
+	41,  // 101: rallye.v1.ChallengeService.ExtendChallenge:input_type -> rallye.v1.ExtendChallengeRequest
+	43,  // 102: rallye.v1.ChallengeService.EndChallenge:input_type -> rallye.v1.EndChallengeRequest
+	45,  // 103: rallye.v1.ChallengeService.CancelChallenge:input_type -> rallye.v1.CancelChallengeRequest
+	47,  // 104: rallye.v1.ChallengeService.JoinChallenge:input_type -> rallye.v1.JoinChallengeRequest
+	49,  // 105: rallye.v1.ChallengeService.SetParticipantTarget:input_type -> rallye.v1.SetParticipantTargetRequest
+	51,  // 106: rallye.v1.ChallengeService.ListMyChallenges:input_type -> rallye.v1.ListMyChallengesRequest
+	54,  // 107: rallye.v1.ChallengeService.ListChallenges:input_type -> rallye.v1.ListChallengesRequest
+	57,  // 108: rallye.v1.ChallengeService.GetChallengeStandings:input_type -> rallye.v1.GetChallengeStandingsRequest
+	61,  // 109: rallye.v1.ChallengeService.ListChallengeParticipants:input_type -> rallye.v1.ListChallengeParticipantsRequest
+	31,  // 110: rallye.v1.ChallengeService.CreateChallenge:output_type -> rallye.v1.CreateChallengeResponse
+	34,  // 111: rallye.v1.ChallengeService.CreateChallengeFromTemplate:output_type -> rallye.v1.CreateChallengeFromTemplateResponse
+	36,  // 112: rallye.v1.ChallengeService.GetChallenge:output_type -> rallye.v1.GetChallengeResponse
+	38,  // 113: rallye.v1.ChallengeService.UpdateChallenge:output_type -> rallye.v1.UpdateChallengeResponse
+	40,  // 114: rallye.v1.ChallengeService.PublishChallenge:output_type -> rallye.v1.PublishChallengeResponse
+	42,  // 115: rallye.v1.ChallengeService.ExtendChallenge:output_type -> rallye.v1.ExtendChallengeResponse
+	44,  // 116: rallye.v1.ChallengeService.EndChallenge:output_type -> rallye.v1.EndChallengeResponse
+	46,  // 117: rallye.v1.ChallengeService.CancelChallenge:output_type -> rallye.v1.CancelChallengeResponse
+	48,  // 118: rallye.v1.ChallengeService.JoinChallenge:output_type -> rallye.v1.JoinChallengeResponse
+	50,  // 119: rallye.v1.ChallengeService.SetParticipantTarget:output_type -> rallye.v1.SetParticipantTargetResponse
+	53,  // 120: rallye.v1.ChallengeService.ListMyChallenges:output_type -> rallye.v1.ListMyChallengesResponse
+	56,  // 121: rallye.v1.ChallengeService.ListChallenges:output_type -> rallye.v1.ListChallengesResponse
+	60,  // 122: rallye.v1.ChallengeService.GetChallengeStandings:output_type -> rallye.v1.GetChallengeStandingsResponse
+	63,  // 123: rallye.v1.ChallengeService.ListChallengeParticipants:output_type -> rallye.v1.ListChallengeParticipantsResponse
+	110, // [110:124] is the sub-list for method output_type
+	96,  // [96:110] is the sub-list for method input_type
+	96,  // [96:96] is the sub-list for extension type_name
+	96,  // [96:96] is the sub-list for extension extendee
+	0,   // [0:96] is the sub-list for field type_name
 }
 
 func init() { file_rallye_v1_challenge_proto_init() }
@@ -5142,14 +5295,15 @@ func file_rallye_v1_challenge_proto_init() {
 		(*Mission_Auto)(nil),
 		(*Mission_Manual)(nil),
 	}
-	file_rallye_v1_challenge_proto_msgTypes[15].OneofWrappers = []any{}
+	file_rallye_v1_challenge_proto_msgTypes[14].OneofWrappers = []any{}
+	file_rallye_v1_challenge_proto_msgTypes[17].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rallye_v1_challenge_proto_rawDesc), len(file_rallye_v1_challenge_proto_rawDesc)),
 			NumEnums:      15,
-			NumMessages:   47,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

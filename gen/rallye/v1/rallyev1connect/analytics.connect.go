@@ -39,6 +39,9 @@ const (
 	// AnalyticsServiceListNonParticipantsProcedure is the fully-qualified name of the
 	// AnalyticsService's ListNonParticipants RPC.
 	AnalyticsServiceListNonParticipantsProcedure = "/rallye.v1.AnalyticsService/ListNonParticipants"
+	// AnalyticsServiceGetImpactProcedure is the fully-qualified name of the AnalyticsService's
+	// GetImpact RPC.
+	AnalyticsServiceGetImpactProcedure = "/rallye.v1.AnalyticsService/GetImpact"
 	// AnalyticsServiceGetAnalyticsSettingsProcedure is the fully-qualified name of the
 	// AnalyticsService's GetAnalyticsSettings RPC.
 	AnalyticsServiceGetAnalyticsSettingsProcedure = "/rallye.v1.AnalyticsService/GetAnalyticsSettings"
@@ -60,6 +63,18 @@ type AnalyticsServiceClient interface {
 	// scored activity, no mission progress), with counts by team. HR, admins,
 	// and managers for their teams.
 	ListNonParticipants(context.Context, *v1.ListNonParticipantsRequest) (*v1.ListNonParticipantsResponse, error)
+	// GetImpact measures the effect of a challenge on KPIs (by default win
+	// rate, average basket and median closing time): the participants' change
+	// between the same-length period before the challenge and its window,
+	// minus the change of a control group over the same periods (difference
+	// in differences), from the KPI engine's per-person values, with sample
+	// sizes and a 95 % interval. The control group is the challenge's holdout
+	// when it has one, else the reps not invited to it. Below the minimum
+	// sample a KPI says enough_data: false and carries no number. HR, admins,
+	// and managers for a challenge covering their teams or people.
+	// NotFound for a challenge (or a KPI, field kpi_keys) not in the company
+	// or not visible; FailedPrecondition for a challenge not started.
+	GetImpact(context.Context, *v1.GetImpactRequest) (*v1.GetImpactResponse, error)
 	// GetAnalyticsSettings returns the company's analytics rules (the
 	// defaults until an admin sets them).
 	GetAnalyticsSettings(context.Context, *v1.GetAnalyticsSettingsRequest) (*v1.GetAnalyticsSettingsResponse, error)
@@ -90,6 +105,12 @@ func NewAnalyticsServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(analyticsServiceMethods.ByName("ListNonParticipants")),
 			connect.WithClientOptions(opts...),
 		),
+		getImpact: connect.NewClient[v1.GetImpactRequest, v1.GetImpactResponse](
+			httpClient,
+			baseURL+AnalyticsServiceGetImpactProcedure,
+			connect.WithSchema(analyticsServiceMethods.ByName("GetImpact")),
+			connect.WithClientOptions(opts...),
+		),
 		getAnalyticsSettings: connect.NewClient[v1.GetAnalyticsSettingsRequest, v1.GetAnalyticsSettingsResponse](
 			httpClient,
 			baseURL+AnalyticsServiceGetAnalyticsSettingsProcedure,
@@ -109,6 +130,7 @@ func NewAnalyticsServiceClient(httpClient connect.HTTPClient, baseURL string, op
 type analyticsServiceClient struct {
 	getParticipation        *connect.Client[v1.GetParticipationRequest, v1.GetParticipationResponse]
 	listNonParticipants     *connect.Client[v1.ListNonParticipantsRequest, v1.ListNonParticipantsResponse]
+	getImpact               *connect.Client[v1.GetImpactRequest, v1.GetImpactResponse]
 	getAnalyticsSettings    *connect.Client[v1.GetAnalyticsSettingsRequest, v1.GetAnalyticsSettingsResponse]
 	updateAnalyticsSettings *connect.Client[v1.UpdateAnalyticsSettingsRequest, v1.UpdateAnalyticsSettingsResponse]
 }
@@ -125,6 +147,15 @@ func (c *analyticsServiceClient) GetParticipation(ctx context.Context, req *v1.G
 // ListNonParticipants calls rallye.v1.AnalyticsService.ListNonParticipants.
 func (c *analyticsServiceClient) ListNonParticipants(ctx context.Context, req *v1.ListNonParticipantsRequest) (*v1.ListNonParticipantsResponse, error) {
 	response, err := c.listNonParticipants.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// GetImpact calls rallye.v1.AnalyticsService.GetImpact.
+func (c *analyticsServiceClient) GetImpact(ctx context.Context, req *v1.GetImpactRequest) (*v1.GetImpactResponse, error) {
+	response, err := c.getImpact.CallUnary(ctx, connect.NewRequest(req))
 	if response != nil {
 		return response.Msg, err
 	}
@@ -162,6 +193,18 @@ type AnalyticsServiceHandler interface {
 	// scored activity, no mission progress), with counts by team. HR, admins,
 	// and managers for their teams.
 	ListNonParticipants(context.Context, *v1.ListNonParticipantsRequest) (*v1.ListNonParticipantsResponse, error)
+	// GetImpact measures the effect of a challenge on KPIs (by default win
+	// rate, average basket and median closing time): the participants' change
+	// between the same-length period before the challenge and its window,
+	// minus the change of a control group over the same periods (difference
+	// in differences), from the KPI engine's per-person values, with sample
+	// sizes and a 95 % interval. The control group is the challenge's holdout
+	// when it has one, else the reps not invited to it. Below the minimum
+	// sample a KPI says enough_data: false and carries no number. HR, admins,
+	// and managers for a challenge covering their teams or people.
+	// NotFound for a challenge (or a KPI, field kpi_keys) not in the company
+	// or not visible; FailedPrecondition for a challenge not started.
+	GetImpact(context.Context, *v1.GetImpactRequest) (*v1.GetImpactResponse, error)
 	// GetAnalyticsSettings returns the company's analytics rules (the
 	// defaults until an admin sets them).
 	GetAnalyticsSettings(context.Context, *v1.GetAnalyticsSettingsRequest) (*v1.GetAnalyticsSettingsResponse, error)
@@ -188,6 +231,12 @@ func NewAnalyticsServiceHandler(svc AnalyticsServiceHandler, opts ...connect.Han
 		connect.WithSchema(analyticsServiceMethods.ByName("ListNonParticipants")),
 		connect.WithHandlerOptions(opts...),
 	)
+	analyticsServiceGetImpactHandler := connect.NewUnaryHandlerSimple(
+		AnalyticsServiceGetImpactProcedure,
+		svc.GetImpact,
+		connect.WithSchema(analyticsServiceMethods.ByName("GetImpact")),
+		connect.WithHandlerOptions(opts...),
+	)
 	analyticsServiceGetAnalyticsSettingsHandler := connect.NewUnaryHandlerSimple(
 		AnalyticsServiceGetAnalyticsSettingsProcedure,
 		svc.GetAnalyticsSettings,
@@ -206,6 +255,8 @@ func NewAnalyticsServiceHandler(svc AnalyticsServiceHandler, opts ...connect.Han
 			analyticsServiceGetParticipationHandler.ServeHTTP(w, r)
 		case AnalyticsServiceListNonParticipantsProcedure:
 			analyticsServiceListNonParticipantsHandler.ServeHTTP(w, r)
+		case AnalyticsServiceGetImpactProcedure:
+			analyticsServiceGetImpactHandler.ServeHTTP(w, r)
 		case AnalyticsServiceGetAnalyticsSettingsProcedure:
 			analyticsServiceGetAnalyticsSettingsHandler.ServeHTTP(w, r)
 		case AnalyticsServiceUpdateAnalyticsSettingsProcedure:
@@ -225,6 +276,10 @@ func (UnimplementedAnalyticsServiceHandler) GetParticipation(context.Context, *v
 
 func (UnimplementedAnalyticsServiceHandler) ListNonParticipants(context.Context, *v1.ListNonParticipantsRequest) (*v1.ListNonParticipantsResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rallye.v1.AnalyticsService.ListNonParticipants is not implemented"))
+}
+
+func (UnimplementedAnalyticsServiceHandler) GetImpact(context.Context, *v1.GetImpactRequest) (*v1.GetImpactResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rallye.v1.AnalyticsService.GetImpact is not implemented"))
 }
 
 func (UnimplementedAnalyticsServiceHandler) GetAnalyticsSettings(context.Context, *v1.GetAnalyticsSettingsRequest) (*v1.GetAnalyticsSettingsResponse, error) {

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file rallye/v1/analytics.proto.
  */
 export const file_rallye_v1_analytics: GenFile = /*@__PURE__*/
-  fileDesc("ChlyYWxseWUvdjEvYW5hbHl0aWNzLnByb3RvEglyYWxseWUudjEi7wEKF0dldFBhcnRpY2lwYXRpb25SZXF1ZXN0EigKDWNoYWxsZW5nZV9pZHMYASADKAlCEbpIDpIBCxAyGAEiBXIDsAEBEhwKB3RlYW1faWQYAiABKAlCC7pICNgBAXIDsAEBEjoKCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgq6SAeyAQTI1SIBEjgKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIKukgHsgEEyNUiARIWCg5pbmNsdWRlX3Blb3BsZRgFIAEoCCJzChJQb2ludHNEaXN0cmlidXRpb24SCwoDbWluGAEgASgDEgsKA3AyNRgCIAEoAxIOCgZtZWRpYW4YAyABKAMSCwoDcDc1GAQgASgDEgsKA3A5MBgFIAEoAxILCgNtYXgYBiABKAMSDAoEbWVhbhgHIAEoASJwChJEYWlseVBhcnRpY2lwYXRpb24SDAoEZGF0ZRgBIAEoCRIOCgZhY3RpdmUYAiABKAUSDgoGcG9pbnRzGAMgASgDEhoKEm1pc3Npb25zX2NvbXBsZXRlZBgEIAEoBRIQCgh3aXRoaGVsZBgFIAEoCCKbAgoSUGFydGljaXBhdGlvblN0YXRzEg8KB2ludml0ZWQYASABKAUSEAoIb3B0ZWRfaW4YAiABKAUSDgoGYWN0aXZlGAMgASgFEhoKEm1pc3Npb25zX2NvbXBsZXRlZBgEIAEoBRIXCg9jb21wbGV0aW9uX3JhdGUYBSABKAESLQoGcG9pbnRzGAYgASgLMh0ucmFsbHllLnYxLlBvaW50c0Rpc3RyaWJ1dGlvbhIsCgVkYWlseRgHIAMoCzIdLnJhbGx5ZS52MS5EYWlseVBhcnRpY2lwYXRpb24SGQoRYWN0aXZlX2ZpcnN0X3dlZWsYCCABKAUSEwoLZHJvcHBlZF9vZmYYCSABKAUSEAoId2l0aGhlbGQYCiABKAgiZQoRVGVhbVBhcnRpY2lwYXRpb24SDwoHdGVhbV9pZBgBIAEoCRIRCgl0ZWFtX25hbWUYAiABKAkSLAoFc3RhdHMYAyABKAsyHS5yYWxseWUudjEuUGFydGljaXBhdGlvblN0YXRzImgKE1RlbnVyZVBhcnRpY2lwYXRpb24SIwoEYmFuZBgBIAEoDjIVLnJhbGx5ZS52MS5UZW51cmVCYW5kEiwKBXN0YXRzGAIgASgLMh0ucmFsbHllLnYxLlBhcnRpY2lwYXRpb25TdGF0cyKAAgoTUGVyc29uUGFydGljaXBhdGlvbhIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIPCgd0ZWFtX2lkGAMgASgJEiMKBGJhbmQYBCABKA4yFS5yYWxseWUudjEuVGVudXJlQmFuZBIPCgdpbnZpdGVkGAUgASgIEhAKCG9wdGVkX2luGAYgASgIEg4KBmFjdGl2ZRgHIAEoCBIaChJtaXNzaW9uc19jb21wbGV0ZWQYCCABKAUSDgoGcG9pbnRzGAkgASgDEhMKC2FjdGl2ZV9kYXlzGAogASgFEhgKEGxhc3RfYWN0aXZlX2RhdGUYCyABKAki5wIKGEdldFBhcnRpY2lwYXRpb25SZXNwb25zZRIuCgpzdGFydF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY2hhbGxlbmdlX2lkcxgDIAMoCRIWCg5taW5fZ3JvdXBfc2l6ZRgEIAEoBRIsCgV0b3RhbBgFIAEoCzIdLnJhbGx5ZS52MS5QYXJ0aWNpcGF0aW9uU3RhdHMSLQoHYnlfdGVhbRgGIAMoCzIcLnJhbGx5ZS52MS5UZWFtUGFydGljaXBhdGlvbhIxCglieV90ZW51cmUYByADKAsyHi5yYWxseWUudjEuVGVudXJlUGFydGljaXBhdGlvbhIuCgZwZW9wbGUYCCADKAsyHi5yYWxseWUudjEuUGVyc29uUGFydGljaXBhdGlvbiK2AQoaTGlzdE5vblBhcnRpY2lwYW50c1JlcXVlc3QSPQoKc3RhcnRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCDbpICsgBAbIBBMjVIgESOwoIZW5kX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQg26SArIAQGyAQTI1SIBEhwKB3RlYW1faWQYAyABKAlCC7pICNgBAXIDsAEBIokBCg5Ob25QYXJ0aWNpcGFudBIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIPCgd0ZWFtX2lkGAMgASgJEiMKBGJhbmQYBCABKA4yFS5yYWxseWUudjEuVGVudXJlQmFuZBIaChJpbnZpdGVkX2NoYWxsZW5nZXMYBSABKAUieQoTTm9uUGFydGljaXBhbnRDb3VudBIPCgd0ZWFtX2lkGAEgASgJEhEKCXRlYW1fbmFtZRgCIAEoCRIPCgdpbnZpdGVkGAMgASgFEhsKE25ldmVyX3BhcnRpY2lwYXRpbmcYBCABKAUSEAoId2l0aGhlbGQYBSABKAgikQEKG0xpc3ROb25QYXJ0aWNpcGFudHNSZXNwb25zZRIpCgZwZW9wbGUYASADKAsyGS5yYWxseWUudjEuTm9uUGFydGljaXBhbnQSLwoHYnlfdGVhbRgCIAMoCzIeLnJhbGx5ZS52MS5Ob25QYXJ0aWNpcGFudENvdW50EhYKDm1pbl9ncm91cF9zaXplGAMgASgFIjcKEUFuYWx5dGljc1NldHRpbmdzEiIKDm1pbl9ncm91cF9zaXplGAEgASgFQgq6SAcaBRjoBygCIh0KG0dldEFuYWx5dGljc1NldHRpbmdzUmVxdWVzdCJOChxHZXRBbmFseXRpY3NTZXR0aW5nc1Jlc3BvbnNlEi4KCHNldHRpbmdzGAEgASgLMhwucmFsbHllLnYxLkFuYWx5dGljc1NldHRpbmdzIlgKHlVwZGF0ZUFuYWx5dGljc1NldHRpbmdzUmVxdWVzdBI2CghzZXR0aW5ncxgBIAEoCzIcLnJhbGx5ZS52MS5BbmFseXRpY3NTZXR0aW5nc0IGukgDyAEBIlEKH1VwZGF0ZUFuYWx5dGljc1NldHRpbmdzUmVzcG9uc2USLgoIc2V0dGluZ3MYASABKAsyHC5yYWxseWUudjEuQW5hbHl0aWNzU2V0dGluZ3MqvgEKClRlbnVyZUJhbmQSGwoXVEVOVVJFX0JBTkRfVU5TUEVDSUZJRUQQABIXChNURU5VUkVfQkFORF9VTktOT1dOEAESHgoaVEVOVVJFX0JBTkRfVU5ERVJfM19NT05USFMQAhIeChpURU5VUkVfQkFORF8zX1RPXzEyX01PTlRIUxADEhwKGFRFTlVSRV9CQU5EXzFfVE9fM19ZRUFSUxAEEhwKGFRFTlVSRV9CQU5EX09WRVJfM19ZRUFSUxAFMrADChBBbmFseXRpY3NTZXJ2aWNlElsKEEdldFBhcnRpY2lwYXRpb24SIi5yYWxseWUudjEuR2V0UGFydGljaXBhdGlvblJlcXVlc3QaIy5yYWxseWUudjEuR2V0UGFydGljaXBhdGlvblJlc3BvbnNlEmQKE0xpc3ROb25QYXJ0aWNpcGFudHMSJS5yYWxseWUudjEuTGlzdE5vblBhcnRpY2lwYW50c1JlcXVlc3QaJi5yYWxseWUudjEuTGlzdE5vblBhcnRpY2lwYW50c1Jlc3BvbnNlEmcKFEdldEFuYWx5dGljc1NldHRpbmdzEiYucmFsbHllLnYxLkdldEFuYWx5dGljc1NldHRpbmdzUmVxdWVzdBonLnJhbGx5ZS52MS5HZXRBbmFseXRpY3NTZXR0aW5nc1Jlc3BvbnNlEnAKF1VwZGF0ZUFuYWx5dGljc1NldHRpbmdzEikucmFsbHllLnYxLlVwZGF0ZUFuYWx5dGljc1NldHRpbmdzUmVxdWVzdBoqLnJhbGx5ZS52MS5VcGRhdGVBbmFseXRpY3NTZXR0aW5nc1Jlc3BvbnNlQpcBCg1jb20ucmFsbHllLnYxQg5BbmFseXRpY3NQcm90b1ABWjFnaXRodWIuY29tL3JhbGx5ZWhxL3JhbGx5ZS9nZW4vcmFsbHllL3YxO3JhbGx5ZXYxogIDUlhYqgIJUmFsbHllLlYxygIJUmFsbHllXFYx4gIVUmFsbHllXFYxXEdQQk1ldGFkYXRh6gIKUmFsbHllOjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_rallye_v1_rules]);
+  fileDesc("ChlyYWxseWUvdjEvYW5hbHl0aWNzLnByb3RvEglyYWxseWUudjEi7wEKF0dldFBhcnRpY2lwYXRpb25SZXF1ZXN0EigKDWNoYWxsZW5nZV9pZHMYASADKAlCEbpIDpIBCxAyGAEiBXIDsAEBEhwKB3RlYW1faWQYAiABKAlCC7pICNgBAXIDsAEBEjoKCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgq6SAeyAQTI1SIBEjgKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIKukgHsgEEyNUiARIWCg5pbmNsdWRlX3Blb3BsZRgFIAEoCCJzChJQb2ludHNEaXN0cmlidXRpb24SCwoDbWluGAEgASgDEgsKA3AyNRgCIAEoAxIOCgZtZWRpYW4YAyABKAMSCwoDcDc1GAQgASgDEgsKA3A5MBgFIAEoAxILCgNtYXgYBiABKAMSDAoEbWVhbhgHIAEoASJwChJEYWlseVBhcnRpY2lwYXRpb24SDAoEZGF0ZRgBIAEoCRIOCgZhY3RpdmUYAiABKAUSDgoGcG9pbnRzGAMgASgDEhoKEm1pc3Npb25zX2NvbXBsZXRlZBgEIAEoBRIQCgh3aXRoaGVsZBgFIAEoCCKbAgoSUGFydGljaXBhdGlvblN0YXRzEg8KB2ludml0ZWQYASABKAUSEAoIb3B0ZWRfaW4YAiABKAUSDgoGYWN0aXZlGAMgASgFEhoKEm1pc3Npb25zX2NvbXBsZXRlZBgEIAEoBRIXCg9jb21wbGV0aW9uX3JhdGUYBSABKAESLQoGcG9pbnRzGAYgASgLMh0ucmFsbHllLnYxLlBvaW50c0Rpc3RyaWJ1dGlvbhIsCgVkYWlseRgHIAMoCzIdLnJhbGx5ZS52MS5EYWlseVBhcnRpY2lwYXRpb24SGQoRYWN0aXZlX2ZpcnN0X3dlZWsYCCABKAUSEwoLZHJvcHBlZF9vZmYYCSABKAUSEAoId2l0aGhlbGQYCiABKAgiZQoRVGVhbVBhcnRpY2lwYXRpb24SDwoHdGVhbV9pZBgBIAEoCRIRCgl0ZWFtX25hbWUYAiABKAkSLAoFc3RhdHMYAyABKAsyHS5yYWxseWUudjEuUGFydGljaXBhdGlvblN0YXRzImgKE1RlbnVyZVBhcnRpY2lwYXRpb24SIwoEYmFuZBgBIAEoDjIVLnJhbGx5ZS52MS5UZW51cmVCYW5kEiwKBXN0YXRzGAIgASgLMh0ucmFsbHllLnYxLlBhcnRpY2lwYXRpb25TdGF0cyKAAgoTUGVyc29uUGFydGljaXBhdGlvbhIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIPCgd0ZWFtX2lkGAMgASgJEiMKBGJhbmQYBCABKA4yFS5yYWxseWUudjEuVGVudXJlQmFuZBIPCgdpbnZpdGVkGAUgASgIEhAKCG9wdGVkX2luGAYgASgIEg4KBmFjdGl2ZRgHIAEoCBIaChJtaXNzaW9uc19jb21wbGV0ZWQYCCABKAUSDgoGcG9pbnRzGAkgASgDEhMKC2FjdGl2ZV9kYXlzGAogASgFEhgKEGxhc3RfYWN0aXZlX2RhdGUYCyABKAki5wIKGEdldFBhcnRpY2lwYXRpb25SZXNwb25zZRIuCgpzdGFydF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY2hhbGxlbmdlX2lkcxgDIAMoCRIWCg5taW5fZ3JvdXBfc2l6ZRgEIAEoBRIsCgV0b3RhbBgFIAEoCzIdLnJhbGx5ZS52MS5QYXJ0aWNpcGF0aW9uU3RhdHMSLQoHYnlfdGVhbRgGIAMoCzIcLnJhbGx5ZS52MS5UZWFtUGFydGljaXBhdGlvbhIxCglieV90ZW51cmUYByADKAsyHi5yYWxseWUudjEuVGVudXJlUGFydGljaXBhdGlvbhIuCgZwZW9wbGUYCCADKAsyHi5yYWxseWUudjEuUGVyc29uUGFydGljaXBhdGlvbiK2AQoaTGlzdE5vblBhcnRpY2lwYW50c1JlcXVlc3QSPQoKc3RhcnRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCDbpICsgBAbIBBMjVIgESOwoIZW5kX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQg26SArIAQGyAQTI1SIBEhwKB3RlYW1faWQYAyABKAlCC7pICNgBAXIDsAEBIokBCg5Ob25QYXJ0aWNpcGFudBIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIPCgd0ZWFtX2lkGAMgASgJEiMKBGJhbmQYBCABKA4yFS5yYWxseWUudjEuVGVudXJlQmFuZBIaChJpbnZpdGVkX2NoYWxsZW5nZXMYBSABKAUieQoTTm9uUGFydGljaXBhbnRDb3VudBIPCgd0ZWFtX2lkGAEgASgJEhEKCXRlYW1fbmFtZRgCIAEoCRIPCgdpbnZpdGVkGAMgASgFEhsKE25ldmVyX3BhcnRpY2lwYXRpbmcYBCABKAUSEAoId2l0aGhlbGQYBSABKAgikQEKG0xpc3ROb25QYXJ0aWNpcGFudHNSZXNwb25zZRIpCgZwZW9wbGUYASADKAsyGS5yYWxseWUudjEuTm9uUGFydGljaXBhbnQSLwoHYnlfdGVhbRgCIAMoCzIeLnJhbGx5ZS52MS5Ob25QYXJ0aWNpcGFudENvdW50EhYKDm1pbl9ncm91cF9zaXplGAMgASgFIjcKEUFuYWx5dGljc1NldHRpbmdzEiIKDm1pbl9ncm91cF9zaXplGAEgASgFQgq6SAcaBRjoBygCIh0KG0dldEFuYWx5dGljc1NldHRpbmdzUmVxdWVzdCJOChxHZXRBbmFseXRpY3NTZXR0aW5nc1Jlc3BvbnNlEi4KCHNldHRpbmdzGAEgASgLMhwucmFsbHllLnYxLkFuYWx5dGljc1NldHRpbmdzIlgKHlVwZGF0ZUFuYWx5dGljc1NldHRpbmdzUmVxdWVzdBI2CghzZXR0aW5ncxgBIAEoCzIcLnJhbGx5ZS52MS5BbmFseXRpY3NTZXR0aW5nc0IGukgDyAEBIlEKH1VwZGF0ZUFuYWx5dGljc1NldHRpbmdzUmVzcG9uc2USLgoIc2V0dGluZ3MYASABKAsyHC5yYWxseWUudjEuQW5hbHl0aWNzU2V0dGluZ3MivQEKEEdldEltcGFjdFJlcXVlc3QSHgoMY2hhbGxlbmdlX2lkGAEgASgJQgi6SAVyA7ABARI4CghrcGlfa2V5cxgCIAMoCUImukgjkgEgEAoYASIachgyFl5bYS16XVthLXowLTlfXXsxLDYyfSQSMwoGbWV0aG9kGAMgASgOMhkucmFsbHllLnYxLkludGVydmFsTWV0aG9kQgi6SAWCAQIQARIRCgRzZWVkGAQgASgDSACIAQFCBwoFX3NlZWQiRQoLR3JvdXBTYW1wbGUSDAoEc2l6ZRgBIAEoBRITCgttZWFuX2JlZm9yZRgCIAEoARITCgttZWFuX2R1cmluZxgDIAEoASKCAgoJS3BpSW1wYWN0Eg8KB2twaV9rZXkYASABKAkSEwoLZW5vdWdoX2RhdGEYAiABKAgSEAoIZXN0aW1hdGUYAyABKAESCwoDbG93GAQgASgBEgwKBGhpZ2gYBSABKAESLAoMcGFydGljaXBhbnRzGAYgASgLMhYucmFsbHllLnYxLkdyb3VwU2FtcGxlEigKCGNvbnRyb2xzGAcgASgLMhYucmFsbHllLnYxLkdyb3VwU2FtcGxlEikKBm1ldGhvZBgIIAEoDjIZLnJhbGx5ZS52MS5JbnRlcnZhbE1ldGhvZBIMCgRzZWVkGAkgASgDEhEKCXJlc2FtcGxlcxgKIAEoBSLPAgoRR2V0SW1wYWN0UmVzcG9uc2USFAoMY2hhbGxlbmdlX2lkGAEgASgJEigKB2NvbnRyb2wYAiABKA4yFy5yYWxseWUudjEuQ29udHJvbEdyb3VwEhUKDWhvbGRvdXRfc2hhcmUYAyABKAESFAoMaG9sZG91dF9zZWVkGAQgASgDEjAKDGJlZm9yZV9zdGFydBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZHVyaW5nX3N0YXJ0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpkdXJpbmdfZW5kGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgptaW5fc2FtcGxlGAggASgFEiUKB2ltcGFjdHMYCSADKAsyFC5yYWxseWUudjEuS3BpSW1wYWN0Kr4BCgpUZW51cmVCYW5kEhsKF1RFTlVSRV9CQU5EX1VOU1BFQ0lGSUVEEAASFwoTVEVOVVJFX0JBTkRfVU5LTk9XThABEh4KGlRFTlVSRV9CQU5EX1VOREVSXzNfTU9OVEhTEAISHgoaVEVOVVJFX0JBTkRfM19UT18xMl9NT05USFMQAxIcChhURU5VUkVfQkFORF8xX1RPXzNfWUVBUlMQBBIcChhURU5VUkVfQkFORF9PVkVSXzNfWUVBUlMQBSpsCg5JbnRlcnZhbE1ldGhvZBIfChtJTlRFUlZBTF9NRVRIT0RfVU5TUEVDSUZJRUQQABIdChlJTlRFUlZBTF9NRVRIT0RfQk9PVFNUUkFQEAESGgoWSU5URVJWQUxfTUVUSE9EX05PUk1BTBACKmwKDENvbnRyb2xHcm91cBIdChlDT05UUk9MX0dST1VQX1VOU1BFQ0lGSUVEEAASGQoVQ09OVFJPTF9HUk9VUF9IT0xET1VUEAESIgoeQ09OVFJPTF9HUk9VUF9OT05fUEFSVElDSVBBTlRTEAIy+AMKEEFuYWx5dGljc1NlcnZpY2USWwoQR2V0UGFydGljaXBhdGlvbhIiLnJhbGx5ZS52MS5HZXRQYXJ0aWNpcGF0aW9uUmVxdWVzdBojLnJhbGx5ZS52MS5HZXRQYXJ0aWNpcGF0aW9uUmVzcG9uc2USZAoTTGlzdE5vblBhcnRpY2lwYW50cxIlLnJhbGx5ZS52MS5MaXN0Tm9uUGFydGljaXBhbnRzUmVxdWVzdBomLnJhbGx5ZS52MS5MaXN0Tm9uUGFydGljaXBhbnRzUmVzcG9uc2USRgoJR2V0SW1wYWN0EhsucmFsbHllLnYxLkdldEltcGFjdFJlcXVlc3QaHC5yYWxseWUudjEuR2V0SW1wYWN0UmVzcG9uc2USZwoUR2V0QW5hbHl0aWNzU2V0dGluZ3MSJi5yYWxseWUudjEuR2V0QW5hbHl0aWNzU2V0dGluZ3NSZXF1ZXN0GicucmFsbHllLnYxLkdldEFuYWx5dGljc1NldHRpbmdzUmVzcG9uc2UScAoXVXBkYXRlQW5hbHl0aWNzU2V0dGluZ3MSKS5yYWxseWUudjEuVXBkYXRlQW5hbHl0aWNzU2V0dGluZ3NSZXF1ZXN0GioucmFsbHllLnYxLlVwZGF0ZUFuYWx5dGljc1NldHRpbmdzUmVzcG9uc2VClwEKDWNvbS5yYWxseWUudjFCDkFuYWx5dGljc1Byb3RvUAFaMWdpdGh1Yi5jb20vcmFsbHllaHEvcmFsbHllL2dlbi9yYWxseWUvdjE7cmFsbHlldjGiAgNSWFiqAglSYWxseWUuVjHKAglSYWxseWVcVjHiAhVSYWxseWVcVjFcR1BCTWV0YWRhdGHqAgpSYWxseWU6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_rallye_v1_rules]);
 
 /**
  * @generated from message rallye.v1.GetParticipationRequest
@@ -640,6 +640,207 @@ export const UpdateAnalyticsSettingsResponseSchema: GenMessage<UpdateAnalyticsSe
   messageDesc(file_rallye_v1_analytics, 16);
 
 /**
+ * @generated from message rallye.v1.GetImpactRequest
+ */
+export type GetImpactRequest = Message<"rallye.v1.GetImpactRequest"> & {
+  /**
+   * @generated from field: string challenge_id = 1;
+   */
+  challengeId: string;
+
+  /**
+   * KPI keys; none: win_rate, average_basket, median_closing_days.
+   *
+   * @generated from field: repeated string kpi_keys = 2;
+   */
+  kpiKeys: string[];
+
+  /**
+   * @generated from field: rallye.v1.IntervalMethod method = 3;
+   */
+  method: IntervalMethod;
+
+  /**
+   * Seed of the bootstrap; unset: one derived from the challenge id (the
+   * same question gets the same answer). Returned either way.
+   *
+   * @generated from field: optional int64 seed = 4;
+   */
+  seed?: bigint | undefined;
+};
+
+/**
+ * Describes the message rallye.v1.GetImpactRequest.
+ * Use `create(GetImpactRequestSchema)` to create a new message.
+ */
+export const GetImpactRequestSchema: GenMessage<GetImpactRequest> = /*@__PURE__*/
+  messageDesc(file_rallye_v1_analytics, 17);
+
+/**
+ * GroupSample is one group's people with a value in both periods.
+ *
+ * @generated from message rallye.v1.GroupSample
+ */
+export type GroupSample = Message<"rallye.v1.GroupSample"> & {
+  /**
+   * @generated from field: int32 size = 1;
+   */
+  size: number;
+
+  /**
+   * @generated from field: double mean_before = 2;
+   */
+  meanBefore: number;
+
+  /**
+   * @generated from field: double mean_during = 3;
+   */
+  meanDuring: number;
+};
+
+/**
+ * Describes the message rallye.v1.GroupSample.
+ * Use `create(GroupSampleSchema)` to create a new message.
+ */
+export const GroupSampleSchema: GenMessage<GroupSample> = /*@__PURE__*/
+  messageDesc(file_rallye_v1_analytics, 18);
+
+/**
+ * KpiImpact is a challenge's effect on one KPI.
+ *
+ * @generated from message rallye.v1.KpiImpact
+ */
+export type KpiImpact = Message<"rallye.v1.KpiImpact"> & {
+  /**
+   * @generated from field: string kpi_key = 1;
+   */
+  kpiKey: string;
+
+  /**
+   * False: a group has fewer people with values than min_sample; no
+   * estimate is given (only the sizes).
+   *
+   * @generated from field: bool enough_data = 2;
+   */
+  enoughData: boolean;
+
+  /**
+   * The participants' mean change minus the controls' mean change, in the
+   * KPI's unit, and its 95 % interval.
+   *
+   * @generated from field: double estimate = 3;
+   */
+  estimate: number;
+
+  /**
+   * @generated from field: double low = 4;
+   */
+  low: number;
+
+  /**
+   * @generated from field: double high = 5;
+   */
+  high: number;
+
+  /**
+   * @generated from field: rallye.v1.GroupSample participants = 6;
+   */
+  participants?: GroupSample | undefined;
+
+  /**
+   * @generated from field: rallye.v1.GroupSample controls = 7;
+   */
+  controls?: GroupSample | undefined;
+
+  /**
+   * @generated from field: rallye.v1.IntervalMethod method = 8;
+   */
+  method: IntervalMethod;
+
+  /**
+   * @generated from field: int64 seed = 9;
+   */
+  seed: bigint;
+
+  /**
+   * @generated from field: int32 resamples = 10;
+   */
+  resamples: number;
+};
+
+/**
+ * Describes the message rallye.v1.KpiImpact.
+ * Use `create(KpiImpactSchema)` to create a new message.
+ */
+export const KpiImpactSchema: GenMessage<KpiImpact> = /*@__PURE__*/
+  messageDesc(file_rallye_v1_analytics, 19);
+
+/**
+ * @generated from message rallye.v1.GetImpactResponse
+ */
+export type GetImpactResponse = Message<"rallye.v1.GetImpactResponse"> & {
+  /**
+   * @generated from field: string challenge_id = 1;
+   */
+  challengeId: string;
+
+  /**
+   * @generated from field: rallye.v1.ControlGroup control = 2;
+   */
+  control: ControlGroup;
+
+  /**
+   * The holdout drawn at creation (share 0: none).
+   *
+   * @generated from field: double holdout_share = 3;
+   */
+  holdoutShare: number;
+
+  /**
+   * @generated from field: int64 holdout_seed = 4;
+   */
+  holdoutSeed: bigint;
+
+  /**
+   * "Before" is [before_start, during_start), "during" [during_start,
+   * during_end): whole days of the company's time zone.
+   *
+   * @generated from field: google.protobuf.Timestamp before_start = 5;
+   */
+  beforeStart?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp during_start = 6;
+   */
+  duringStart?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp during_end = 7;
+   */
+  duringEnd?: Timestamp | undefined;
+
+  /**
+   * The fewest people per group an estimate needs (10, or the company's
+   * minimum group size if larger).
+   *
+   * @generated from field: int32 min_sample = 8;
+   */
+  minSample: number;
+
+  /**
+   * @generated from field: repeated rallye.v1.KpiImpact impacts = 9;
+   */
+  impacts: KpiImpact[];
+};
+
+/**
+ * Describes the message rallye.v1.GetImpactResponse.
+ * Use `create(GetImpactResponseSchema)` to create a new message.
+ */
+export const GetImpactResponseSchema: GenMessage<GetImpactResponse> = /*@__PURE__*/
+  messageDesc(file_rallye_v1_analytics, 20);
+
+/**
  * TenureBand groups people by how long they had worked for the company at
  * the end of the period, from their hire date.
  *
@@ -694,6 +895,73 @@ export const TenureBandSchema: GenEnum<TenureBand> = /*@__PURE__*/
   enumDesc(file_rallye_v1_analytics, 0);
 
 /**
+ * IntervalMethod is how an impact's interval is computed.
+ *
+ * @generated from enum rallye.v1.IntervalMethod
+ */
+export enum IntervalMethod {
+  /**
+   * The default: bootstrap.
+   *
+   * @generated from enum value: INTERVAL_METHOD_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Percentile bootstrap, people resampled within each group, 2,000 draws
+   * from the recorded seed.
+   *
+   * @generated from enum value: INTERVAL_METHOD_BOOTSTRAP = 1;
+   */
+  BOOTSTRAP = 1,
+
+  /**
+   * Normal approximation: estimate ± 1.96 standard errors.
+   *
+   * @generated from enum value: INTERVAL_METHOD_NORMAL = 2;
+   */
+  NORMAL = 2,
+}
+
+/**
+ * Describes the enum rallye.v1.IntervalMethod.
+ */
+export const IntervalMethodSchema: GenEnum<IntervalMethod> = /*@__PURE__*/
+  enumDesc(file_rallye_v1_analytics, 1);
+
+/**
+ * ControlGroup is who the participants are compared with.
+ *
+ * @generated from enum rallye.v1.ControlGroup
+ */
+export enum ControlGroup {
+  /**
+   * @generated from enum value: CONTROL_GROUP_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The challenge's holdout group: drawn at random, the honest comparison.
+   *
+   * @generated from enum value: CONTROL_GROUP_HOLDOUT = 1;
+   */
+  HOLDOUT = 1,
+
+  /**
+   * The active reps not invited to the challenge.
+   *
+   * @generated from enum value: CONTROL_GROUP_NON_PARTICIPANTS = 2;
+   */
+  NON_PARTICIPANTS = 2,
+}
+
+/**
+ * Describes the enum rallye.v1.ControlGroup.
+ */
+export const ControlGroupSchema: GenEnum<ControlGroup> = /*@__PURE__*/
+  enumDesc(file_rallye_v1_analytics, 2);
+
+/**
  * AnalyticsService is what HR and managers read about how people take part
  * in challenges: who was invited, who joined, who was active, what they
  * completed and earned, day by day, by team and by tenure band.
@@ -741,6 +1009,26 @@ export const AnalyticsService: GenService<{
     methodKind: "unary";
     input: typeof ListNonParticipantsRequestSchema;
     output: typeof ListNonParticipantsResponseSchema;
+  },
+  /**
+   * GetImpact measures the effect of a challenge on KPIs (by default win
+   * rate, average basket and median closing time): the participants' change
+   * between the same-length period before the challenge and its window,
+   * minus the change of a control group over the same periods (difference
+   * in differences), from the KPI engine's per-person values, with sample
+   * sizes and a 95 % interval. The control group is the challenge's holdout
+   * when it has one, else the reps not invited to it. Below the minimum
+   * sample a KPI says enough_data: false and carries no number. HR, admins,
+   * and managers for a challenge covering their teams or people.
+   * NotFound for a challenge (or a KPI, field kpi_keys) not in the company
+   * or not visible; FailedPrecondition for a challenge not started.
+   *
+   * @generated from rpc rallye.v1.AnalyticsService.GetImpact
+   */
+  getImpact: {
+    methodKind: "unary";
+    input: typeof GetImpactRequestSchema;
+    output: typeof GetImpactResponseSchema;
   },
   /**
    * GetAnalyticsSettings returns the company's analytics rules (the
