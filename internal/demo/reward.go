@@ -195,6 +195,8 @@ func seedSprint(ctx context.Context, challenges *challenge.Service, events *even
 				Label: challenge.Text{FR: "Podium", EN: "Podium"}},
 		},
 		Grace: challenge.Duration(time.Second), MaxDataWait: challenge.Duration(time.Second),
+		// The demo's two leaders tie and share the trophy.
+		TieRule: challenge.TieSharedRank,
 	}
 	c, err := challenges.Create(ctx, manager, challenge.CreateRequest{Definition: def, TeamIDs: []uuid.UUID{south},
 		EndsAt: time.Now().Add(time.Hour), Publish: true, RequestID: "demo-sprint"})

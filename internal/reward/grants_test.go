@@ -177,6 +177,8 @@ func (b *bundle) competitionTwice(t *testing.T, rewards []challenge.Reward, meet
 		Rules: []challenge.Rule{{EventTypes: []event.Type{event.MeetingHeld}, Points: 10,
 			Label: challenge.Text{FR: "10 points par rendez-vous", EN: "10 points a meeting"}}},
 		Rewards: rewards, Grace: challenge.Duration(time.Minute), MaxDataWait: challenge.Duration(time.Minute),
+		// Equal scores share a rank and its reward: what this test is about.
+		TieRule: challenge.TieSharedRank,
 	}
 	c, err := b.challenges.Create(ctx, principal(b.manager), challenge.CreateRequest{Definition: def,
 		TeamIDs: []uuid.UUID{b.north.ID}, StartsAt: start, EndsAt: start.Add(24 * time.Hour), Publish: true})
