@@ -114,23 +114,28 @@ func TestConsoleInABrowser(t *testing.T) {
 	manager, rep := byExt["crm-mgr-001"], byExt["crm-rep-003"]
 
 	managerBoards := rallyev1connect.NewLeaderboardServiceClient(http.DefaultClient, srv.URL, testserver.Bearer(testserver.Token(t, manager)))
-	// The challenge's board opens when its start job has run.
-	var boardID string
-	eventually(t, "the challenge's board opens", func() bool {
-		listed, err := managerBoards.ListBoards(bg, &rallyev1.ListBoardsRequest{ChallengeId: challenge.ID.String()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, b := range listed.Boards {
-			if b.Kind == rallyev1.BoardKind_BOARD_KIND_INDIVIDUAL {
-				boardID = b.Id
-			}
-		}
-		return boardID != ""
-	})
-	points := func() int64 { // the rep's points as the API says
+	// A challenge's individual board, once its start job has opened it.
+	individualBoard := func(challengeID string) string {
 		t.Helper()
-		r, err := managerBoards.GetRanking(bg, &rallyev1.GetRankingRequest{BoardId: boardID, PageSize: 50})
+		var id string
+		eventually(t, "the challenge's board opens", func() bool {
+			listed, err := managerBoards.ListBoards(bg, &rallyev1.ListBoardsRequest{ChallengeId: challengeID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, b := range listed.Boards {
+				if b.Kind == rallyev1.BoardKind_BOARD_KIND_INDIVIDUAL {
+					id = b.Id
+				}
+			}
+			return id != ""
+		})
+		return id
+	}
+	// The rep's points on a board, as the API says.
+	repPoints := func(board string) int64 {
+		t.Helper()
+		r, err := managerBoards.GetRanking(bg, &rallyev1.GetRankingRequest{BoardId: board, PageSize: 50})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,6 +146,8 @@ func TestConsoleInABrowser(t *testing.T) {
 		}
 		return 0
 	}
+	boardID := individualBoard(challenge.ID.String())
+	points := func() int64 { return repPoints(boardID) }
 
 	// Sign in as the manager through the demo's person picker.
 	run(t, ctx, "sign-in page",
@@ -261,19 +268,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	manual := created.Challenge
-	var manualBoard string
-	eventually(t, "the manual challenge's board opens", func() bool {
-		listed, err := managerBoards.ListBoards(bg, &rallyev1.ListBoardsRequest{ChallengeId: manual.Id})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, b := range listed.Boards {
-			if b.Kind == rallyev1.BoardKind_BOARD_KIND_INDIVIDUAL {
-				manualBoard = b.Id
-			}
-		}
-		return manualBoard != ""
-	})
+	manualBoard := individualBoard(manual.Id)
 	repMissions := rallyev1connect.NewMissionServiceClient(http.DefaultClient, srv.URL, testserver.Bearer(testserver.Token(t, rep)))
 	submitted, err := repMissions.SubmitMission(bg, &rallyev1.SubmitMissionRequest{
 		ChallengeId: manual.Id, MissionId: manual.Definition.Missions[0].Id,
@@ -282,19 +277,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	boardPoints := func() int64 {
-		t.Helper()
-		r, err := managerBoards.GetRanking(bg, &rallyev1.GetRankingRequest{BoardId: manualBoard, PageSize: 50})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range r.Ranking.Entries {
-			if e.ParticipantId == rep.ID.String() {
-				return e.Points
-			}
-		}
-		return 0
-	}
+	boardPoints := func() int64 { return repPoints(manualBoard) }
 	pointsBefore := boardPoints()
 	item := fmt.Sprintf(`li[data-submission="%s"]`, submitted.Submission.Id)
 	run(t, ctx, "the approval queue",
