@@ -145,4 +145,11 @@ var rules = map[string][]rallye.Role{
 	rallyev1connect.AnalyticsServiceGetImpactProcedure:               overseers,
 	rallyev1connect.AnalyticsServiceGetAnalyticsSettingsProcedure:    overseers,
 	rallyev1connect.AnalyticsServiceUpdateAnalyticsSettingsProcedure: admins,
+
+	// The exports read what the analytics and reward reads do, under
+	// their rules (reps: their own rows; managers: their teams; groups
+	// below the minimum size withheld).
+	rallyev1connect.ExportServiceExportParticipationProcedure: people,
+	rallyev1connect.ExportServiceExportImpactProcedure:        overseers,
+	rallyev1connect.ExportServiceExportGrantsProcedure:        people,
 }

@@ -105,6 +105,9 @@ func NewHandler(d Deps) (http.Handler, error) {
 		errors: connect.NewErrorWriter(), maxBytes: limit})
 	mount(rallyev1connect.NewRewardServiceHandler(&rewardHandler{svc: d.Rewards, validator: validator}, opts))
 	mount(rallyev1connect.NewAnalyticsServiceHandler(&analyticsHandler{svc: d.Analytics}, opts))
+	exports := &exportHandler{analytics: d.Analytics, rewards: d.Rewards}
+	mount(rallyev1connect.NewExportServiceHandler(exports, opts))
+	mux.Handle(ExportPrefix, newExportHTTP(grd, obs, &validating{v: validator}, exports))
 	mux.Handle(ExportPath, &redemptionsCSV{guard: grd, observer: obs, svc: d.Rewards, errors: connect.NewErrorWriter()})
 	// Rankings are read several times a second by every player: gzip would
 	// cost more CPU than the 1-3 KB it saves, so small responses go as is.
