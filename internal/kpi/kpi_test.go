@@ -50,7 +50,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 
 // setup makes a company in Europe/Paris with a small team tree and nReps
 // reps; rep 2 sits in two sub-teams of P (A and B).
-func setup(t *testing.T, nReps int) *bundle {
+func setup(t testing.TB, nReps int) *bundle {
 	t.Helper()
 	ctx := context.Background()
 	db := testutil.DB(t)
@@ -104,7 +104,7 @@ func setup(t *testing.T, nReps int) *bundle {
 	return b
 }
 
-func (b *bundle) install(t *testing.T) {
+func (b *bundle) install(t testing.TB) {
 	t.Helper()
 	res, err := b.svc.InstallModel(context.Background(), b.op, uuid.Nil)
 	if err != nil {
@@ -115,7 +115,7 @@ func (b *bundle) install(t *testing.T) {
 	}
 }
 
-func (b *bundle) dataset(t *testing.T, seed uint64, start time.Time, days int) ([]eventgen.Delivery, []event.Event) {
+func (b *bundle) dataset(t testing.TB, seed uint64, start time.Time, days int) ([]eventgen.Delivery, []event.Event) {
 	t.Helper()
 	var ds []eventgen.Delivery
 	var truth []event.Event
@@ -130,7 +130,7 @@ func (b *bundle) dataset(t *testing.T, seed uint64, start time.Time, days int) (
 	return ds, truth
 }
 
-func (b *bundle) ingest(t *testing.T, ds []eventgen.Delivery) {
+func (b *bundle) ingest(t testing.TB, ds []eventgen.Delivery) {
 	t.Helper()
 	for i := 0; i < len(ds); i += 500 {
 		batch := ds[i:min(i+500, len(ds))]
@@ -150,7 +150,7 @@ func (b *bundle) ingest(t *testing.T, ds []eventgen.Delivery) {
 
 // drain applies the feed. Changes stay pending while an older transaction
 // of the cluster (another test's) is running: retry until they pass.
-func (b *bundle) drain(t *testing.T) {
+func (b *bundle) drain(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -168,7 +168,7 @@ func (b *bundle) drain(t *testing.T) {
 	}
 }
 
-func (b *bundle) backfill(t *testing.T) {
+func (b *bundle) backfill(t testing.TB) {
 	t.Helper()
 	if err := b.svc.Backfill(context.Background(), b.op.TenantID); err != nil {
 		t.Fatal(err)

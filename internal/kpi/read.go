@@ -67,6 +67,9 @@ type reader struct {
 	now     time.Time
 	kpis    map[string]KPI
 	pending map[uuid.UUID]bool
+	// cache keeps closed periods' distributions and distinct counts (nil:
+	// every period is read from the roll-ups).
+	cache *closedCache
 }
 
 func (s *Service) newReader(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, now time.Time) (*reader, error) {
@@ -87,6 +90,9 @@ func (s *Service) newReader(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, 
 		return nil, err
 	}
 	r := &reader{c: s.compiler, tx: tx, tenant: tenantID, loc: loc, now: now, kpis: kpis, pending: map[uuid.UUID]bool{}}
+	if !s.UncachedReads {
+		r.cache = s.closed
+	}
 	for _, id := range ids {
 		r.pending[id] = true
 	}
@@ -708,91 +714,128 @@ func (r *reader) fetch(ctx context.Context, nd needs, gs groupSet, periods []per
 		for id := range nd.dist {
 			dm = append(dm, id)
 		}
-		rows, err := r.tx.Query(ctx, `SELECT g.gi, t.measure_id, width_bucket(t.day, $6::date[]), coalesce(t.dim, ''), GROUPING(t.dim),
-				count(*), percentile_cont($9::float8[]) WITHIN GROUP (ORDER BY t.value)
-			FROM `+scopes+` CROSS JOIN LATERAL (SELECT measure_id, day, dim, value, n FROM kpi_values
-				WHERE tenant_id = $1 AND scope_kind = $4 AND scope_id = g.sid AND measure_id = ANY($5)
-				  AND day >= $7 AND day < $8 AND n > 0 OFFSET 0) t
-			CROSS JOIN LATERAL generate_series(1, t.n) AS rep(i)
-			GROUP BY GROUPING SETS ((g.gi, t.measure_id, width_bucket(t.day, $6::date[]), t.dim),
-				(g.gi, t.measure_id, width_bucket(t.day, $6::date[])))`,
-			r.tenant, sids, gis, gs.kind, dm, bounds, from, to, qs)
+		err := r.cachedFetch(ctx, 'v', quantilesKey(qs), gs, dm, bounds,
+			func(c cell) closedEntry { return closedEntry{dist: res.dist[c]} },
+			func(c cell, e closedEntry) {
+				if e.dist != nil {
+					res.dist[c] = e.dist
+				}
+			},
+			func(sids []uuid.UUID, gis []int32, ms []uuid.UUID, from, to time.Time) error {
+				return r.fetchDistributions(ctx, res, sids, gis, gs.kind, ms, bounds, from, to, qs)
+			})
 		if err != nil {
-			return nil, fmt.Errorf("read distributions: %w", err)
-		}
-		for rows.Next() {
-			var gi, b, grouping int32
-			var m uuid.UUID
-			var dim string
-			var count int64
-			var pcts []float64
-			if err := rows.Scan(&gi, &m, &b, &dim, &grouping, &count, &pcts); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			if b < 1 || int(b) > len(periods) {
-				continue
-			}
-			c := cell{int(gi), int(b) - 1, m}
-			if res.dist[c] == nil {
-				res.dist[c] = &distCell{byDim: map[string]distAgg{}}
-			}
-			a := distAgg{count: count, ps: map[float64]float64{}}
-			for i, q := range qs {
-				a.ps[q] = pcts[i]
-			}
-			if grouping == 1 {
-				res.dist[c].total = a
-			} else {
-				res.dist[c].byDim[dim] = a
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return nil, err
 		}
 	}
 
 	if len(nd.keys) > 0 {
-		rows, err := r.tx.Query(ctx, `SELECT g.gi, t.measure_id, width_bucket(t.day, $6::date[]), coalesce(t.dim, ''), GROUPING(t.dim),
-				count(DISTINCT t.key)
-			FROM `+scopes+` CROSS JOIN LATERAL (SELECT measure_id, day, dim, key FROM kpi_keys
-				WHERE tenant_id = $1 AND scope_kind = $4 AND scope_id = g.sid AND measure_id = ANY($5)
-				  AND day >= $7 AND day < $8 AND n > 0 OFFSET 0) t
-			GROUP BY GROUPING SETS ((g.gi, t.measure_id, width_bucket(t.day, $6::date[]), t.dim),
-				(g.gi, t.measure_id, width_bucket(t.day, $6::date[])))`,
-			r.tenant, sids, gis, gs.kind, ids(nd.keys), bounds, from, to)
+		err := r.cachedFetch(ctx, 'k', "", gs, ids(nd.keys), bounds,
+			func(c cell) closedEntry { return closedEntry{keys: res.keys[c]} },
+			func(c cell, e closedEntry) {
+				if e.keys != nil {
+					res.keys[c] = e.keys
+				}
+			},
+			func(sids []uuid.UUID, gis []int32, ms []uuid.UUID, from, to time.Time) error {
+				return r.fetchKeys(ctx, res, sids, gis, gs.kind, ms, bounds, from, to)
+			})
 		if err != nil {
-			return nil, fmt.Errorf("read distinct keys: %w", err)
-		}
-		for rows.Next() {
-			var gi, b, grouping int32
-			var m uuid.UUID
-			var dim string
-			var count int64
-			if err := rows.Scan(&gi, &m, &b, &dim, &grouping, &count); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			if b < 1 || int(b) > len(periods) {
-				continue
-			}
-			c := cell{int(gi), int(b) - 1, m}
-			if res.keys[c] == nil {
-				res.keys[c] = &keysCell{byDim: map[string]int64{}}
-			}
-			if grouping == 1 {
-				res.keys[c].total = count
-			} else {
-				res.keys[c].byDim[dim] = count
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return nil, err
 		}
 	}
 	return res, nil
+}
+
+// fetchDistributions reads the quantiles qs of value measures ms for the
+// storage scopes sids (of groups gis) from day from to day to, per period
+// cut at bounds, into res.dist.
+func (r *reader) fetchDistributions(ctx context.Context, res *results, sids []uuid.UUID, gis []int32, kind int16, ms []uuid.UUID,
+	bounds []time.Time, from, to time.Time, qs []float64) error {
+	scopes := `unnest($2::uuid[], $3::int[]) AS g(sid, gi)`
+	periods := len(bounds) - 1
+	rows, err := r.tx.Query(ctx, `SELECT g.gi, t.measure_id, width_bucket(t.day, $6::date[]), coalesce(t.dim, ''), GROUPING(t.dim),
+			count(*), percentile_cont($9::float8[]) WITHIN GROUP (ORDER BY t.value)
+		FROM `+scopes+` CROSS JOIN LATERAL (SELECT measure_id, day, dim, value, n FROM kpi_values
+			WHERE tenant_id = $1 AND scope_kind = $4 AND scope_id = g.sid AND measure_id = ANY($5)
+			  AND day >= $7 AND day < $8 AND n > 0 OFFSET 0) t
+		CROSS JOIN LATERAL generate_series(1, t.n) AS rep(i)
+		GROUP BY GROUPING SETS ((g.gi, t.measure_id, width_bucket(t.day, $6::date[]), t.dim),
+			(g.gi, t.measure_id, width_bucket(t.day, $6::date[])))`,
+		r.tenant, sids, gis, kind, ms, bounds, from, to, qs)
+	if err != nil {
+		return fmt.Errorf("read distributions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var gi, b, grouping int32
+		var m uuid.UUID
+		var dim string
+		var count int64
+		var pcts []float64
+		if err := rows.Scan(&gi, &m, &b, &dim, &grouping, &count, &pcts); err != nil {
+			return err
+		}
+		if b < 1 || int(b) > periods {
+			continue
+		}
+		c := cell{int(gi), int(b) - 1, m}
+		if res.dist[c] == nil {
+			res.dist[c] = &distCell{byDim: map[string]distAgg{}}
+		}
+		a := distAgg{count: count, ps: map[float64]float64{}}
+		for i, q := range qs {
+			a.ps[q] = pcts[i]
+		}
+		if grouping == 1 {
+			res.dist[c].total = a
+		} else {
+			res.dist[c].byDim[dim] = a
+		}
+	}
+	return rows.Err()
+}
+
+// fetchKeys counts the distinct keys of measures ms like
+// fetchDistributions, into res.keys.
+func (r *reader) fetchKeys(ctx context.Context, res *results, sids []uuid.UUID, gis []int32, kind int16, ms []uuid.UUID,
+	bounds []time.Time, from, to time.Time) error {
+	scopes := `unnest($2::uuid[], $3::int[]) AS g(sid, gi)`
+	periods := len(bounds) - 1
+	rows, err := r.tx.Query(ctx, `SELECT g.gi, t.measure_id, width_bucket(t.day, $6::date[]), coalesce(t.dim, ''), GROUPING(t.dim),
+			count(DISTINCT t.key)
+		FROM `+scopes+` CROSS JOIN LATERAL (SELECT measure_id, day, dim, key FROM kpi_keys
+			WHERE tenant_id = $1 AND scope_kind = $4 AND scope_id = g.sid AND measure_id = ANY($5)
+			  AND day >= $7 AND day < $8 AND n > 0 OFFSET 0) t
+		GROUP BY GROUPING SETS ((g.gi, t.measure_id, width_bucket(t.day, $6::date[]), t.dim),
+			(g.gi, t.measure_id, width_bucket(t.day, $6::date[])))`,
+		r.tenant, sids, gis, kind, ms, bounds, from, to)
+	if err != nil {
+		return fmt.Errorf("read distinct keys: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var gi, b, grouping int32
+		var m uuid.UUID
+		var dim string
+		var count int64
+		if err := rows.Scan(&gi, &m, &b, &dim, &grouping, &count); err != nil {
+			return err
+		}
+		if b < 1 || int(b) > periods {
+			continue
+		}
+		c := cell{int(gi), int(b) - 1, m}
+		if res.keys[c] == nil {
+			res.keys[c] = &keysCell{byDim: map[string]int64{}}
+		}
+		if grouping == 1 {
+			res.keys[c].total = count
+		} else {
+			res.keys[c].byDim[dim] = count
+		}
+	}
+	return rows.Err()
 }
 
 func scanSums(rows pgx.Rows, fn func(gi int, m uuid.UUID, dim string, b int, d sumDelta)) error {

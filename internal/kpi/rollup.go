@@ -378,7 +378,60 @@ func (a *aggregate) write(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID) er
 	if err := a.writeValues(ctx, tx, tenantID); err != nil {
 		return err
 	}
-	return a.writeKeys(ctx, tx, tenantID)
+	if err := a.writeKeys(ctx, tx, tenantID); err != nil {
+		return err
+	}
+	return a.writeGenerations(ctx, tx, tenantID)
+}
+
+// genKey is a distribution or distinct-key measure's local month.
+type genKey struct {
+	measure uuid.UUID
+	month   time.Time
+}
+
+// writeGenerations adds one to the generation of every measure and month
+// whose kpi_values or kpi_keys rows this batch changed, in the same
+// transaction: the closed-period cache (closedCache) drops what it holds for
+// them. Written last and in key order, like the other tables.
+func (a *aggregate) writeGenerations(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID) error {
+	touched := map[genKey]bool{}
+	month := func(d time.Time) time.Time { return time.Date(d.Year(), d.Month(), 1, 0, 0, 0, 0, time.UTC) }
+	for k, n := range a.values {
+		if n != 0 {
+			touched[genKey{k.measure, month(k.day)}] = true
+		}
+	}
+	for k, n := range a.keys {
+		if n != 0 {
+			touched[genKey{k.measure, month(k.day)}] = true
+		}
+	}
+	if len(touched) == 0 {
+		return nil
+	}
+	keys := make([]genKey, 0, len(touched))
+	for k := range touched {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(x, y genKey) int {
+		if c := slices.Compare(x.measure[:], y.measure[:]); c != 0 {
+			return c
+		}
+		return x.month.Compare(y.month)
+	})
+	measures, months := make([]uuid.UUID, len(keys)), make([]time.Time, len(keys))
+	for i, k := range keys {
+		measures[i], months[i] = k.measure, k.month
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO kpi_generations (tenant_id, measure_id, month, gen)
+		SELECT $1, m, d, 1 FROM unnest($2::uuid[], $3::date[]) AS u(m, d)
+		ON CONFLICT (tenant_id, measure_id, month) DO UPDATE SET gen = kpi_generations.gen + 1`,
+		tenantID, measures, months)
+	if err != nil {
+		return fmt.Errorf("write generations: %w", err)
+	}
+	return nil
 }
 
 // writeSince moves each scope's first day earlier when the batch has data

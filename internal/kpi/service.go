@@ -31,17 +31,26 @@ type Service struct {
 	// OnChange is called after roll-ups commit with the measures whose
 	// values changed (the server publishes them for live dashboards).
 	OnChange func(ctx context.Context, tenantID uuid.UUID, measures []uuid.UUID)
+	// UncachedReads reads every period's medians, percentiles and distinct
+	// counts from the roll-ups, without the closed-period cache (tests
+	// compare the two).
+	UncachedReads bool
+
+	closed *closedCache
 }
 
 // NewService returns the KPI service. jobs may be nil in tests that run
 // backfills and evaluations themselves.
 func NewService(db *postgres.DB, jobs Jobs, log *slog.Logger) *Service {
-	return &Service{db: db, jobs: jobs, log: log, Now: time.Now, compiler: newCompiler(planCacheSize, measureCacheSize)}
+	return &Service{db: db, jobs: jobs, log: log, Now: time.Now, compiler: newCompiler(planCacheSize, measureCacheSize),
+		closed: newClosedCache(closedCacheSize)}
 }
 
-// Collectors are the service's Prometheus metrics (the compiler's caches),
-// for the server's registry.
-func (s *Service) Collectors() []prometheus.Collector { return s.compiler.collectors() }
+// Collectors are the service's Prometheus metrics (the compiler's caches
+// and the closed-period read cache), for the server's registry.
+func (s *Service) Collectors() []prometheus.Collector {
+	return append(s.compiler.collectors(), s.closed.lookups)
+}
 
 // SetJobs sets the job queue (the River client is built after its workers,
 // which need the service).
