@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"time"
 
 	"github.com/rallyehq/rallye/internal/load"
 )
@@ -59,18 +60,20 @@ func runLoadEvents(ctx context.Context, env *environment, args []string) error {
 	fs.IntVar(&cfg.Batch, "batch", 1000, "events per IngestEvents call")
 	fs.IntVar(&cfg.Clients, "clients", 4, "concurrent ingesting clients")
 	fs.IntVar(&cfg.Reads, "reads", 400, "level-1 dashboard reads measured at the end")
-	fs.IntVar(&cfg.ProbeEvery, "probe-every", 10, "one batch in this many carries a probe timed to the dashboard")
+	fs.DurationVar(&cfg.ProbeInterval, "probe-interval", 100*time.Millisecond, "send a one-event probe, timed to a live board and a dashboard, this often")
 	fs.StringVar(&cfg.Target, "target", "", "base URL of a running server sharing DATABASE_URL and RALLYE_JWT_SECRET (default: a server in-process on a fresh database, dropped afterwards)")
 	fs.BoolVar(&cfg.Shard, "shard", true, "give each client its own contiguous part of the history; --shard=false makes clients take the next batch of one stream")
 	fs.IntVar(&cfg.Rate, "rate", 0, "pace ingestion at this many events/s (0: as fast as the server takes them)")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the fresh database")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run (client and in-process server) to this file")
+	fs.BoolVar(&cfg.InProcess, "in-process", false, "run the server in this process (default: a child `rallye serve`, so that its CPU is measured apart)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run (client and in-process server; implies --in-process) to this file")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	if cfg.Events < 1 || cfg.Users < 1 || cfg.Batch < 2 || cfg.Batch > 1000 || cfg.Clients < 1 || cfg.ProbeEvery < 1 {
-		return fmt.Errorf("events, users, clients and probe-every must be positive, batch between 2 and 1000")
+	if cfg.Events < 1 || cfg.Users < 1 || cfg.Batch < 1 || cfg.Batch > 1000 || cfg.Clients < 1 || cfg.Clients > 500 || cfg.ProbeInterval < time.Millisecond {
+		return fmt.Errorf("events and users must be positive, batch between 1 and 1000, clients between 1 and 500, probe-interval at least 1ms")
 	}
+	cfg.InProcess = cfg.InProcess || *cpuProfile != ""
 	// The in-process server logs warnings only: the figures go to stdout.
 	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if *cpuProfile != "" {

@@ -160,11 +160,22 @@ func (s *APIKeys) lookup(ctx context.Context, hash [32]byte) (APIKey, error) {
 	// is only known once the key is found.
 	err := s.db.AcrossTenants(ctx, func(tx pgx.Tx) error {
 		var err error
-		key, err = scanAPIKey(tx.QueryRow(ctx, `UPDATE api_keys SET last_used_at = now()
-			WHERE secret_hash = $1 RETURNING `+apiKeyColumns, hash[:]))
+		key, err = scanAPIKey(tx.QueryRow(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE secret_hash = $1`, hash[:]))
 		if postgres.IsNoRows(err) {
 			return rallye.NotFound("API key")
 		}
+		if err != nil {
+			return err
+		}
+		// The use is recorded unless another call is recording it: calls of
+		// one key (a busy webhook) never queue on its row.
+		var used *time.Time
+		err = tx.QueryRow(ctx, `UPDATE api_keys SET last_used_at = now()
+			WHERE id IN (SELECT id FROM api_keys WHERE secret_hash = $1 FOR UPDATE SKIP LOCKED) RETURNING last_used_at`, hash[:]).Scan(&used)
+		if postgres.IsNoRows(err) {
+			return nil
+		}
+		key.LastUsedAt = used
 		return err
 	})
 	return key, err

@@ -16,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 	"github.com/hashicorp/golang-lru/v2/expirable"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/rallyehq/rallye/internal/rallye"
 )
@@ -68,6 +69,32 @@ type Authenticator struct {
 	// times a second is not verified (HMAC or RSA, JSON) every time; the
 	// person's standing is still checked on every call.
 	tokens standingCache[string, verifiedToken]
+	// lookups shares one database read between the concurrent calls that
+	// miss the cache for the same key or person: a webhook source sending
+	// 50 calls at once when the cache entry expires reads its key once.
+	lookups singleflight.Group
+}
+
+// lookupTimeout bounds a shared look-up, which outlives the caller that
+// started it (the others wait for it too).
+const lookupTimeout = 10 * time.Second
+
+// shared runs read once for the concurrent callers asking for key, and
+// returns when it is done or ctx is.
+func shared[T any](ctx context.Context, g *singleflight.Group, key string, read func(context.Context) (T, error)) (T, error) {
+	ch := g.DoChan(key, func() (any, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+		defer cancel()
+		return read(rctx)
+	})
+	select {
+	case res := <-ch:
+		v, _ := res.Val.(T)
+		return v, res.Err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
 }
 
 type verifiedToken struct {
@@ -139,7 +166,7 @@ func (a *Authenticator) authenticateKey(ctx context.Context, secret string) (ral
 	key, ok := a.apiKey.get(hash)
 	if !ok {
 		var err error
-		key, err = a.keys.lookup(ctx, hash)
+		key, err = shared(ctx, &a.lookups, "key:"+string(hash[:]), func(ctx context.Context) (APIKey, error) { return a.keys.lookup(ctx, hash) })
 		if rallye.ErrorCode(err) == rallye.CodeNotFound {
 			return rallye.Principal{}, errUnauthenticated
 		}
@@ -168,7 +195,9 @@ func (a *Authenticator) authenticateToken(ctx context.Context, raw string) (rall
 	access, ok := a.users.get(key)
 	if !ok {
 		var err error
-		access, err = a.people.Access(ctx, tenantID, userID)
+		access, err = shared(ctx, &a.lookups, "person:"+tenantID.String()+userID.String(), func(ctx context.Context) (Access, error) {
+			return a.people.Access(ctx, tenantID, userID)
+		})
 		if rallye.ErrorCode(err) == rallye.CodeNotFound {
 			return rallye.Principal{}, errUnauthenticated
 		}

@@ -20,16 +20,21 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -50,12 +55,13 @@ import (
 
 // Config shapes a run.
 type Config struct {
-	Events     int
-	Users      int
-	Batch      int
-	Clients    int
-	Reads      int
-	ProbeEvery int
+	Events  int
+	Users   int
+	Batch   int
+	Clients int
+	Reads   int
+	// ProbeInterval spaces the prober's one-event calls.
+	ProbeInterval time.Duration
 	// Rate paces ingestion (events/s); 0 sends as fast as the server takes.
 	Rate int
 	// Shard gives each client a contiguous part of the history instead of
@@ -66,13 +72,16 @@ type Config struct {
 	Target string
 	// Keep keeps the fresh database.
 	Keep bool
-	App  config.Config
-	Out  io.Writer
-	Log  *slog.Logger
+	// InProcess runs the server in this process instead of a child
+	// `rallye serve` (whose CPU is then measured apart from the client's).
+	InProcess bool
+	App       config.Config
+	Out       io.Writer
+	Log       *slog.Logger
 }
 
-// probeKPI counts the probe events, per probe (its breakdown), so that a
-// watcher sees exactly when each probe's batch reached the dashboard.
+// probeKPI counts the prober's events: a watcher reading k has seen the
+// first k probes.
 const probeKPI = "load_probe"
 
 type run struct {
@@ -86,6 +95,8 @@ type run struct {
 	key      string
 	reps     []eventgen.Rep
 	kpis     *kpi.Service
+	probe    *prober
+	meter    *cpuMeter
 	printf   func(format string, args ...any)
 	cleanups []func()
 }
@@ -150,18 +161,7 @@ func (r *run) start(ctx context.Context) error {
 	cfg := r.cfg.App
 	if r.cfg.Target != "" {
 		r.baseURL = strings.TrimSuffix(r.cfg.Target, "/")
-		db, err := postgres.Open(ctx, cfg.DatabaseURL, 10)
-		if err != nil {
-			return err
-		}
-		r.db = db
-		r.cleanups = append(r.cleanups, db.Close)
-		jobs, err := river.NewClient[pgx.Tx](riverpgxv5.New(db.Pool), &river.Config{})
-		if err != nil {
-			return err
-		}
-		r.kpis = kpi.NewService(db, jobs, r.cfg.Log)
-		return nil
+		return r.connect(ctx, 0)
 	}
 	name := fmt.Sprintf("rallye_load_%d", time.Now().Unix())
 	adminURL, err := withDatabase(cfg.DatabaseURL, "postgres", "")
@@ -201,12 +201,20 @@ func (r *run) start(ctx context.Context) error {
 	if cfg.DatabaseURL, err = withDatabase(cfg.DatabaseURL, name, role); err != nil {
 		return err
 	}
-	cfg.Addr = "127.0.0.1:0"
 	cfg.RedisPrefix = "load-" + randomHex(4) + ":"
 	if cfg.JWTSecret == "" {
 		cfg.JWTSecret = randomHex(32)
 	}
 	r.cfg.App = cfg
+	if !r.cfg.InProcess {
+		pid, err := r.startChild(ctx)
+		if err != nil {
+			return err
+		}
+		r.printf("server: a child `rallye serve` (pid %d) on %s, database %s\n", pid, r.baseURL, name)
+		return r.connect(ctx, pid)
+	}
+	cfg.Addr = "127.0.0.1:0"
 	a, err := app.New(ctx, cfg, r.cfg.Log, app.Options{})
 	if err != nil {
 		return err
@@ -226,6 +234,96 @@ func (r *run) start(ctx context.Context) error {
 	})
 	r.app, r.db, r.kpis, r.baseURL = a, a.DB, a.KPI, "http://"+ln.Addr().String()
 	r.printf("in-process server on %s, database %s\n", r.baseURL, name)
+	return r.startMeter(ctx, 0)
+}
+
+// startChild starts `rallye serve` (this executable) on the fresh
+// database and a free port, and waits until it answers.
+func (r *run) startChild(ctx context.Context) (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	cfg := r.cfg.App
+	cmd := exec.Command(exe, "serve")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+cfg.DatabaseURL, "RALLYE_ADDR="+addr, "RALLYE_REDIS_PREFIX="+cfg.RedisPrefix,
+		"RALLYE_JWT_SECRET="+cfg.JWTSecret, "RALLYE_LOG_LEVEL=warn", "RALLYE_MIGRATE_ON_START=true", "RALLYE_DEBUG_ADDR=")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("start the server: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	r.cleanups = append(r.cleanups, func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	r.baseURL = "http://" + addr
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		res, err := http.Get(r.baseURL + "/metrics")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return cmd.Process.Pid, nil
+			}
+		}
+		select {
+		case err := <-exited:
+			return 0, fmt.Errorf("the server exited: %v", err)
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("the server did not answer on %s within 2 minutes", addr)
+		}
+	}
+}
+
+// connect opens the load's own connections to a server's database.
+func (r *run) connect(ctx context.Context, serverPID int) error {
+	db, err := postgres.Open(ctx, r.cfg.App.DatabaseURL, 10)
+	if err != nil {
+		return err
+	}
+	r.db = db
+	r.cleanups = append(r.cleanups, db.Close)
+	jobs, err := river.NewClient[pgx.Tx](riverpgxv5.New(db.Pool), &river.Config{})
+	if err != nil {
+		return err
+	}
+	r.kpis = kpi.NewService(db, jobs, r.cfg.Log)
+	return r.startMeter(ctx, serverPID)
+}
+
+// startMeter prepares the CPU samples: the server's process when it is a
+// child, PostgreSQL's processes when they run on this machine, and Redis.
+func (r *run) startMeter(ctx context.Context, serverPID int) error {
+	u, err := url.Parse(r.cfg.App.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	r.meter = &cpuMeter{serverPID: serverPID, db: strings.TrimPrefix(u.Path, "/"), query: r.db.Pool.Query}
+	if len(r.cfg.App.RedisAddrs) == 0 {
+		if opt, err := redis.ParseURL(r.cfg.App.RedisURL); err == nil {
+			c := redis.NewClient(opt)
+			r.cleanups = append(r.cleanups, func() { c.Close() })
+			r.meter.redis = c
+		}
+	}
+	_ = ctx
 	return nil
 }
 
@@ -271,6 +369,14 @@ func (r *run) seed(ctx context.Context) error {
 			return fmt.Errorf("import reps: %+v", res.Rejected[0])
 		}
 	}
+	probeRep, err := svc.ImportUsers(ctx, op, []org.ImportRow{{User: org.UserInput{DisplayName: "Sonde de fraîcheur", Email: "probe@" + slug + ".test",
+		Locale: org.LocaleFR, ExternalID: probeExternalID, Roles: []rallye.Role{rallye.RoleRep}, TeamIDs: []uuid.UUID{teams[0]}}}})
+	if err != nil {
+		return err
+	}
+	if len(probeRep.Rejected) > 0 {
+		return fmt.Errorf("import the probe rep: %+v", probeRep.Rejected[0])
+	}
 	if _, r.key, err = auth.NewAPIKeys(r.db).CreateForOperator(ctx, tenant.ID, "load"); err != nil {
 		return err
 	}
@@ -283,7 +389,7 @@ func (r *run) seed(ctx context.Context) error {
 	}
 	probe := kpi.Definition{Key: probeKPI, Name: kpi.Text{FR: "Sondes de charge", EN: "Load probes"}, Unit: kpi.UnitCount, Level: 1,
 		Direction: kpi.HigherIsBetter, Periods: []period.Kind{period.Month},
-		Formula: kpi.Formula{Aggregation: kpi.Count, Breakdown: kpi.DimContent,
+		Formula: kpi.Formula{Aggregation: kpi.Count,
 			Events: kpi.Selection{Types: []event.Type{event.ContentUsed}, Filter: `content_id.startsWith("probe-")`}}}
 	if _, err := r.kpis.Create(ctx, op, kpi.CreateRequest{Definition: probe}); err != nil {
 		return err
@@ -295,6 +401,15 @@ func (r *run) seed(ctx context.Context) error {
 		if _, err := r.kpis.SetTarget(ctx, op, kpi.SetTargetRequest{KPIKey: key, PeriodKind: period.Month, Scope: kpi.Company, Target: target}); err != nil {
 			return err
 		}
+	}
+	var probeID uuid.UUID
+	if err := r.db.ReadTenant(ctx, tenant.ID, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT id FROM users WHERE tenant_id = $1 AND external_id = $2`, tenant.ID, probeExternalID).Scan(&probeID)
+	}); err != nil {
+		return err
+	}
+	if r.probe, err = r.setupProber(ctx, probeID.String(), r.cfg.ProbeInterval); err != nil {
+		return err
 	}
 	n, _ := r.kpis.List(ctx, op, kpi.ListRequest{})
 	r.printf("company %s: %d reps in %d teams, %d KPIs\n", slug, r.cfg.Users, len(teams)+2, len(n))
@@ -386,123 +501,72 @@ func httpClient() *http.Client {
 }
 
 type ingestResult struct {
-	events, batches int
-	elapsed         time.Duration
-	delays          []time.Duration
-	caughtUp        time.Duration
-	probes          int
-	rejected        int
-	// retries counts calls answered unavailable and sent again.
+	events, calls int
+	elapsed       time.Duration
+	// calls' latencies (answer minus send, retries included), sorted
+	latencies []time.Duration
+	// acknowledgement → shown, per probe, sorted
+	kpiDelays, rankDelays []time.Duration
+	// the last probe, sent after the last call, shown after
+	kpiCaughtUp, rankCaughtUp time.Duration
+	rejected                  int
+	// retries counts calls answered unavailable or resource_exhausted and
+	// sent again (backpressure).
 	retries int64
+	cpu     cpuUse
 }
 
-type batch struct {
-	rows  []*rallyev1.SalesEvent
-	probe string
-}
-
-// ingest sends the deliveries and measures, for probe batches, the time
-// from acceptance to the probe showing on a level-1 Watch stream.
+// ingest sends the deliveries in calls of Batch events from Clients
+// concurrent clients, times each call, and runs the prober beside them.
 func (r *run) ingest(ctx context.Context, ds []eventgen.Delivery) (ingestResult, error) {
 	var res ingestResult
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	probeRep := r.reps[0].ExternalID
-	// The probe KPI's read keeps its first kpi.MaxBreakdownValues probes
-	// (in name order): with more, the later probes, and the final one sent
-	// to see the roll-ups catch up, would never show, and the run would
-	// wait for them in vain. Probes are spaced out to stay below.
-	probeEvery := r.cfg.ProbeEvery
-	if calls := (len(ds) + r.cfg.Batch - 1) / r.cfg.Batch; calls/probeEvery >= kpi.MaxBreakdownValues-1 {
-		probeEvery = calls/(kpi.MaxBreakdownValues-2) + 1
-		r.printf("  one probe every %d calls instead of %d: the probe KPI shows at most %d probes\n",
-			probeEvery, r.cfg.ProbeEvery, kpi.MaxBreakdownValues)
-	}
-	var batches []batch
+	var calls [][]*rallyev1.SalesEvent
 	for i := 0; i < len(ds); i += r.cfg.Batch {
-		chunk := ds[i:min(i+r.cfg.Batch, len(ds))]
-		b := batch{}
-		if len(batches)%probeEvery == 0 && len(chunk) > 1 {
-			b.probe = fmt.Sprintf("probe-%05d", len(batches))
-			chunk = chunk[:len(chunk)-1]
+		var rows []*rallyev1.SalesEvent
+		for _, d := range ds[i:min(i+r.cfg.Batch, len(ds))] {
+			rows = append(rows, toProto(d))
 		}
-		for _, d := range chunk {
-			b.rows = append(b.rows, toProto(d))
-		}
-		batches = append(batches, b)
-	}
-	probeEvent := func(id string) *rallyev1.SalesEvent {
-		return &rallyev1.SalesEvent{Source: "load", ExternalId: id, Type: "content.used", OccurredAt: timestamppb.Now(),
-			RepExternalId: probeRep, ContentId: id}
-	}
-
-	// The watcher.
-	var mu sync.Mutex
-	seen := map[string]time.Time{}
-	seenCh := make(chan struct{}, 1)
-	dash := rallyev1connect.NewDashboardServiceClient(httpClient(), r.baseURL, bearer(r.token))
-	watch := func() (*connect.ServerStreamForClient[rallyev1.WatchResponse], error) {
-		stream, err := dash.Watch(ctx, &rallyev1.WatchRequest{Level: 1, Period: rallyev1.PeriodKind_PERIOD_KIND_MONTH})
-		if err != nil {
-			return nil, err
-		}
-		if !stream.Receive() {
-			return nil, fmt.Errorf("watch: %w", stream.Err())
-		}
-		return stream, nil
-	}
-	stream, err := watch()
-	if err != nil {
-		return res, err
+		calls = append(calls, rows)
 	}
 	var retries atomic.Int64
-	go func(stream *connect.ServerStreamForClient[rallyev1.WatchResponse]) {
-		// A stream that ends (the server lost a dependency, or restarted)
-		// is opened again, as a dashboard would.
-		for ctx.Err() == nil {
-			if stream == nil {
-				var err error
-				if stream, err = retryUnavailable(ctx, func() { retries.Add(1) }, watch); err != nil {
-					time.Sleep(time.Second)
-					continue
-				}
-			}
-			r.receive(stream, &mu, seen, seenCh)
-			stream = nil
-		}
-	}(stream)
+	retried := func() { retries.Add(1) }
+	if err := r.probe.watch(ctx, retried); err != nil {
+		return res, err
+	}
 	client := rallyev1connect.NewEventServiceClient(httpClient(), r.baseURL, bearer(r.key))
-	accepted := map[string]time.Time{}
-	var acceptedMu sync.Mutex
 	var rejected, sent, reserved atomic.Int64
+	before := r.meter.sample(ctx)
 	start := time.Now()
-	// Interleaved: clients take the next batch of the stream, so concurrent
-	// batches are neighbours in time (they share deals and re-sent events,
+	stopProbes := make(chan struct{})
+	probeErr := make(chan error, 1)
+	go func() { probeErr <- r.probe.run(ctx, stopProbes, client, retried) }()
+	// Interleaved: clients take the next call of the stream, so concurrent
+	// calls are neighbours in time (they share deals and re-sent events,
 	// and wait for each other's locks). Sharded: each client streams its own
 	// contiguous part of the history, as parallel integrations would.
-	queues := make([]chan batch, r.cfg.Clients)
-	shared := make(chan batch)
+	queues := make([]chan []*rallyev1.SalesEvent, r.cfg.Clients)
+	shared := make(chan []*rallyev1.SalesEvent)
 	for i := range queues {
 		queues[i] = shared
 		if r.cfg.Shard {
-			queues[i] = make(chan batch, len(batches)/r.cfg.Clients+1)
+			queues[i] = make(chan []*rallyev1.SalesEvent, len(calls)/r.cfg.Clients+1)
 		}
 	}
 	errs := make(chan error, r.cfg.Clients)
+	latencies := make([][]time.Duration, r.cfg.Clients)
 	var wg sync.WaitGroup
 	for c := range r.cfg.Clients {
 		work := queues[c]
 		wg.Go(func() {
-			for b := range work {
+			for rows := range work {
 				if r.cfg.Rate > 0 { // pace the clients together at Rate events/s
-					due := start.Add(time.Duration(float64(reserved.Add(int64(len(b.rows)))) / float64(r.cfg.Rate) * float64(time.Second)))
+					due := start.Add(time.Duration(float64(reserved.Add(int64(len(rows)))) / float64(r.cfg.Rate) * float64(time.Second)))
 					time.Sleep(time.Until(due))
 				}
-				rows := b.rows
-				if b.probe != "" {
-					rows = append(slices.Clone(rows), probeEvent(b.probe))
-				}
-				out, err := retryUnavailable(ctx, func() { retries.Add(1) }, func() (*rallyev1.IngestEventsResponse, error) {
+				t0 := time.Now()
+				out, err := retryUnavailable(ctx, retried, func() (*rallyev1.IngestEventsResponse, error) {
 					return client.IngestEvents(ctx, &rallyev1.IngestEventsRequest{Events: rows})
 				})
 				if err != nil {
@@ -510,13 +574,9 @@ func (r *run) ingest(ctx context.Context, ds []eventgen.Delivery) (ingestResult,
 					cancel()
 					return
 				}
+				latencies[c] = append(latencies[c], time.Since(t0))
 				rejected.Add(int64(len(out.Rejected)))
 				sent.Add(int64(len(rows)))
-				if b.probe != "" {
-					acceptedMu.Lock()
-					accepted[b.probe] = time.Now()
-					acceptedMu.Unlock()
-				}
 			}
 		})
 	}
@@ -530,26 +590,24 @@ func (r *run) ingest(ctx context.Context, ds []eventgen.Delivery) (ingestResult,
 				return
 			case <-t.C:
 				n := sent.Load()
-				mu.Lock()
-				probes := len(seen)
-				mu.Unlock()
-				r.printf("  %d/%d events accepted (%.0f events/s), %d probes seen on the dashboard\n",
-					n, len(ds), float64(n)/time.Since(start).Seconds(), probes)
+				k, b := len(r.probe.delays(r.probe.kpiSeen)), len(r.probe.delays(r.probe.rankSeen))
+				r.printf("  %d/%d events accepted (%.0f events/s), probes shown: %d on the KPI, %d on the board\n",
+					n, len(ds), float64(n)/time.Since(start).Seconds(), k, b)
 			}
 		}
 	}()
 	if r.cfg.Shard {
-		for i, b := range batches {
-			queues[i*r.cfg.Clients/len(batches)] <- b
+		for i, rows := range calls {
+			queues[i*r.cfg.Clients/len(calls)] <- rows
 		}
 		for _, q := range queues {
 			close(q)
 		}
 	} else {
 	feed:
-		for _, b := range batches {
+		for _, rows := range calls {
 			select {
-			case shared <- b:
+			case shared <- rows:
 			case <-ctx.Done():
 				break feed
 			}
@@ -559,52 +617,30 @@ func (r *run) ingest(ctx context.Context, ds []eventgen.Delivery) (ingestResult,
 	wg.Wait()
 	close(stopProgress)
 	res.elapsed = time.Since(start)
+	close(stopProbes)
 	select {
 	case err := <-errs:
 		return res, fmt.Errorf("ingest: %w", err)
 	default:
 	}
-	res.events, res.batches, res.rejected = len(ds), len(batches), int(rejected.Load())
-	res.retries = retries.Load()
+	if err := <-probeErr; err != nil {
+		return res, fmt.Errorf("probe: %w", err)
+	}
+	res.events, res.calls, res.rejected = len(ds), len(calls), int(rejected.Load())
+	for _, l := range latencies {
+		res.latencies = append(res.latencies, l...)
+	}
+	slices.Sort(res.latencies)
 
-	// A last probe, sent after every batch committed: once it shows, the
-	// roll-ups have caught up with everything.
-	last := "probe-final"
-	if _, err := retryUnavailable(ctx, func() { retries.Add(1) }, func() (*rallyev1.IngestEventsResponse, error) {
-		return client.IngestEvents(ctx, &rallyev1.IngestEventsRequest{Events: []*rallyev1.SalesEvent{probeEvent(last)}})
-	}); err != nil {
+	// A last probe, sent after every call was answered: once it shows, the
+	// roll-ups and the boards have caught up with everything.
+	var err error
+	if res.kpiCaughtUp, res.rankCaughtUp, err = r.probe.caughtUp(ctx, client, retried, start.Add(res.elapsed)); err != nil {
 		return res, err
 	}
-	lastSent := time.Now()
-	accepted[last] = lastSent
-	deadline := time.After(10 * time.Minute)
-	for {
-		mu.Lock()
-		_, ok := seen[last]
-		mu.Unlock()
-		if ok {
-			break
-		}
-		select {
-		case <-seenCh:
-		case <-time.After(time.Second):
-		case <-deadline:
-			return res, fmt.Errorf("the roll-ups did not catch up within 10 minutes")
-		}
-	}
-	mu.Lock()
-	res.caughtUp = seen[last].Sub(start.Add(res.elapsed))
-	for id, at := range accepted {
-		if id == last {
-			continue
-		}
-		if s, ok := seen[id]; ok {
-			res.delays = append(res.delays, max(0, s.Sub(at)))
-		}
-	}
-	mu.Unlock()
-	res.probes = len(accepted) - 1
-	slices.Sort(res.delays)
+	res.cpu = before.to(r.meter.sample(ctx))
+	res.kpiDelays, res.rankDelays = r.probe.delays(r.probe.kpiSeen), r.probe.delays(r.probe.rankSeen)
+	res.retries = retries.Load()
 	cancel()
 	return res, nil
 }
@@ -665,15 +701,22 @@ func (r *run) readDashboards(ctx context.Context) ([]readResult, error) {
 }
 
 type rawResult struct {
-	insert, copy time.Duration
-	rows         int
+	insert, copy rawTiming
+	rows, calls  int
+}
+
+// rawTiming is one raw write of every row: its duration and each
+// statement's latency, sorted.
+type rawTiming struct {
+	elapsed   time.Duration
+	latencies []time.Duration
 }
 
 // rawCeiling writes the same rows straight into scratch copies of
 // event_versions (no row-level security, no feed, no roll-ups) with the same
 // batches and clients: once with INSERT … SELECT FROM unnest, once with COPY.
 func (r *run) rawCeiling(ctx context.Context, ds []eventgen.Delivery) (rawResult, error) {
-	res := rawResult{rows: len(ds)}
+	res := rawResult{rows: len(ds), calls: (len(ds) + r.cfg.Batch - 1) / r.cfg.Batch}
 	pcfg, err := pgxpool.ParseConfig(r.cfg.App.DatabaseURL)
 	if err != nil {
 		return res, err
@@ -682,6 +725,7 @@ func (r *run) rawCeiling(ctx context.Context, ds []eventgen.Delivery) (rawResult
 		postgres.RegisterTypes(c.TypeMap()) // as the server's pool
 		return nil
 	}
+	pcfg.MaxConns = int32(max(4, r.cfg.Clients)) // a connection per client: the best the raw writes can do
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return res, err
@@ -694,18 +738,21 @@ func (r *run) rawCeiling(ctx context.Context, ds []eventgen.Delivery) (rawResult
 	}
 	r.printf("raw ceiling: writing the same %d rows with pgx...\n", len(ds))
 	tenant := r.tenant.ID
-	timed := func(write func(conn *pgxpool.Pool, rows []eventgen.Delivery) error) (time.Duration, error) {
+	timed := func(write func(conn *pgxpool.Pool, rows []eventgen.Delivery) error) (rawTiming, error) {
 		work := make(chan []eventgen.Delivery)
 		errs := make(chan error, r.cfg.Clients)
+		latencies := make([][]time.Duration, r.cfg.Clients)
 		var wg sync.WaitGroup
 		start := time.Now()
-		for range r.cfg.Clients {
+		for c := range r.cfg.Clients {
 			wg.Go(func() {
 				for rows := range work {
+					t0 := time.Now()
 					if err := write(pool, rows); err != nil {
 						errs <- err
 						return
 					}
+					latencies[c] = append(latencies[c], time.Since(t0))
 				}
 			})
 		}
@@ -716,10 +763,15 @@ func (r *run) rawCeiling(ctx context.Context, ds []eventgen.Delivery) (rawResult
 		wg.Wait()
 		select {
 		case err := <-errs:
-			return 0, err
+			return rawTiming{}, err
 		default:
 		}
-		return time.Since(start), nil
+		t := rawTiming{elapsed: time.Since(start)}
+		for _, l := range latencies {
+			t.latencies = append(t.latencies, l...)
+		}
+		slices.Sort(t.latencies)
+		return t, nil
 	}
 	if res.insert, err = timed(func(pool *pgxpool.Pool, rows []eventgen.Delivery) error {
 		cols := columnsOf(tenant, rows)
@@ -751,55 +803,40 @@ func pct(ds []time.Duration, p float64) time.Duration {
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
 
 func (r *run) report(ing ingestResult, reads []readResult, raw rawResult) {
-	rate := float64(ing.events) / ing.elapsed.Seconds()
-	mode := "interleaved: the next batch of one stream"
-	if r.cfg.Rate > 0 {
-		defer r.printf("(paced at %d events/s)\n", r.cfg.Rate)
-	}
+	secs := ing.elapsed.Seconds()
+	mode := "interleaved: the next call of one stream"
 	if r.cfg.Shard {
 		mode = "sharded: each its own part of the history"
 	}
-	r.printf("\n== rallye load events: %d events, %d users, batches of %d, %d concurrent clients (%s) ==\n",
+	if r.cfg.Rate > 0 {
+		mode += fmt.Sprintf(", paced at %d events/s", r.cfg.Rate)
+	}
+	r.printf("\n== rallye load events: %d events, %d users, %d per call, %d concurrent clients (%s) ==\n",
 		ing.events, r.cfg.Users, r.cfg.Batch, r.cfg.Clients, mode)
-	r.printf("ingestion through IngestEvents (Connect, loopback)  %d events in %.1f s: %.0f events/s sustained (%d rejected, %d calls retried on unavailable)\n",
-		ing.events, ing.elapsed.Seconds(), rate, ing.rejected, ing.retries)
-	r.printf("batch accepted -> level-1 Watch shows it            p50 %s, p99 %s, max %s (%d probe batches)\n",
-		ms(pct(ing.delays, 0.5)), ms(pct(ing.delays, 0.99)), ms(pct(ing.delays, 1)), len(ing.delays))
-	r.printf("roll-ups caught up after the last batch             %.1f s (end-to-end %.0f events/s)\n",
-		ing.caughtUp.Seconds(), float64(ing.events)/(ing.elapsed+ing.caughtUp).Seconds())
+	r.printf("IngestEvents (Connect, loopback)   %d calls in %.1f s: %.0f calls/s, %.0f events/s (%d rejected, %d calls retried on backpressure)\n",
+		ing.calls, secs, float64(ing.calls)/secs, float64(ing.events)/secs, ing.rejected, ing.retries)
+	r.printf("call latency                       p50 %s, p99 %s, max %s\n",
+		ms(pct(ing.latencies, 0.5)), ms(pct(ing.latencies, 0.99)), ms(pct(ing.latencies, 1)))
+	u := ing.cpu
+	server := perEvent(u.server, ing.events, u.ok.server)
+	if r.app != nil {
+		server = "in-process: counted with the client"
+	}
+	r.printf("CPU per event (load to caught up)  server %s, PostgreSQL %s (this database's backends; all of the machine's: %s), Redis %s, load client %s; over %.1f s of %d cores\n",
+		server, perEvent(u.pgDB, ing.events, u.ok.pg), perEvent(u.pgAll, ing.events, u.ok.pg), perEvent(u.redis, ing.events, u.ok.redis),
+		perEvent(u.client, ing.events, true), u.wall.Seconds(), runtime.NumCPU())
+	r.printf("freshness, acknowledged -> KPI value changed on a level-1 Watch      p50 %s, p99 %s, max %s (%d probes)\n",
+		ms(pct(ing.kpiDelays, 0.5)), ms(pct(ing.kpiDelays, 0.99)), ms(pct(ing.kpiDelays, 1)), len(ing.kpiDelays))
+	r.printf("freshness, acknowledged -> rep's points moved on a live board        p50 %s, p99 %s, max %s (%d probes)\n",
+		ms(pct(ing.rankDelays, 0.5)), ms(pct(ing.rankDelays, 0.99)), ms(pct(ing.rankDelays, 1)), len(ing.rankDelays))
+	r.printf("caught up after the last call      KPI %.2f s, board %.2f s (end-to-end %.0f events/s)\n",
+		ing.kpiCaughtUp.Seconds(), ing.rankCaughtUp.Seconds(), float64(ing.events)/(ing.elapsed+max(ing.kpiCaughtUp, ing.rankCaughtUp)).Seconds())
 	for _, rd := range reads {
 		r.printf("dashboard read %-52s p50 %s, p99 %s (%d reads, %d cards)\n", rd.name, ms(pct(rd.latencies, 0.5)),
 			ms(pct(rd.latencies, 0.99)), len(rd.latencies), rd.cards)
 	}
-	r.printf("raw ceiling, same rows via pgx, batched INSERT … unnest  %.0f rows/s (%.1f s)\n",
-		float64(raw.rows)/raw.insert.Seconds(), raw.insert.Seconds())
-	r.printf("raw ceiling, same rows via pgx, COPY                     %.0f rows/s (%.1f s)\n",
-		float64(raw.rows)/raw.copy.Seconds(), raw.copy.Seconds())
-}
-
-// receive notes when each probe shows on the stream, from the message
-// already received on, until the stream ends.
-func (r *run) receive(stream *connect.ServerStreamForClient[rallyev1.WatchResponse], mu *sync.Mutex, seen map[string]time.Time, seenCh chan struct{}) {
-	for {
-		now := time.Now()
-		for _, c := range stream.Msg().Kpis {
-			if c.Key != probeKPI {
-				continue
-			}
-			mu.Lock()
-			for _, b := range c.Breakdown {
-				if _, ok := seen[b.ValueKey]; !ok {
-					seen[b.ValueKey] = now
-				}
-			}
-			mu.Unlock()
-			select {
-			case seenCh <- struct{}{}:
-			default:
-			}
-		}
-		if !stream.Receive() {
-			return
-		}
-	}
+	r.printf("raw ceiling, same rows, calls and clients via pgx, INSERT … unnest  %.0f rows/s, %.0f statements/s, p50 %s, p99 %s\n",
+		float64(raw.rows)/raw.insert.elapsed.Seconds(), float64(raw.calls)/raw.insert.elapsed.Seconds(), ms(pct(raw.insert.latencies, 0.5)), ms(pct(raw.insert.latencies, 0.99)))
+	r.printf("raw ceiling, same rows, calls and clients via pgx, COPY             %.0f rows/s, %.0f statements/s, p50 %s, p99 %s\n",
+		float64(raw.rows)/raw.copy.elapsed.Seconds(), float64(raw.calls)/raw.copy.elapsed.Seconds(), ms(pct(raw.copy.latencies, 0.5)), ms(pct(raw.copy.latencies, 0.99)))
 }

@@ -12,7 +12,8 @@ import (
 
 // Client retries, as the README tells integrations to: a call answered
 // unavailable (PostgreSQL or Redis momentarily out of reach, or too much
-// contention) is sent again after the server's RetryInfo delay, doubling
+// contention) or resource_exhausted (backpressure: the company's KPIs and
+// ranks are behind) is sent again after the server's RetryInfo delay, doubling
 // (jittered) up to retryMaxWait, for at most retryBudget. Sending an event
 // batch again is safe: events are stored once, a retried batch reports
 // what the first attempt stored as duplicates.
@@ -23,13 +24,14 @@ const (
 )
 
 // retryUnavailable calls fn until it succeeds, fails with another code than
-// unavailable, or the budget is spent; retries counts the retries.
+// unavailable or resource_exhausted, or the budget is spent; retries counts
+// the retries.
 func retryUnavailable[T any](ctx context.Context, retries func(), fn func() (T, error)) (T, error) {
 	wait := retryFirstWait
 	deadline := time.Now().Add(retryBudget)
 	for {
 		out, err := fn()
-		if connect.CodeOf(err) != connect.CodeUnavailable || time.Now().After(deadline) {
+		if code := connect.CodeOf(err); code != connect.CodeUnavailable && code != connect.CodeResourceExhausted || time.Now().After(deadline) {
 			return out, err
 		}
 		d := max(wait, serverDelay(err))
