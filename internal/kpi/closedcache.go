@@ -1,8 +1,10 @@
 package kpi
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,7 +54,7 @@ func newClosedCache(size int) *closedCache {
 }
 
 func tableName(table byte) string {
-	if table == 'k' {
+	if table&0x7f == 'k' {
 		return "keys"
 	}
 	return "values"
@@ -61,7 +63,8 @@ func tableName(table byte) string {
 // closedKey names one measure's data for one read scope and period.
 type closedKey struct {
 	tenant uuid.UUID
-	// table is 'v' (kpi_values: distributions) or 'k' (kpi_keys).
+	// table is 'v' (kpi_values: distributions) or 'k' (kpi_keys), with
+	// the high bit for the rows of a current period's days before today.
 	table byte
 	kind  int16
 	// group is the read scope's storage scopes, sorted (a team's sets).
@@ -76,6 +79,8 @@ type closedEntry struct {
 	gen  int64
 	dist *distCell
 	keys *keysCell
+	// raw holds the rows of the current period's days before today.
+	raw *rawCell
 }
 
 // groupKey is a group's storage scopes in a canonical order.
@@ -112,62 +117,102 @@ func (r *reader) closedPeriods(bounds []time.Time) []bool {
 	return out
 }
 
-// generations returns, per measure, the generation of each period (the sum
-// of its months'), for the closed periods.
-func (r *reader) generations(ctx context.Context, measures []uuid.UUID, bounds []time.Time, closed []bool) (map[uuid.UUID][]int64, error) {
-	last := -1
-	for i, c := range closed {
-		if c {
-			last = i
-		}
-	}
-	out := map[uuid.UUID][]int64{}
-	if last < 0 || len(measures) == 0 {
+// generations reads the generations of measures' buckets of one grain from
+// day from to day to.
+func (r *reader) generations(ctx context.Context, measures []uuid.UUID, grain int16, from, to time.Time) (gens, error) {
+	out := gens{}
+	if len(measures) == 0 || !from.Before(to) {
 		return out, nil
 	}
-	rows, err := r.tx.Query(ctx, `SELECT measure_id, month, gen FROM kpi_generations
-		WHERE tenant_id = $1 AND measure_id = ANY($2) AND month >= $3 AND month < $4`,
-		r.tenant, measures, monthOf(bounds[0]), bounds[last+1])
+	rows, err := r.tx.Query(ctx, `SELECT measure_id, bucket, gen FROM kpi_generations
+		WHERE tenant_id = $1 AND measure_id = ANY($2) AND grain = $3 AND bucket >= $4 AND bucket < $5`,
+		r.tenant, measures, grain, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("read generations: %w", err)
 	}
-	gens := map[genKey]int64{}
+	defer rows.Close()
 	for rows.Next() {
-		var k genKey
+		var m uuid.UUID
+		var d time.Time
 		var g int64
-		if err := rows.Scan(&k.measure, &k.month, &g); err != nil {
-			rows.Close()
+		if err := rows.Scan(&m, &d, &g); err != nil {
 			return nil, err
 		}
-		gens[genKey{k.measure, monthOf(k.month)}] = g
+		out[genKey{m, grain, time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, time.UTC)}] = g
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	for _, m := range measures {
-		v := make([]int64, len(closed))
-		for pi, c := range closed {
-			if !c {
-				continue
-			}
-			for mo := monthOf(bounds[pi]); mo.Before(bounds[pi+1]); mo = mo.AddDate(0, 1, 0) {
-				v[pi] += gens[genKey{m, mo}]
-			}
-		}
-		out[m] = v
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
-// cachedFetch reads one table's cells through the cache: it takes the
-// closed periods' cells whose generation is current from the cache, reads
-// what is left with one query (fetch, over the groups, measures and
-// consecutive periods still needed), and keeps the closed cells it read.
-// get and put move a cell between res and an entry.
-func (r *reader) cachedFetch(ctx context.Context, table byte, qs string, gs groupSet, measures []uuid.UUID, bounds []time.Time,
-	get func(c cell) closedEntry, put func(c cell, e closedEntry),
-	fetch func(sids []uuid.UUID, gis []int32, measures []uuid.UUID, from, to time.Time) error) error {
+type gens map[genKey]int64
+
+// months is the generation of measure m's days from to to read at month
+// grain (the sum of the months they touch).
+func (g gens) months(m uuid.UUID, from, to time.Time) int64 {
+	var sum int64
+	for mo := monthOf(from); mo.Before(to); mo = mo.AddDate(0, 1, 0) {
+		sum += g[genKey{m, grainMonth, mo}]
+	}
+	return sum
+}
+
+// days is the generation of measure m's days from to to read at day grain.
+func (g gens) days(m uuid.UUID, from, to time.Time) int64 {
+	var sum int64
+	for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
+		sum += g[genKey{m, grainDay, d}]
+	}
+	return sum
+}
+
+// valueCount is a value and how many events gave it.
+type valueCount struct {
+	v float64
+	n int64
+}
+
+// rawCell is one measure's rows for a group over some days: the values and
+// their counts (sorted by value) or the distinct keys, per breakdown value
+// and in total.
+type rawCell struct {
+	byDim     map[string][]valueCount
+	total     []valueCount
+	keysByDim map[string]map[string]bool
+	keysTotal map[string]bool
+}
+
+type groupMeasure struct {
+	gi int
+	m  uuid.UUID
+}
+
+// tableOps is what cachedFetch needs of one roll-up table.
+type tableOps struct {
+	table byte
+	// qs names the quantiles computed (distributions).
+	qs string
+	// get and put move a cell between res and a cache entry.
+	get func(c cell) closedEntry
+	put func(c cell, e closedEntry)
+	// fetch computes the cells of groups (storage scopes sids of groups
+	// gis) and measures ms from day from to day to, per period, into res.
+	fetch func(sids []uuid.UUID, gis []int32, ms []uuid.UUID, from, to time.Time) error
+	// raw reads the rows themselves over from to to, per group and measure.
+	raw func(sids []uuid.UUID, gis []int32, ms []uuid.UUID, from, to time.Time) (map[groupMeasure]*rawCell, error)
+	// finish computes a cell into res from the rows of two parts of its
+	// period (either may be nil).
+	finish func(c cell, a, b *rawCell)
+}
+
+// cachedFetch reads one table's cells through the cache:
+//   - a closed period's cell whose generation is current comes from the
+//     cache; the others are computed by one query (fetch, over the groups,
+//     measures and consecutive periods still needed) and kept;
+//   - the current period, when it began before today, is cut at today: the
+//     rows of its days before today are kept as they are (raw, under the
+//     generation of those days), today's and later rows are read, and the
+//     cell is computed from both in Go, exactly as PostgreSQL does;
+//   - other periods (starting today or later) are computed by the query.
+func (r *reader) cachedFetch(ctx context.Context, gs groupSet, measures []uuid.UUID, bounds []time.Time, ops tableOps) error {
 	type miss struct {
 		c   cell
 		key closedKey
@@ -175,39 +220,59 @@ func (r *reader) cachedFetch(ctx context.Context, table byte, qs string, gs grou
 	}
 	var misses []miss
 	closed := r.closedPeriods(bounds)
-	var gens map[uuid.UUID][]int64
+	today := period.Date(r.now, r.loc)
+	cur := -1
+	var monthGens, dayGens gens
 	if r.cache != nil {
-		var err error
+		last := -1
+		for pi, c := range closed {
+			if c {
+				last = pi
+			} else if bounds[pi].Before(today) && bounds[pi+1].After(today) {
+				cur = pi
+			}
+		}
 		// Read before the data: what is cached under a generation holds at
 		// least the rows of that generation.
-		if gens, err = r.generations(ctx, measures, bounds, closed); err != nil {
-			return err
+		var err error
+		if last >= 0 {
+			if monthGens, err = r.generations(ctx, measures, grainMonth, monthOf(bounds[0]), bounds[last+1]); err != nil {
+				return err
+			}
+		}
+		if cur >= 0 {
+			if dayGens, err = r.generations(ctx, measures, grainDay, bounds[cur], today); err != nil {
+				return err
+			}
 		}
 	}
 	needGroup := map[int]bool{}
 	needMeasure := map[uuid.UUID]bool{}
 	lo, hi := len(closed), -1
+	groupKeys := make([]string, len(gs.groups))
 	for gi, g := range gs.groups {
 		if len(g.ids) == 0 {
 			continue
 		}
-		gk := ""
+		if r.cache != nil {
+			groupKeys[gi] = groupKey(g.ids)
+		}
 		for _, m := range measures {
 			for pi := range closed {
 				c := cell{gi, pi, m}
+				if pi == cur {
+					continue
+				}
 				if r.cache != nil && closed[pi] {
-					if gk == "" {
-						gk = groupKey(g.ids)
-					}
-					key := closedKey{tenant: r.tenant, table: table, kind: gs.kind, group: gk, measure: m,
-						from: bounds[pi], to: bounds[pi+1], qs: qs}
-					gen := gens[m][pi]
+					key := closedKey{tenant: r.tenant, table: ops.table, kind: gs.kind, group: groupKeys[gi], measure: m,
+						from: bounds[pi], to: bounds[pi+1], qs: ops.qs}
+					gen := monthGens.months(m, bounds[pi], bounds[pi+1])
 					if e, ok := r.cache.c.Get(key); ok && e.gen == gen {
-						r.cache.lookups.WithLabelValues(tableName(table), "hit").Inc()
-						put(c, e)
+						r.cache.lookups.WithLabelValues(tableName(ops.table), "hit").Inc()
+						ops.put(c, e)
 						continue
 					}
-					r.cache.lookups.WithLabelValues(tableName(table), "miss").Inc()
+					r.cache.lookups.WithLabelValues(tableName(ops.table), "miss").Inc()
 					misses = append(misses, miss{c, key, gen})
 				}
 				needGroup[gi], needMeasure[m] = true, true
@@ -215,31 +280,325 @@ func (r *reader) cachedFetch(ctx context.Context, table byte, qs string, gs grou
 			}
 		}
 	}
-	if hi < 0 {
+	if hi >= 0 {
+		sids, gis := storageScopes(gs, func(gi int) bool { return needGroup[gi] })
+		ms := make([]uuid.UUID, 0, len(needMeasure))
+		for _, m := range measures {
+			if needMeasure[m] {
+				ms = append(ms, m)
+			}
+		}
+		if err := ops.fetch(sids, gis, ms, bounds[lo], bounds[hi+1]); err != nil {
+			return err
+		}
+		for _, m := range misses {
+			e := ops.get(m.c)
+			e.gen = m.gen
+			r.cache.c.Add(m.key, e)
+		}
+	}
+	if cur < 0 {
 		return nil
 	}
+	// The current period: its days before today from the cache (or read and
+	// kept), today and later read.
+	prefix := map[groupMeasure]*rawCell{}
+	var prefixMisses []miss
+	needGroup = map[int]bool{}
+	needMeasure = map[uuid.UUID]bool{}
+	for gi, g := range gs.groups {
+		if len(g.ids) == 0 {
+			continue
+		}
+		for _, m := range measures {
+			key := closedKey{tenant: r.tenant, table: ops.table | 0x80, kind: gs.kind, group: groupKeys[gi], measure: m,
+				from: bounds[cur], to: today}
+			gen := dayGens.days(m, bounds[cur], today)
+			if e, ok := r.cache.c.Get(key); ok && e.gen == gen {
+				r.cache.lookups.WithLabelValues(tableName(ops.table), "hit").Inc()
+				prefix[groupMeasure{gi, m}] = e.raw
+				continue
+			}
+			r.cache.lookups.WithLabelValues(tableName(ops.table), "miss").Inc()
+			prefixMisses = append(prefixMisses, miss{cell{gi, cur, m}, key, gen})
+			needGroup[gi], needMeasure[m] = true, true
+		}
+	}
+	if len(prefixMisses) > 0 {
+		sids, gis := storageScopes(gs, func(gi int) bool { return needGroup[gi] })
+		ms := make([]uuid.UUID, 0, len(needMeasure))
+		for _, m := range measures {
+			if needMeasure[m] {
+				ms = append(ms, m)
+			}
+		}
+		got, err := ops.raw(sids, gis, ms, bounds[cur], today)
+		if err != nil {
+			return err
+		}
+		for _, pm := range prefixMisses {
+			k := groupMeasure{pm.c.gi, pm.c.measure}
+			prefix[k] = got[k]
+			r.cache.c.Add(pm.key, closedEntry{gen: pm.gen, raw: got[k]})
+		}
+	}
+	sids, gis := storageScopes(gs, func(int) bool { return true })
+	rest, err := ops.raw(sids, gis, measures, today, bounds[cur+1])
+	if err != nil {
+		return err
+	}
+	for gi, g := range gs.groups {
+		if len(g.ids) == 0 {
+			continue
+		}
+		for _, m := range measures {
+			k := groupMeasure{gi, m}
+			ops.finish(cell{gi, cur, m}, prefix[k], rest[k])
+		}
+	}
+	return nil
+}
+
+// storageScopes lists the storage scopes of the groups keep accepts, with
+// their group's index.
+func storageScopes(gs groupSet, keep func(gi int) bool) ([]uuid.UUID, []int32) {
 	var sids []uuid.UUID
 	var gis []int32
 	for gi, g := range gs.groups {
-		if needGroup[gi] {
+		if keep(gi) {
 			for _, id := range g.ids {
 				sids, gis = append(sids, id), append(gis, int32(gi))
 			}
 		}
 	}
-	ms := make([]uuid.UUID, 0, len(needMeasure))
-	for _, m := range measures {
-		if needMeasure[m] {
-			ms = append(ms, m)
+	return sids, gis
+}
+
+// mergeCounts merges two lists of values sorted by value, adding the counts
+// of equal values.
+func mergeCounts(a, b []valueCount) []valueCount {
+	if len(b) == 0 {
+		return a
+	}
+	if len(a) == 0 {
+		return b
+	}
+	out := make([]valueCount, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		switch {
+		case a[i].v < b[j].v:
+			out = append(out, a[i])
+			i++
+		case b[j].v < a[i].v:
+			out = append(out, b[j])
+			j++
+		default:
+			out = append(out, valueCount{a[i].v, a[i].n + b[j].n})
+			i, j = i+1, j+1
 		}
 	}
-	if err := fetch(sids, gis, ms, bounds[lo], bounds[hi+1]); err != nil {
-		return err
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
+}
+
+// nth is the value of rank k (from 0) of a sorted list of counted values.
+func nth(vs []valueCount, k int64) float64 {
+	for _, v := range vs {
+		if k < v.n {
+			return v.v
+		}
+		k -= v.n
 	}
-	for _, m := range misses {
-		e := get(m.c)
-		e.gen = m.gen
-		r.cache.c.Add(m.key, e)
+	return vs[len(vs)-1].v
+}
+
+// percentileCont is PostgreSQL's percentile_cont over a sorted list of
+// counted values holding count values, with its arithmetic (so that the
+// result is the very float it computes): the ranks around q × (count − 1),
+// linearly interpolated.
+func percentileCont(vs []valueCount, count int64, q float64) float64 {
+	pos := q * float64(count-1)
+	first, second := math.Floor(pos), math.Ceil(pos)
+	lo := nth(vs, int64(first))
+	if first == second {
+		return lo
 	}
-	return nil
+	hi := nth(vs, int64(second))
+	return lo + (pos-first)*(hi-lo)
+}
+
+func countOf(vs []valueCount) int64 {
+	var n int64
+	for _, v := range vs {
+		n += v.n
+	}
+	return n
+}
+
+// sortCounts sorts counted values by value, adding up equal ones.
+func sortCounts(m map[float64]int64) []valueCount {
+	out := make([]valueCount, 0, len(m))
+	for v, n := range m {
+		out = append(out, valueCount{v, n})
+	}
+	slices.SortFunc(out, func(a, b valueCount) int { return cmp.Compare(a.v, b.v) })
+	return out
+}
+
+// rawValues reads the values of measures ms (with how many events gave
+// each) for the storage scopes sids of groups gis from day from to day to.
+func (r *reader) rawValues(ctx context.Context, sids []uuid.UUID, gis []int32, kind int16, ms []uuid.UUID,
+	from, to time.Time) (map[groupMeasure]*rawCell, error) {
+	out := map[groupMeasure]*rawCell{}
+	if len(sids) == 0 || len(ms) == 0 || !from.Before(to) {
+		return out, nil
+	}
+	rows, err := r.tx.Query(ctx, `SELECT g.gi, t.measure_id, t.dim, t.value, sum(t.n)::bigint
+		FROM unnest($2::uuid[], $3::int[]) AS g(sid, gi) CROSS JOIN LATERAL (SELECT measure_id, dim, value, n FROM kpi_values
+			WHERE tenant_id = $1 AND scope_kind = $4 AND scope_id = g.sid AND measure_id = ANY($5)
+			  AND day >= $6 AND day < $7 AND n > 0 OFFSET 0) t
+		GROUP BY 1, 2, 3, 4`, r.tenant, sids, gis, kind, ms, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("read values: %w", err)
+	}
+	defer rows.Close()
+	byDim := map[groupMeasure]map[string]map[float64]int64{}
+	total := map[groupMeasure]map[float64]int64{}
+	for rows.Next() {
+		var gi int32
+		var k groupMeasure
+		var dim string
+		var v float64
+		var n int64
+		if err := rows.Scan(&gi, &k.m, &dim, &v, &n); err != nil {
+			return nil, err
+		}
+		k.gi = int(gi)
+		if byDim[k] == nil {
+			byDim[k], total[k] = map[string]map[float64]int64{}, map[float64]int64{}
+		}
+		if byDim[k][dim] == nil {
+			byDim[k][dim] = map[float64]int64{}
+		}
+		byDim[k][dim][v] += n
+		total[k][v] += n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for k, dims := range byDim {
+		c := &rawCell{byDim: map[string][]valueCount{}, total: sortCounts(total[k])}
+		for dim, vs := range dims {
+			c.byDim[dim] = sortCounts(vs)
+		}
+		out[k] = c
+	}
+	return out, nil
+}
+
+// rawKeys reads the distinct keys of measures ms like rawValues.
+func (r *reader) rawKeys(ctx context.Context, sids []uuid.UUID, gis []int32, kind int16, ms []uuid.UUID,
+	from, to time.Time) (map[groupMeasure]*rawCell, error) {
+	out := map[groupMeasure]*rawCell{}
+	if len(sids) == 0 || len(ms) == 0 || !from.Before(to) {
+		return out, nil
+	}
+	rows, err := r.tx.Query(ctx, `SELECT DISTINCT g.gi, t.measure_id, t.dim, t.key
+		FROM unnest($2::uuid[], $3::int[]) AS g(sid, gi) CROSS JOIN LATERAL (SELECT measure_id, dim, key FROM kpi_keys
+			WHERE tenant_id = $1 AND scope_kind = $4 AND scope_id = g.sid AND measure_id = ANY($5)
+			  AND day >= $6 AND day < $7 AND n > 0 OFFSET 0) t`, r.tenant, sids, gis, kind, ms, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("read keys: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var gi int32
+		var k groupMeasure
+		var dim, key string
+		if err := rows.Scan(&gi, &k.m, &dim, &key); err != nil {
+			return nil, err
+		}
+		k.gi = int(gi)
+		c := out[k]
+		if c == nil {
+			c = &rawCell{keysByDim: map[string]map[string]bool{}, keysTotal: map[string]bool{}}
+			out[k] = c
+		}
+		if c.keysByDim[dim] == nil {
+			c.keysByDim[dim] = map[string]bool{}
+		}
+		c.keysByDim[dim][key] = true
+		c.keysTotal[key] = true
+	}
+	return out, rows.Err()
+}
+
+// finishDistribution computes a distribution cell from the values of two
+// parts of its period, as fetchDistributions would over the whole: no cell
+// without values, a breakdown value only where it has some.
+func (res *results) finishDistribution(c cell, a, b *rawCell, qs []float64) {
+	if a == nil {
+		a = &rawCell{}
+	}
+	if b == nil {
+		b = &rawCell{}
+	}
+	agg := func(vs []valueCount) distAgg {
+		n := countOf(vs)
+		d := distAgg{count: n, ps: map[float64]float64{}}
+		for _, q := range qs {
+			d.ps[q] = percentileCont(vs, n, q)
+		}
+		return d
+	}
+	total := mergeCounts(a.total, b.total)
+	if countOf(total) == 0 {
+		return
+	}
+	out := &distCell{byDim: map[string]distAgg{}, total: agg(total)}
+	for _, dims := range []map[string][]valueCount{a.byDim, b.byDim} {
+		for dim := range dims {
+			if _, done := out.byDim[dim]; done {
+				continue
+			}
+			if vs := mergeCounts(a.byDim[dim], b.byDim[dim]); countOf(vs) > 0 {
+				out.byDim[dim] = agg(vs)
+			}
+		}
+	}
+	res.dist[c] = out
+}
+
+// finishKeys counts the distinct keys of two parts of a period, as
+// fetchKeys would over the whole.
+func (res *results) finishKeys(c cell, a, b *rawCell) {
+	if a == nil {
+		a = &rawCell{}
+	}
+	if b == nil {
+		b = &rawCell{}
+	}
+	union := func(x, y map[string]bool) int64 {
+		n := int64(len(x))
+		for k := range y {
+			if !x[k] {
+				n++
+			}
+		}
+		return n
+	}
+	total := union(a.keysTotal, b.keysTotal)
+	if total == 0 {
+		return
+	}
+	out := &keysCell{byDim: map[string]int64{}, total: total}
+	for _, dims := range []map[string]map[string]bool{a.keysByDim, b.keysByDim} {
+		for dim := range dims {
+			if _, done := out.byDim[dim]; !done {
+				out.byDim[dim] = union(a.keysByDim[dim], b.keysByDim[dim])
+			}
+		}
+	}
+	res.keys[c] = out
 }

@@ -102,13 +102,16 @@ func closedCacheLookups(t *testing.T, svc *kpi.Service, result string) float64 {
 // (level 2's three medians and the distinct counts among them) for the company, teams and a rep
 // over months, weeks and quarters, through the closed-period cache and
 // without it, on generated data; then sends late events, a correction and a
-// retraction into a closed (cached) month and reads again: every value,
+// retraction into a closed (cached) month, and late events into the current
+// month's days before today (cached as rows), and reads again: every value,
 // previous value, series and breakdown must be identical, and the late
 // events must move the cached month's median.
 func TestClosedPeriodCacheReadsWhatAnUncachedReadReads(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t, 8)
-	now := time.Date(2026, 5, 20, 12, 0, 0, 0, time.UTC)
+	// Today is 18 May: the data runs to the 20th, so the current month,
+	// week and quarter have cached days before today and rows from today on.
+	now := time.Date(2026, 5, 18, 12, 0, 0, 0, time.UTC)
 	b.svc.Now = func() time.Time { return now }
 	b.install(t)
 	ds, _ := b.dataset(t, 23, time.Date(2026, 2, 2, 0, 0, 0, 0, paris), 107)
@@ -195,6 +198,9 @@ func TestClosedPeriodCacheReadsWhatAnUncachedReadReads(t *testing.T) {
 	}
 	x.send(t, long...)
 	y.send(t, y.call(at))
+	// And into the current month's days before today (cached too).
+	x.send(t, x.won(time.Date(2026, 5, 5, 10, 0, 0, 0, paris), 500*day, 90000), x.won(time.Date(2026, 5, 6, 10, 0, 0, 0, paris), 510*day, 90000))
+	y.send(t, y.call(time.Date(2026, 5, 4, 10, 0, 0, 0, paris)))
 	after := medianOf(b.svc)
 	if identical(after, before) {
 		t.Fatalf("the late March deals did not move the March median (%s): the test proves nothing", show(after))

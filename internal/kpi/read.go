@@ -714,32 +714,42 @@ func (r *reader) fetch(ctx context.Context, nd needs, gs groupSet, periods []per
 		for id := range nd.dist {
 			dm = append(dm, id)
 		}
-		err := r.cachedFetch(ctx, 'v', quantilesKey(qs), gs, dm, bounds,
-			func(c cell) closedEntry { return closedEntry{dist: res.dist[c]} },
-			func(c cell, e closedEntry) {
+		err := r.cachedFetch(ctx, gs, dm, bounds, tableOps{table: 'v', qs: quantilesKey(qs),
+			get: func(c cell) closedEntry { return closedEntry{dist: res.dist[c]} },
+			put: func(c cell, e closedEntry) {
 				if e.dist != nil {
 					res.dist[c] = e.dist
 				}
 			},
-			func(sids []uuid.UUID, gis []int32, ms []uuid.UUID, from, to time.Time) error {
+			fetch: func(sids []uuid.UUID, gis []int32, ms []uuid.UUID, from, to time.Time) error {
 				return r.fetchDistributions(ctx, res, sids, gis, gs.kind, ms, bounds, from, to, qs)
-			})
+			},
+			raw: func(sids []uuid.UUID, gis []int32, ms []uuid.UUID, from, to time.Time) (map[groupMeasure]*rawCell, error) {
+				return r.rawValues(ctx, sids, gis, gs.kind, ms, from, to)
+			},
+			finish: func(c cell, a, b *rawCell) { res.finishDistribution(c, a, b, qs) },
+		})
 		if err != nil {
 			return nil, err
 		}
 	}
 
 	if len(nd.keys) > 0 {
-		err := r.cachedFetch(ctx, 'k', "", gs, ids(nd.keys), bounds,
-			func(c cell) closedEntry { return closedEntry{keys: res.keys[c]} },
-			func(c cell, e closedEntry) {
+		err := r.cachedFetch(ctx, gs, ids(nd.keys), bounds, tableOps{table: 'k',
+			get: func(c cell) closedEntry { return closedEntry{keys: res.keys[c]} },
+			put: func(c cell, e closedEntry) {
 				if e.keys != nil {
 					res.keys[c] = e.keys
 				}
 			},
-			func(sids []uuid.UUID, gis []int32, ms []uuid.UUID, from, to time.Time) error {
+			fetch: func(sids []uuid.UUID, gis []int32, ms []uuid.UUID, from, to time.Time) error {
 				return r.fetchKeys(ctx, res, sids, gis, gs.kind, ms, bounds, from, to)
-			})
+			},
+			raw: func(sids []uuid.UUID, gis []int32, ms []uuid.UUID, from, to time.Time) (map[groupMeasure]*rawCell, error) {
+				return r.rawKeys(ctx, sids, gis, gs.kind, ms, from, to)
+			},
+			finish: res.finishKeys,
+		})
 		if err != nil {
 			return nil, err
 		}

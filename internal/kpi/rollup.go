@@ -384,27 +384,32 @@ func (a *aggregate) write(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID) er
 	return a.writeGenerations(ctx, tx, tenantID)
 }
 
-// genKey is a distribution or distinct-key measure's local month.
+// genKey is a distribution or distinct-key measure's local day (grainDay)
+// or month (grainMonth).
 type genKey struct {
 	measure uuid.UUID
-	month   time.Time
+	grain   int16
+	bucket  time.Time
 }
 
-// writeGenerations adds one to the generation of every measure and month
-// whose kpi_values or kpi_keys rows this batch changed, in the same
-// transaction: the closed-period cache (closedCache) drops what it holds for
-// them. Written last and in key order, like the other tables.
+// writeGenerations adds one to the generation of every measure's day and
+// month whose kpi_values or kpi_keys rows this batch changed, in the same
+// transaction: the read cache (closedCache) drops what it holds for them.
+// Written last and in key order, like the other tables.
 func (a *aggregate) writeGenerations(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID) error {
 	touched := map[genKey]bool{}
-	month := func(d time.Time) time.Time { return time.Date(d.Year(), d.Month(), 1, 0, 0, 0, 0, time.UTC) }
+	touch := func(m uuid.UUID, day time.Time) {
+		touched[genKey{m, grainDay, day}] = true
+		touched[genKey{m, grainMonth, monthOf(day)}] = true
+	}
 	for k, n := range a.values {
 		if n != 0 {
-			touched[genKey{k.measure, month(k.day)}] = true
+			touch(k.measure, k.day)
 		}
 	}
 	for k, n := range a.keys {
 		if n != 0 {
-			touched[genKey{k.measure, month(k.day)}] = true
+			touch(k.measure, k.day)
 		}
 	}
 	if len(touched) == 0 {
@@ -418,16 +423,19 @@ func (a *aggregate) writeGenerations(ctx context.Context, tx pgx.Tx, tenantID uu
 		if c := slices.Compare(x.measure[:], y.measure[:]); c != 0 {
 			return c
 		}
-		return x.month.Compare(y.month)
+		if c := cmp.Compare(x.grain, y.grain); c != 0 {
+			return c
+		}
+		return x.bucket.Compare(y.bucket)
 	})
-	measures, months := make([]uuid.UUID, len(keys)), make([]time.Time, len(keys))
+	measures, grains, buckets := make([]uuid.UUID, len(keys)), make([]int16, len(keys)), make([]time.Time, len(keys))
 	for i, k := range keys {
-		measures[i], months[i] = k.measure, k.month
+		measures[i], grains[i], buckets[i] = k.measure, k.grain, k.bucket
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO kpi_generations (tenant_id, measure_id, month, gen)
-		SELECT $1, m, d, 1 FROM unnest($2::uuid[], $3::date[]) AS u(m, d)
-		ON CONFLICT (tenant_id, measure_id, month) DO UPDATE SET gen = kpi_generations.gen + 1`,
-		tenantID, measures, months)
+	_, err := tx.Exec(ctx, `INSERT INTO kpi_generations (tenant_id, measure_id, grain, bucket, gen)
+		SELECT $1, m, g, d, 1 FROM unnest($2::uuid[], $3::smallint[], $4::date[]) AS u(m, g, d)
+		ON CONFLICT (tenant_id, measure_id, grain, bucket) DO UPDATE SET gen = kpi_generations.gen + 1`,
+		tenantID, measures, grains, buckets)
 	if err != nil {
 		return fmt.Errorf("write generations: %w", err)
 	}
