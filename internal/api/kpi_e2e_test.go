@@ -11,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	rallyev1 "github.com/rallyehq/rallye/gen/rallye/v1"
@@ -259,10 +260,30 @@ func TestKpisAndDashboardsEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		def.Formula.Events.Filter = `deal_kind in ["upsell", "renewal"]`
-		updated, err := admin.UpdateKpi(ctx, &rallyev1.UpdateKpiRequest{Key: "upsell_revenue", Kpi: def})
+		// A definition without a key is refused by CreateKpi, naming kpi.key;
+		// UpdateKpi takes the request's key for it (as its proto says), and
+		// refuses another key.
+		keyless := proto.CloneOf(def)
+		keyless.Key = ""
+		_, err = admin.CreateKpi(ctx, &rallyev1.CreateKpiRequest{Kpi: keyless})
+		wantCode(t, err, connect.CodeInvalidArgument)
+		if !containsField(err, "kpi.key") {
+			t.Fatalf("CreateKpi without a key: the error does not name kpi.key: %v", err)
+		}
+		renamed := proto.CloneOf(def)
+		renamed.Key = "other_revenue"
+		_, err = admin.UpdateKpi(ctx, &rallyev1.UpdateKpiRequest{Key: "upsell_revenue", Kpi: renamed})
+		wantCode(t, err, connect.CodeInvalidArgument)
+		if !containsField(err, "kpi.key") {
+			t.Fatalf("UpdateKpi to another key: the error does not name kpi.key: %v", err)
+		}
+		keyless.Formula.Events.Filter = `deal_kind in ["upsell", "renewal"]`
+		updated, err := admin.UpdateKpi(ctx, &rallyev1.UpdateKpiRequest{Key: "upsell_revenue", Kpi: keyless})
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("UpdateKpi with an empty kpi.key: %v", err)
+		}
+		if updated.Kpi.Key != "upsell_revenue" || updated.Kpi.Definition.GetKey() != "upsell_revenue" {
+			t.Fatalf("UpdateKpi with an empty kpi.key: key %q, definition's %q", updated.Kpi.Key, updated.Kpi.Definition.GetKey())
 		}
 		if created.Kpi.Version != 1 || updated.Kpi.Version != 2 || len(updated.Kpi.Versions) != 2 {
 			t.Fatalf("versions: %d then %d", created.Kpi.Version, updated.Kpi.Version)

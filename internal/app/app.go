@@ -158,7 +158,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	a.Rewards = reward.New(reward.Deps{DB: db, Ledger: a.Boards.Scores, Log: log.With("component", "rewards")})
 	periodic = append(periodic, reward.AddWorkers(workers, a.Rewards)...)
 	a.River, err = river.NewClient(riverpgxv5.New(db.Pool), &river.Config{
-		Logger:       log.With("component", "jobs"),
+		Logger:       jobQueueLogger(log.With("component", "jobs")),
+		ErrorHandler: jobErrorLogger{log: log.With("component", "jobs")},
 		Workers:      workers,
 		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 20}},
 		PeriodicJobs: periodic,

@@ -248,6 +248,9 @@ var keyPattern = regexp.MustCompile(`^[a-z][a-z0-9_]{1,62}$`)
 // prefix.
 func (d *Definition) validate(prefix string) error {
 	f := func(name string) string { return prefix + name }
+	if d.Key == "" {
+		return rallye.Invalid(f("key"), "is required")
+	}
 	if !keyPattern.MatchString(d.Key) {
 		return rallye.Invalid(f("key"), "must be lower-case letters, digits and underscores, starting with a letter (2 to 63)")
 	}

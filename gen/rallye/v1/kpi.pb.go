@@ -797,7 +797,9 @@ func (x *KpiScope) GetTeamId() string {
 // KpiDefinition is one version of a KPI.
 type KpiDefinition struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Stable name, referred to by composites and missions.
+	// Stable name, referred to by composites and missions. Required by
+	// CreateKpi (InvalidArgument on kpi.key); in UpdateKpi it may be empty
+	// (the request's key) or the same, never another.
 	Key         string         `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Name        *LocalizedText `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	Description *LocalizedText `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
@@ -1196,7 +1198,8 @@ func (x *CreateKpiResponse) GetKpi() *Kpi {
 type UpdateKpiRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	// The new definition (its key may be empty or the same).
+	// The new definition: its key may be empty (this request's key is taken)
+	// or the same; another key is InvalidArgument on kpi.key.
 	Kpi *KpiDefinition `protobuf:"bytes,2,opt,name=kpi,proto3" json:"kpi,omitempty"`
 	// When the version starts applying; default now. Setting it in the past
 	// deliberately recomputes the periods ending since.
@@ -3199,9 +3202,9 @@ const file_rallye_v1_kpi_proto_rawDesc = "" +
 	"\bKpiScope\x12 \n" +
 	"\x06filter\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\x06filter\x12!\n" +
 	"\asegment\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18dR\asegment\x12$\n" +
-	"\ateam_id\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\"\x9b\x04\n" +
-	"\rKpiDefinition\x12/\n" +
-	"\x03key\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{1,62}$R\x03key\x124\n" +
+	"\ateam_id\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\"\x9e\x04\n" +
+	"\rKpiDefinition\x122\n" +
+	"\x03key\x18\x01 \x01(\tB \xbaH\x1d\xd8\x01\x01r\x182\x16^[a-z][a-z0-9_]{1,62}$R\x03key\x124\n" +
 	"\x04name\x18\x02 \x01(\v2\x18.rallye.v1.LocalizedTextB\x06\xbaH\x03\xc8\x01\x01R\x04name\x12:\n" +
 	"\vdescription\x18\x03 \x01(\v2\x18.rallye.v1.LocalizedTextR\vdescription\x122\n" +
 	"\x04unit\x18\x04 \x01(\x0e2\x12.rallye.v1.KpiUnitB\n" +

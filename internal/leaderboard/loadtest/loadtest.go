@@ -200,7 +200,7 @@ func (r *run) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create people: %w", err)
 	}
-	r.c.Log.Info("people created", "count", len(r.users), "took", time.Since(start).Round(time.Millisecond))
+	r.c.Log.Info("people created", "count", len(r.users), "took", time.Since(start).Round(time.Millisecond).String())
 	mrand.Shuffle(len(r.users), func(i, j int) { r.users[i], r.users[j] = r.users[j], r.users[i] })
 
 	challenge := uuid.New()
@@ -816,7 +816,7 @@ func (r *run) waitQuiet() {
 			break
 		}
 	}
-	r.c.Log.Info("waited for the machine to settle", "took", time.Since(start).Round(time.Second))
+	r.c.Log.Info("waited for the machine to settle", "took", time.Since(start).Round(time.Second).String())
 }
 
 // cpuMeter measures the CPU time the server, Redis and this process use
