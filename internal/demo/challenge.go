@@ -79,7 +79,7 @@ func seedEvents(ctx context.Context, events *event.Store, tenantID uuid.UUID, c 
 		meeting("m3", "crm-rep-002"), deal("d2", "crm-rep-002", 6800, "analytics"), deal("d3", "crm-rep-002", 4100, "platform"),
 		meeting("m4", "crm-rep-003"),
 	}
-	_, err := events.Ingest(ctx, rallye.Principal{TenantID: tenantID, Roles: []rallye.Role{rallye.RoleIntegration}}, rows)
+	_, err := ingest(ctx, events, rallye.Principal{TenantID: tenantID, Roles: []rallye.Role{rallye.RoleIntegration}}, rows)
 	if err != nil {
 		return fmt.Errorf("demo events: %w", err)
 	}

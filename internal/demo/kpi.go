@@ -76,7 +76,7 @@ func SeedKPIs(ctx context.Context, res Result, a Activity) error {
 			if len(rows) == 0 {
 				return nil
 			}
-			out, err := a.Events.Ingest(ctx, op, rows)
+			out, err := ingest(ctx, a.Events, op, rows)
 			if err != nil {
 				return err
 			}

@@ -163,7 +163,7 @@ func seedStreak(ctx context.Context, rewards *reward.Service, events *event.Stor
 	if working(today) && now.After(today) {
 		call(today, 0)
 	}
-	if _, err := events.Ingest(ctx, rallye.Principal{TenantID: admin.TenantID, Roles: []rallye.Role{rallye.RoleIntegration}}, rows); err != nil {
+	if _, err := ingest(ctx, events, rallye.Principal{TenantID: admin.TenantID, Roles: []rallye.Role{rallye.RoleIntegration}}, rows); err != nil {
 		return fmt.Errorf("demo streak events: %w", err)
 	}
 	return nil
@@ -210,7 +210,7 @@ func seedSprint(ctx context.Context, challenges *challenge.Service, events *even
 				Type: event.MeetingHeld, OccurredAt: c.StartsAt, RepExternalID: rep}})
 		}
 	}
-	if _, err := events.Ingest(ctx, rallye.Principal{TenantID: res.Tenant.ID, Roles: []rallye.Role{rallye.RoleIntegration}}, rows); err != nil {
+	if _, err := ingest(ctx, events, rallye.Principal{TenantID: res.Tenant.ID, Roles: []rallye.Role{rallye.RoleIntegration}}, rows); err != nil {
 		return fmt.Errorf("demo sprint events: %w", err)
 	}
 	if _, err := challenges.EndNow(ctx, manager, c.ID); err != nil {
