@@ -286,7 +286,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	feedDone := make(chan struct{})
 	go func() {
 		defer close(feedDone)
-		a.Feed.Run(feedCtx, 2)
+		a.Feed.Run(feedCtx, len(a.Feed.Consumers())) // a worker per consumer: ranks never wait for roll-ups
 	}()
 	outboxDone := make(chan struct{})
 	go func() {

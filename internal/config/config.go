@@ -102,7 +102,7 @@ type Config struct {
 	// FeedDatabaseMaxConns gives the change feed's consumers a connection
 	// pool of their own, so that ingestion and reads filling the main pool
 	// cannot starve them (0: they share the main pool).
-	FeedDatabaseMaxConns int32 `env:"RALLYE_FEED_DATABASE_MAX_CONNS" envDefault:"4"`
+	FeedDatabaseMaxConns int32 `env:"RALLYE_FEED_DATABASE_MAX_CONNS" envDefault:"5"`
 	// FeedMaxAttempts is how many times the change feed tries a change a
 	// consumer fails to apply before moving it to the dead letters; between
 	// attempts it waits FeedRetryBase, doubling up to FeedRetryMax, jittered

@@ -92,14 +92,23 @@ type Feed struct {
 	// notifications (0: SweepInterval); set it before Run.
 	Sweep time.Duration
 
-	mu      sync.Mutex
-	dirty   map[uuid.UUID]bool
+	mu sync.Mutex
+	// dirty and running are per company and consumer (its index): a
+	// consumer of a company behind does not hold the others back, so the
+	// live ranks do not wait for the KPI roll-ups of the same changes.
+	dirty   map[drainKey]bool
 	wake    chan struct{}
-	running map[uuid.UUID]bool
+	running map[drainKey]bool
 	// careful holds, per company and consumer, the last seq of a batch that
 	// failed: up to it, changes are applied one at a time, so that the
 	// failing one is known.
 	careful map[consumerKey]int64
+}
+
+// drainKey is a unit of a worker's work: one consumer of one company.
+type drainKey struct {
+	tenant   uuid.UUID
+	consumer int
 }
 
 type consumerKey struct {
@@ -110,7 +119,7 @@ type consumerKey struct {
 // NewFeed returns a feed without consumers.
 func NewFeed(db *postgres.DB, log *slog.Logger) *Feed {
 	return &Feed{db: db, log: log, BatchSize: 5000, Retry: DefaultRetry, Now: time.Now, metrics: newFeedMetrics(db),
-		dirty: map[uuid.UUID]bool{}, wake: make(chan struct{}, 1), running: map[uuid.UUID]bool{}, careful: map[consumerKey]int64{}}
+		dirty: map[drainKey]bool{}, wake: make(chan struct{}, 1), running: map[drainKey]bool{}, careful: map[consumerKey]int64{}}
 }
 
 // Register adds a consumer. Call it before Run.
@@ -184,36 +193,50 @@ type drainResult struct {
 func (f *Feed) drain(ctx context.Context, tenantID uuid.UUID) drainResult {
 	var out drainResult
 	var errs []error
-	later := func(at time.Time) {
-		if !at.IsZero() && (out.retryAt.IsZero() || at.Before(out.retryAt)) {
-			out.retryAt = at
-		}
-	}
 	for _, c := range f.consumers { // a failing consumer does not hold the others back
-		for {
-			r, err := f.step(ctx, tenantID, c)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("feed consumer %s: %w", c.Name(), err))
-				break
+		r := f.drainConsumer(ctx, tenantID, c)
+		out.pending = out.pending || r.pending
+		out.retryAt = earliest(out.retryAt, r.retryAt)
+		errs = append(errs, r.err)
+	}
+	out.err = errors.Join(errs...)
+	return out
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+// drainConsumer runs one consumer of a company until it has caught up.
+func (f *Feed) drainConsumer(ctx context.Context, tenantID uuid.UUID, c Consumer) drainResult {
+	var out drainResult
+	var errs []error
+	for {
+		r, err := f.step(ctx, tenantID, c)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("feed consumer %s: %w", c.Name(), err))
+			break
+		}
+		if r.failed != nil {
+			errs = append(errs, r.failed)
+			out.retryAt = earliest(out.retryAt, r.failed.RetryAt)
+			if r.failed.RetryAt.IsZero() {
+				continue // dead-lettered: the later changes go on
 			}
-			if r.failed != nil {
-				errs = append(errs, r.failed)
-				later(r.failed.RetryAt)
-				if r.failed.RetryAt.IsZero() {
-					continue // dead-lettered: the later changes go on
-				}
-				break
-			}
-			if r.isolate || r.retried {
-				continue
-			}
-			later(r.retryAt)
-			if r.waiting {
-				out.pending = true
-			}
-			if r.read == 0 {
-				break
-			}
+			break
+		}
+		if r.isolate || r.retried {
+			continue
+		}
+		out.retryAt = earliest(out.retryAt, r.retryAt)
+		if r.waiting {
+			out.pending = true
+		}
+		if r.read == 0 {
+			break
 		}
 	}
 	out.err = errors.Join(errs...)
@@ -548,7 +571,9 @@ func readChanges(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, after int64
 // Notify marks a company as having changes, for Run to drain.
 func (f *Feed) Notify(tenantID uuid.UUID) {
 	f.mu.Lock()
-	f.dirty[tenantID] = true
+	for i := range f.consumers {
+		f.dirty[drainKey{tenantID, i}] = true
+	}
 	f.mu.Unlock()
 	select {
 	case f.wake <- struct{}{}:
@@ -562,8 +587,9 @@ func (f *Feed) Notify(tenantID uuid.UUID) {
 const SweepInterval = 30 * time.Second
 
 // Run drains companies as their changes arrive (PostgreSQL notifications on
-// FeedChannel) until ctx ends, with workers draining several companies at
-// once and a periodic sweep of every company.
+// FeedChannel) until ctx ends, with workers each running one consumer of
+// one company at a time (so several consumers and companies at once), and
+// a periodic sweep of every company.
 func (f *Feed) Run(ctx context.Context, workers int) {
 	var wg sync.WaitGroup
 	wg.Go(func() { f.listen(ctx) })
@@ -650,29 +676,30 @@ func (f *Feed) markAll(ctx context.Context) {
 	}
 }
 
-// take returns a dirty company no worker of this instance is draining.
-func (f *Feed) take() (uuid.UUID, bool) {
+// take returns a dirty consumer of a company that no worker of this
+// instance is running.
+func (f *Feed) take() (drainKey, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for id := range f.dirty {
-		if !f.running[id] {
-			delete(f.dirty, id)
-			f.running[id] = true
+	for k := range f.dirty {
+		if !f.running[k] {
+			delete(f.dirty, k)
+			f.running[k] = true
 			if len(f.dirty) > 0 { // let another worker take the next one
 				select {
 				case f.wake <- struct{}{}:
 				default:
 				}
 			}
-			return id, true
+			return k, true
 		}
 	}
-	return uuid.Nil, false
+	return drainKey{}, false
 }
 
-func (f *Feed) done(id uuid.UUID) {
+func (f *Feed) done(k drainKey) {
 	f.mu.Lock()
-	delete(f.running, id)
+	delete(f.running, k)
 	again := len(f.dirty) > 0
 	f.mu.Unlock()
 	if again {
@@ -685,7 +712,7 @@ func (f *Feed) done(id uuid.UUID) {
 
 func (f *Feed) work(ctx context.Context) {
 	for {
-		id, ok := f.take()
+		k, ok := f.take()
 		if !ok {
 			select {
 			case <-ctx.Done():
@@ -694,8 +721,9 @@ func (f *Feed) work(ctx context.Context) {
 				continue
 			}
 		}
-		r := f.drain(ctx, id)
-		f.done(id)
+		c := f.consumers[k.consumer]
+		r := f.drainConsumer(ctx, k.tenant, c)
+		f.done(k)
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -704,14 +732,14 @@ func (f *Feed) work(ctx context.Context) {
 			if postgres.IsUnavailable(r.err) {
 				level = slog.LevelWarn
 			}
-			f.log.Log(ctx, level, "feed drain failed; will retry", "tenant_id", id, "error", r.err)
-			f.retryLater(ctx, id, time.Second)
+			f.log.Log(ctx, level, "feed drain failed; will retry", "tenant_id", k.tenant, "consumer", c.Name(), "error", r.err)
+			f.retryLater(ctx, k, time.Second)
 		case !r.retryAt.IsZero():
-			f.retryLater(ctx, id, max(r.retryAt.Sub(f.Now()), time.Millisecond))
+			f.retryLater(ctx, k, max(r.retryAt.Sub(f.Now()), time.Millisecond))
 		case r.err != nil: // a change was dead-lettered: the others are applied
 		}
 		if r.pending {
-			f.retryLater(ctx, id, 20*time.Millisecond)
+			f.retryLater(ctx, k, 20*time.Millisecond)
 		}
 	}
 }
@@ -731,10 +759,16 @@ func onlyChangeFailures(err error) bool {
 	return true
 }
 
-func (f *Feed) retryLater(ctx context.Context, id uuid.UUID, d time.Duration) {
+func (f *Feed) retryLater(ctx context.Context, k drainKey, d time.Duration) {
 	time.AfterFunc(d, func() {
 		if ctx.Err() == nil {
-			f.Notify(id)
+			f.mu.Lock()
+			f.dirty[k] = true
+			f.mu.Unlock()
+			select {
+			case f.wake <- struct{}{}:
+			default:
+			}
 		}
 	})
 }

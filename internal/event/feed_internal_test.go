@@ -88,3 +88,87 @@ func TestFeedCommitsInOrder(t *testing.T) {
 		t.Fatalf("consumer saw %+v, want early then late", consumer.seen)
 	}
 }
+
+// blockingConsumer holds its first batch until released.
+type blockingConsumer struct {
+	entered chan struct{}
+	release chan struct{}
+	once    bool
+}
+
+func (c *blockingConsumer) Name() string { return "blocking" }
+func (c *blockingConsumer) Consume(ctx context.Context, _ pgx.Tx, _ uuid.UUID, _ []Change) (Applied, error) {
+	if !c.once {
+		c.once = true
+		close(c.entered)
+		select {
+		case <-c.release:
+		case <-ctx.Done():
+			return Applied{}, ctx.Err()
+		}
+	}
+	return Applied{}, nil
+}
+
+// signallingConsumer reports each batch it applied.
+type signallingConsumer struct{ applied chan []Change }
+
+func (c *signallingConsumer) Name() string { return "signalling" }
+func (c *signallingConsumer) Consume(_ context.Context, _ pgx.Tx, _ uuid.UUID, ch []Change) (Applied, error) {
+	c.applied <- ch
+	return Applied{}, nil
+}
+
+// TestFeedConsumersOfACompanyDoNotWaitForEachOther: while one consumer of
+// a company is stuck in a long batch (the KPI roll-ups of a backlog), the
+// company's other consumer (the points behind the live ranks) applies the
+// changes that keep arriving. Registered first, the stuck consumer would
+// hold the other back if a worker ran a company's consumers in turn.
+func TestFeedConsumersOfACompanyDoNotWaitForEachOther(t *testing.T) {
+	db := testutil.DB(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tenant, _, err := org.NewService(db).CreateTenant(ctx, org.NewTenant{Name: "A", Slug: "acme", TimeZone: "UTC",
+		DefaultLocale: org.LocaleEN, Admin: org.UserInput{DisplayName: "A", Email: "a@acme.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := &blockingConsumer{entered: make(chan struct{}), release: make(chan struct{})}
+	fast := &signallingConsumer{applied: make(chan []Change, 100)}
+	feed := NewFeed(db, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	feed.Register(slow)
+	feed.Register(fast)
+	ran := make(chan struct{})
+	go func() { feed.Run(ctx, 2); close(ran) }()
+	defer func() { cancel(); close(slow.release); <-ran }()
+
+	store := func(id string) {
+		t.Helper()
+		err := db.InTenant(ctx, tenant.ID, func(tx pgx.Tx) error {
+			_, err := ingest(ctx, tx, tenant.ID, []Row{{HasAmount: true, Event: Event{Source: "ads", ExternalID: id, Type: MarketingSpend,
+				OccurredAt: time.Date(2026, 3, 3, 9, 0, 0, 0, time.UTC), Amount: 100, Currency: "EUR", Channel: "ads"}}},
+				BoundsAt(time.Now(), DefaultMaxFuture))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	store("first")
+	<-slow.entered // the slow consumer now holds its batch
+	seen := map[string]bool{}
+	want := []string{"first", "second", "third"}
+	store("second")
+	store("third")
+	timeout := time.After(30 * time.Second)
+	for len(seen) < len(want) {
+		select {
+		case batch := <-fast.applied:
+			for _, ch := range batch {
+				seen[ch.Event.ExternalID] = true
+			}
+		case <-timeout:
+			t.Fatalf("the other consumer applied %v while the slow one held its batch, want %v", seen, want)
+		}
+	}
+}
