@@ -235,7 +235,10 @@ func (f *Feed) drainConsumer(ctx context.Context, tenantID uuid.UUID, c Consumer
 		if r.waiting {
 			out.pending = true
 		}
-		if r.read == 0 {
+		// A batch shorter than the limit read everything committed: changes
+		// committed since notify the feed, which runs the consumer again,
+		// so an extra transaction to find nothing is not needed.
+		if r.read == 0 || !r.full {
 			break
 		}
 	}
@@ -247,6 +250,8 @@ func (f *Feed) drainConsumer(ctx context.Context, tenantID uuid.UUID, c Consumer
 type stepResult struct {
 	// read counts the changes the cursor passed (applied or parked).
 	read int
+	// full: the batch read as many changes as it could (more may wait).
+	full bool
 	// waiting: another instance holds the consumer.
 	waiting bool
 	// retryAt: a failing change waits for its next attempt.
@@ -377,7 +382,7 @@ func (f *Feed) step(ctx context.Context, tenantID uuid.UUID, c Consumer) (res st
 		if err != nil || len(changes) == 0 {
 			return err
 		}
-		res.read = len(changes)
+		res.read, res.full = len(changes), len(changes) == limit
 		last := changes[len(changes)-1].Seq
 		span.End() // a retried transaction's earlier attempt
 		stepCtx, span = f.startStep(ctx, tenantID, c.Name(), changes)
