@@ -152,4 +152,8 @@ var rules = map[string][]rallye.Role{
 	rallyev1connect.ExportServiceExportParticipationProcedure: people,
 	rallyev1connect.ExportServiceExportImpactProcedure:        overseers,
 	rallyev1connect.ExportServiceExportGrantsProcedure:        people,
+
+	rallyev1connect.PrivacyServiceExportPersonDataProcedure:    admins,
+	rallyev1connect.PrivacyServiceErasePersonProcedure:         admins,
+	rallyev1connect.PrivacyServiceListPrivacyRequestsProcedure: admins,
 }

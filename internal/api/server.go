@@ -29,6 +29,7 @@ import (
 	"github.com/rallyehq/rallye/internal/kpi"
 	"github.com/rallyehq/rallye/internal/leaderboard"
 	"github.com/rallyehq/rallye/internal/org"
+	"github.com/rallyehq/rallye/internal/privacy"
 	"github.com/rallyehq/rallye/internal/reward"
 )
 
@@ -51,6 +52,8 @@ type Deps struct {
 	Rewards *reward.Service
 	// Analytics serves AnalyticsService.
 	Analytics *analytics.Service
+	// Privacy serves PrivacyService.
+	Privacy *privacy.Service
 	// Interceptors run first, around every RPC (tracing).
 	Interceptors []connect.Interceptor
 	// MaxRequestBytes bounds one request message after decompression
@@ -105,6 +108,7 @@ func NewHandler(d Deps) (http.Handler, error) {
 		errors: connect.NewErrorWriter(), maxBytes: limit})
 	mount(rallyev1connect.NewRewardServiceHandler(&rewardHandler{svc: d.Rewards, validator: validator}, opts))
 	mount(rallyev1connect.NewAnalyticsServiceHandler(&analyticsHandler{svc: d.Analytics}, opts))
+	mount(rallyev1connect.NewPrivacyServiceHandler(&privacyHandler{svc: d.Privacy}, opts))
 	exports := &exportHandler{analytics: d.Analytics, rewards: d.Rewards}
 	mount(rallyev1connect.NewExportServiceHandler(exports, opts))
 	mux.Handle(ExportPrefix, newExportHTTP(grd, obs, &validating{v: validator}, exports))

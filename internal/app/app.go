@@ -36,6 +36,7 @@ import (
 	"github.com/rallyehq/rallye/internal/org"
 	"github.com/rallyehq/rallye/internal/outbox"
 	"github.com/rallyehq/rallye/internal/postgres"
+	"github.com/rallyehq/rallye/internal/privacy"
 	"github.com/rallyehq/rallye/internal/redisdb"
 	"github.com/rallyehq/rallye/internal/reward"
 	"github.com/rallyehq/rallye/internal/telemetry"
@@ -73,6 +74,8 @@ type App struct {
 	Rewards *reward.Service
 	// Analytics is participation (and, later, impact) for HR and managers.
 	Analytics *analytics.Service
+	// Privacy answers personal-data requests (export, erasure).
+	Privacy *privacy.Service
 	// Console is the web console at /console/.
 	Console *console.Console
 	Handler http.Handler
@@ -239,6 +242,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	a.KPI.OnChange = a.Hub.Publish
 	a.Analytics = analytics.New(db)
 	a.Analytics.SetKPI(a.KPI)
+	a.Privacy = privacy.New(privacy.Deps{DB: db, Boards: a.Boards, Forget: a.Auth.ForgetUser, Log: log.With("component", "privacy")})
 	a.Dashboards = dashboard.NewService(db, a.KPI, a.Org, a.Hub, log.With("component", "dashboard"))
 
 	a.Registry.MustRegister(telemetry.NewJobQueue(db.Pool, log.With("component", "metrics")))
@@ -250,7 +254,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (*
 	rpcs, err := api.NewHandler(api.Deps{
 		Log: log, Registry: a.Registry, Auth: a.Auth, Health: &healthChecker{db: db, redis: a.Redis},
 		Org: a.Org, APIKeys: a.APIKeys, Events: a.Events, Boards: a.Boards, Challenges: a.Challenges,
-		KPI: a.KPI, Dashboards: a.Dashboards, Rewards: a.Rewards, Analytics: a.Analytics, MaxRequestBytes: cfg.MaxRequestBytes,
+		KPI: a.KPI, Dashboards: a.Dashboards, Rewards: a.Rewards, Analytics: a.Analytics, Privacy: a.Privacy, MaxRequestBytes: cfg.MaxRequestBytes,
 		Interceptors: interceptors,
 	})
 	if err != nil {
