@@ -547,14 +547,23 @@ func scanVersion(r pgx.Row, e *Event, extra ...any) error {
 	return nil
 }
 
+// readChangesSQL reads a company's changes after a cursor ($2), at most $3,
+// with their versions.
+const readChangesSQL = `SELECT c.seq, c.sign, ` + versionColumns + `
+	FROM (SELECT seq, sign, version_id FROM event_changes
+		WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3) c
+	CROSS JOIN LATERAL (SELECT * FROM event_versions WHERE tenant_id = $1 AND id = c.version_id OFFSET 0) v
+	ORDER BY c.seq`
+
 func readChanges(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, after int64, limit int) ([]Change, error) {
-	// The versions are fetched by primary key per change (LATERAL), so the
-	// plan does not depend on table statistics.
-	rows, err := tx.Query(ctx, `SELECT c.seq, c.sign, `+versionColumns+`
-		FROM (SELECT seq, sign, version_id FROM event_changes
-			WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3) c
-		CROSS JOIN LATERAL (SELECT * FROM event_versions WHERE tenant_id = $1 AND id = c.version_id) v
-		ORDER BY c.seq`, tenantID, after, limit)
+	// The versions are fetched by primary key per change (LATERAL, fenced
+	// with OFFSET 0 so that it is not flattened into a join), so the plan
+	// does not depend on table statistics: unfenced, a young table's stale
+	// statistics made the planner rescan every version of the company for
+	// each change read (20 changes among 5,800 versions: 110,901 rows
+	// filtered, 130-160 ms instead of 4-6 ms), so a consumer got slower the
+	// more the company had sent, until the next ANALYZE.
+	rows, err := tx.Query(ctx, readChangesSQL, tenantID, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read feed: %w", err)
 	}

@@ -2,8 +2,10 @@ package event
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,5 +172,61 @@ func TestFeedConsumersOfACompanyDoNotWaitForEachOther(t *testing.T) {
 		case <-timeout:
 			t.Fatalf("the other consumer applied %v while the slow one held its batch, want %v", seen, want)
 		}
+	}
+}
+
+// TestReadChangesFetchesVersionsByKey: before any ANALYZE of a company's
+// first thousands of events, reading a few changes fetches their versions
+// by primary key, instead of filtering every version of the company for
+// each change (the plan a flattened join got from stale statistics).
+func TestReadChangesFetchesVersionsByKey(t *testing.T) {
+	db := testutil.DB(t)
+	ctx := context.Background()
+	tenant, _, err := org.NewService(db).CreateTenant(ctx, org.NewTenant{Name: "A", Slug: "acme", TimeZone: "UTC",
+		DefaultLocale: org.LocaleEN, Admin: org.UserInput{DisplayName: "A", Email: "a@acme.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b := range 6 {
+		var rows []Row
+		for i := range MaxBatch {
+			id := fmt.Sprintf("spend-%d-%d", b, i)
+			rows = append(rows, Row{HasAmount: true, Event: Event{Source: "ads", ExternalID: id, Type: MarketingSpend,
+				OccurredAt: time.Date(2026, 3, 3, 9, 0, 0, 0, time.UTC), Amount: 100, Currency: "EUR", Channel: "ads"}})
+		}
+		if err := db.InTenant(ctx, tenant.ID, func(tx pgx.Tx) error {
+			_, err := ingest(ctx, tx, tenant.ID, rows, BoundsAt(time.Now(), DefaultMaxFuture))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var plan []string
+	err = db.InTenant(ctx, tenant.ID, func(tx pgx.Tx) error {
+		var last int64
+		if err := tx.QueryRow(ctx, `SELECT max(seq) FROM event_changes WHERE tenant_id = $1`, tenant.ID).Scan(&last); err != nil {
+			return err
+		}
+		// The generic plan, which a prepared statement uses after a few
+		// executions: it cannot see the parameters' values.
+		if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_generic_plan`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `PREPARE read_changes(uuid, bigint, int) AS `+readChangesSQL); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, fmt.Sprintf(`EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE read_changes('%s', %d, 5000)`, tenant.ID, last-20))
+		if err != nil {
+			return err
+		}
+		plan, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(plan, "\n")
+	if strings.Contains(text, "Rows Removed by Join Filter") || !strings.Contains(text, "event_versions_pkey") {
+		t.Fatalf("reading 20 changes does not fetch their versions by key:\n%s", text)
 	}
 }
