@@ -386,11 +386,11 @@ func mergeCounts(a, b []valueCount) []valueCount {
 	out := make([]valueCount, 0, len(a)+len(b))
 	i, j := 0, 0
 	for i < len(a) && j < len(b) {
-		switch {
-		case a[i].v < b[j].v:
+		switch c := compareFloat8(a[i].v, b[j].v); {
+		case c < 0:
 			out = append(out, a[i])
 			i++
-		case b[j].v < a[i].v:
+		case c > 0:
 			out = append(out, b[j])
 			j++
 		default:
@@ -442,8 +442,23 @@ func sortCounts(m map[float64]int64) []valueCount {
 	for v, n := range m {
 		out = append(out, valueCount{v, n})
 	}
-	slices.SortFunc(out, func(a, b valueCount) int { return cmp.Compare(a.v, b.v) })
+	slices.SortFunc(out, func(a, b valueCount) int { return compareFloat8(a.v, b.v) })
 	return out
+}
+
+// compareFloat8 orders values as PostgreSQL orders float8: NaN after every
+// other value and equal to itself (Go's cmp.Compare puts it first).
+func compareFloat8(a, b float64) int {
+	an, bn := math.IsNaN(a), math.IsNaN(b)
+	switch {
+	case an && bn:
+		return 0
+	case an:
+		return 1
+	case bn:
+		return -1
+	}
+	return cmp.Compare(a, b)
 }
 
 // rawValues reads the values of measures ms (with how many events gave
