@@ -20,11 +20,13 @@ export * from "./gen/rallye/v1/challenge_template_pb.js";
 export * from "./gen/rallye/v1/common_pb.js";
 export * from "./gen/rallye/v1/dashboard_pb.js";
 export * from "./gen/rallye/v1/event_pb.js";
+export * from "./gen/rallye/v1/export_pb.js";
 export * from "./gen/rallye/v1/feed_pb.js";
 export * from "./gen/rallye/v1/kpi_pb.js";
 export * from "./gen/rallye/v1/leaderboard_pb.js";
 export * from "./gen/rallye/v1/mission_pb.js";
 export * from "./gen/rallye/v1/organization_pb.js";
+export * from "./gen/rallye/v1/privacy_pb.js";
 export * from "./gen/rallye/v1/reward_pb.js";
 export * from "./gen/rallye/v1/rules_pb.js";
 
