@@ -121,49 +121,41 @@ func (p *prober) watch(ctx context.Context, retries func()) error {
 	if err != nil {
 		return err
 	}
-	go func() {
-		for ctx.Err() == nil {
-			if kpiStream == nil {
-				var err error
-				if kpiStream, err = retryUnavailable(ctx, retries, openKPI); err != nil {
-					time.Sleep(time.Second)
-					continue
-				}
+	go follow(ctx, retries, kpiStream, openKPI, func(m *rallyev1.WatchResponse) {
+		for _, c := range m.Kpis {
+			if c.Key == probeKPI {
+				p.saw(&p.kpiSeen, int(c.GetValue()))
 			}
-			for {
-				for _, c := range kpiStream.Msg().Kpis {
-					if c.Key == probeKPI {
-						p.saw(&p.kpiSeen, int(c.GetValue()))
-					}
-				}
-				if !kpiStream.Receive() {
-					break
-				}
-			}
-			kpiStream = nil
 		}
-	}()
-	go func() {
-		for ctx.Err() == nil {
-			if rankStream == nil {
-				var err error
-				if rankStream, err = retryUnavailable(ctx, retries, openRank); err != nil {
-					time.Sleep(time.Second)
-					continue
-				}
-			}
-			for {
-				if e := rankStream.Msg().GetRanking().GetPlacement().GetEntry(); e != nil {
-					p.saw(&p.rankSeen, int(e.Points))
-				}
-				if !rankStream.Receive() {
-					break
-				}
-			}
-			rankStream = nil
+	})
+	go follow(ctx, retries, rankStream, openRank, func(m *rallyev1.WatchRankingResponse) {
+		if e := m.GetRanking().GetPlacement().GetEntry(); e != nil {
+			p.saw(&p.rankSeen, int(e.Points))
 		}
-	}()
+	})
 	return nil
+}
+
+// follow hands every message of stream to read until ctx ends, opening
+// the stream again when it ends.
+func follow[T any](ctx context.Context, retries func(), stream *connect.ServerStreamForClient[T],
+	open func() (*connect.ServerStreamForClient[T], error), read func(*T)) {
+	for ctx.Err() == nil {
+		if stream == nil {
+			var err error
+			if stream, err = retryUnavailable(ctx, retries, open); err != nil {
+				time.Sleep(time.Second)
+				continue
+			}
+		}
+		for {
+			read(stream.Msg())
+			if !stream.Receive() {
+				break
+			}
+		}
+		stream = nil
+	}
 }
 
 // saw notes that a watcher read n: probes up to n have shown.
@@ -226,8 +218,8 @@ func (p *prober) caughtUp(ctx context.Context, client rallyev1connect.EventServi
 	deadline := time.After(10 * time.Minute)
 	for {
 		p.mu.Lock()
-		n := len(p.acked)
-		done := len(p.kpiSeen) >= n && len(p.rankSeen) >= n
+		n, onKPI, onBoard := len(p.acked), len(p.kpiSeen), len(p.rankSeen)
+		done := onKPI >= n && onBoard >= n
 		if done {
 			kpi, rank = p.kpiSeen[n-1].Sub(loadEnd), p.rankSeen[n-1].Sub(loadEnd)
 		}
@@ -240,20 +232,27 @@ func (p *prober) caughtUp(ctx context.Context, client rallyev1connect.EventServi
 		case <-time.After(time.Second):
 		case <-deadline:
 			return 0, 0, fmt.Errorf("the roll-ups did not catch up within 10 minutes (%d probes acknowledged, %d on the KPI, %d on the board)",
-				n, len(p.kpiSeen), len(p.rankSeen))
+				n, onKPI, onBoard)
 		}
 	}
 }
 
 // delays are acknowledgement → shown, per probe sent while the load ran
 // (the last one, sent after, is left out), sorted.
-func (p *prober) delays(seen []time.Time) []time.Duration {
+func (p *prober) delays(seen *[]time.Time) []time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []time.Duration
-	for k := 0; k < len(p.acked)-1 && k < len(seen); k++ {
-		out = append(out, max(0, seen[k].Sub(p.acked[k])))
+	for k := 0; k < len(p.acked)-1 && k < len(*seen); k++ {
+		out = append(out, max(0, (*seen)[k].Sub(p.acked[k])))
 	}
 	slices.Sort(out)
 	return out
+}
+
+// shown counts the probes shown so far on the KPI and on the board.
+func (p *prober) shown() (kpi, board int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.kpiSeen), len(p.rankSeen)
 }

@@ -234,7 +234,7 @@ func (r *run) start(ctx context.Context) error {
 	})
 	r.app, r.db, r.kpis, r.baseURL = a, a.DB, a.KPI, "http://"+ln.Addr().String()
 	r.printf("in-process server on %s, database %s\n", r.baseURL, name)
-	return r.startMeter(ctx, 0)
+	return r.startMeter(0)
 }
 
 // startChild starts `rallye serve` (this executable) on the fresh
@@ -305,12 +305,12 @@ func (r *run) connect(ctx context.Context, serverPID int) error {
 		return err
 	}
 	r.kpis = kpi.NewService(db, jobs, r.cfg.Log)
-	return r.startMeter(ctx, serverPID)
+	return r.startMeter(serverPID)
 }
 
 // startMeter prepares the CPU samples: the server's process when it is a
 // child, PostgreSQL's processes when they run on this machine, and Redis.
-func (r *run) startMeter(ctx context.Context, serverPID int) error {
+func (r *run) startMeter(serverPID int) error {
 	u, err := url.Parse(r.cfg.App.DatabaseURL)
 	if err != nil {
 		return err
@@ -323,7 +323,6 @@ func (r *run) startMeter(ctx context.Context, serverPID int) error {
 			r.meter.redis = c
 		}
 	}
-	_ = ctx
 	return nil
 }
 
@@ -590,7 +589,7 @@ func (r *run) ingest(ctx context.Context, ds []eventgen.Delivery) (ingestResult,
 				return
 			case <-t.C:
 				n := sent.Load()
-				k, b := len(r.probe.delays(r.probe.kpiSeen)), len(r.probe.delays(r.probe.rankSeen))
+				k, b := r.probe.shown()
 				r.printf("  %d/%d events accepted (%.0f events/s), probes shown: %d on the KPI, %d on the board\n",
 					n, len(ds), float64(n)/time.Since(start).Seconds(), k, b)
 			}
@@ -639,7 +638,7 @@ func (r *run) ingest(ctx context.Context, ds []eventgen.Delivery) (ingestResult,
 		return res, err
 	}
 	res.cpu = before.to(r.meter.sample(ctx))
-	res.kpiDelays, res.rankDelays = r.probe.delays(r.probe.kpiSeen), r.probe.delays(r.probe.rankSeen)
+	res.kpiDelays, res.rankDelays = r.probe.delays(&r.probe.kpiSeen), r.probe.delays(&r.probe.rankSeen)
 	res.retries = retries.Load()
 	cancel()
 	return res, nil
