@@ -582,6 +582,14 @@ func readChanges(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, after int64
 	return out, rows.Err()
 }
 
+// signal wakes a worker, unless one is already due to wake.
+func (f *Feed) signal() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
 // Notify marks a company as having changes, for Run to drain.
 func (f *Feed) Notify(tenantID uuid.UUID) {
 	f.mu.Lock()
@@ -589,10 +597,7 @@ func (f *Feed) Notify(tenantID uuid.UUID) {
 		f.dirty[drainKey{tenantID, i}] = true
 	}
 	f.mu.Unlock()
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
+	f.signal()
 }
 
 // SweepInterval is how often Run drains every company, whatever the
@@ -700,10 +705,7 @@ func (f *Feed) take() (drainKey, bool) {
 			delete(f.dirty, k)
 			f.running[k] = true
 			if len(f.dirty) > 0 { // let another worker take the next one
-				select {
-				case f.wake <- struct{}{}:
-				default:
-				}
+				f.signal()
 			}
 			return k, true
 		}
@@ -717,10 +719,7 @@ func (f *Feed) done(k drainKey) {
 	again := len(f.dirty) > 0
 	f.mu.Unlock()
 	if again {
-		select {
-		case f.wake <- struct{}{}:
-		default:
-		}
+		f.signal()
 	}
 }
 
@@ -779,10 +778,7 @@ func (f *Feed) retryLater(ctx context.Context, k drainKey, d time.Duration) {
 			f.mu.Lock()
 			f.dirty[k] = true
 			f.mu.Unlock()
-			select {
-			case f.wake <- struct{}{}:
-			default:
-			}
+			f.signal()
 		}
 	})
 }
